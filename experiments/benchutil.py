@@ -1,0 +1,109 @@
+"""Shared helpers for the ``experiments/bench_*.py`` scripts.
+
+Every benchmark times jaxdl and its peers in one process on the same inputs,
+after compilation, and writes a markdown table to ``experiments/results/``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any
+
+import jax
+
+RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+
+
+def block(result: Any) -> Any:
+  """Waits for every JAX array in ``result``; other leaves pass through."""
+  for leaf in jax.tree.leaves(result):
+    if hasattr(leaf, "block_until_ready"):
+      leaf.block_until_ready()
+  return result
+
+
+def median_time(fn: Callable[[], Any], *, repeats: int = 7,
+                warmup: int = 1, min_time: float = 0.0) -> float:
+  """Median wall time in seconds of ``fn()`` over ``repeats`` runs.
+
+  ``warmup`` untimed calls run first (compilation for jitted functions).
+  JAX results are blocked on, so asynchronous dispatch is timed in full.
+  With ``min_time``, repeats continue until that many seconds have passed.
+  """
+  for _ in range(warmup):
+    block(fn())
+  times = []
+  start_all = time.perf_counter()
+  while len(times) < repeats or time.perf_counter() - start_all < min_time:
+    start = time.perf_counter()
+    block(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def first_call_time(fn: Callable[[], Any]) -> float:
+  """Wall time of one call (for compile time: call it on a fresh jit)."""
+  start = time.perf_counter()
+  block(fn())
+  return time.perf_counter() - start
+
+
+def _version(package: str) -> str | None:
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    return None
+
+
+def environment(extra_packages: Sequence[str] = ()) -> dict[str, str]:
+  """Device, CPU and package versions to print under every table."""
+  device = jax.devices()[0]
+  info = {
+      "date": datetime.date.today().isoformat(),
+      "device": f"{device.platform}: {device.device_kind}",
+      "cpu": f"{platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} logical cores",
+      "python": platform.python_version(),
+  }
+  for package in ("jax", "jaxlib", "numpy", *extra_packages):
+    version = _version(package)
+    if version is not None:
+      info[package] = version
+  return info
+
+
+def markdown_table(headers: Sequence[str],
+                   rows: Sequence[Sequence[Any]]) -> str:
+  """A GitHub markdown table; floats are printed with 4 significant digits."""
+
+  def cell(value: Any) -> str:
+    if isinstance(value, float):
+      return f"{value:.4g}"
+    return str(value)
+
+  lines = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---" for _ in headers) + "|"]
+  lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def format_ms(seconds: float) -> str:
+  return f"{seconds * 1e3:.3g} ms"
+
+
+def write_results(name: str, title: str, body: str,
+                  env: dict[str, str]) -> str:
+  """Writes ``experiments/results/{name}.md`` and returns its path."""
+  os.makedirs(RESULTS_DIR, exist_ok=True)
+  env_lines = "\n".join(f"- {k}: {v}" for k, v in env.items())
+  text = f"# {title}\n\n{body.strip()}\n\n## Environment\n\n{env_lines}\n"
+  path = os.path.join(RESULTS_DIR, f"{name}.md")
+  with open(path, "w") as f:
+    f.write(text)
+  return path

@@ -1,0 +1,307 @@
+"""Box formats, areas and the IoU family (IoU, GIoU, DIoU, CIoU).
+
+All functions are pure, work under ``jax.jit`` and batch with ``jax.vmap``.
+Boxes are ``[..., 4]`` arrays in one of three formats:
+
+* ``"xyxy"``: (x1, y1, x2, y2) corners;
+* ``"xywh"``: (x1, y1, w, h), the COCO format;
+* ``"cxcywh"``: (centre x, centre y, w, h), the YOLO format.
+
+Coordinates are continuous: a box's width is ``x2 - x1``. ``pixel_offset=1.0``
+reproduces the inclusive-pixel convention of the PASCAL VOC devkit (width
+``x2 - x1 + 1``). A box with ``x2 < x1`` or ``y2 < y1`` has zero area.
+
+Half-precision inputs are computed in float32 and returned in their own dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+FORMATS = ("xyxy", "xywh", "cxcywh")
+VARIANTS = ("iou", "giou", "diou", "ciou")
+
+
+def _check_format(fmt: str, name: str = "fmt") -> None:
+  if fmt not in FORMATS:
+    raise ValueError(f"{name} must be one of {FORMATS}, got {fmt!r}.")
+
+
+def _check_boxes(boxes: jax.Array, name: str) -> None:
+  if boxes.ndim < 1 or boxes.shape[-1] != 4:
+    raise ValueError(
+        f"{name} must have shape [..., 4], got shape {tuple(boxes.shape)}.")
+
+
+def _compute_dtype(dtype) -> jnp.dtype:
+  """float32 for half precision and integers; float64 stays float64."""
+  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits >= 32:
+    return dtype
+  return jnp.float32
+
+
+def _result_dtype(dtype) -> jnp.dtype:
+  return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
+
+
+def _as_boxes(boxes: ArrayLike, name: str) -> jax.Array:
+  boxes = jnp.asarray(boxes)
+  _check_boxes(boxes, name)
+  return boxes
+
+
+def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
+  """Converts boxes between ``"xyxy"``, ``"xywh"`` and ``"cxcywh"``.
+
+  Equals ``torchvision.ops.box_convert`` (whose names are "xyxy", "xywh",
+  "cxcywh").
+
+  Args:
+    boxes: ``[..., 4]`` boxes in format ``src``.
+    src: the input format.
+    dst: the output format.
+
+  Returns:
+    ``[..., 4]`` boxes in format ``dst``, same dtype.
+
+  >>> convert(jnp.array([10., 20., 4., 6.]), "cxcywh", "xyxy")
+  Array([ 8., 17., 12., 23.], dtype=float32)
+  """
+  _check_format(src, "src")
+  _check_format(dst, "dst")
+  boxes = _as_boxes(boxes, "boxes")
+  if src == dst:
+    return boxes
+  a, b, c, d = jnp.moveaxis(boxes, -1, 0)
+  if src == "xywh":
+    a, b, c, d = a, b, a + c, b + d
+  elif src == "cxcywh":
+    a, b, c, d = a - c / 2, b - d / 2, a + c / 2, b + d / 2
+  # a, b, c, d are now x1, y1, x2, y2.
+  if dst == "xywh":
+    a, b, c, d = a, b, c - a, d - b
+  elif dst == "cxcywh":
+    a, b, c, d = (a + c) / 2, (b + d) / 2, c - a, d - b
+  return jnp.stack([a, b, c, d], axis=-1).astype(boxes.dtype)
+
+
+def _sides(boxes: jax.Array, fmt: str, pixel_offset: float):
+  """Corners and non-negative width/height, each ``[...]``."""
+  x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
+  w = jnp.maximum(x2 - x1 + pixel_offset, 0.0)
+  h = jnp.maximum(y2 - y1 + pixel_offset, 0.0)
+  return x1, y1, x2, y2, w, h
+
+
+def area(boxes: ArrayLike, *, fmt: str = "xyxy",
+         pixel_offset: float = 0.0) -> jax.Array:
+  """Box areas, ``max(w, 0) * max(h, 0)``.
+
+  Args:
+    boxes: ``[..., 4]`` boxes.
+    fmt: box format.
+    pixel_offset: added to widths and heights (1.0 for the VOC convention).
+
+  Returns:
+    ``[...]`` areas in the input dtype (float32 for integer input).
+  """
+  _check_format(fmt)
+  boxes = _as_boxes(boxes, "boxes")
+  out_dtype = _result_dtype(boxes.dtype)
+  *_, w, h = _sides(boxes.astype(_compute_dtype(boxes.dtype)), fmt,
+                    pixel_offset)
+  return (w * h).astype(out_dtype)
+
+
+class _Overlap(NamedTuple):
+  """Shared geometry of a pair of boxes, every field ``[...]``."""
+  inter: jax.Array
+  union: jax.Array
+  enclose_w: jax.Array
+  enclose_h: jax.Array
+  centre_dist2: jax.Array
+  wa: jax.Array
+  ha: jax.Array
+  wb: jax.Array
+  hb: jax.Array
+
+
+def _overlap(a: jax.Array, b: jax.Array, fmt: str,
+             pixel_offset: float) -> _Overlap:
+  ax1, ay1, ax2, ay2, wa, ha = _sides(a, fmt, pixel_offset)
+  bx1, by1, bx2, by2, wb, hb = _sides(b, fmt, pixel_offset)
+  inter_w = jnp.maximum(
+      jnp.minimum(ax2, bx2) - jnp.maximum(ax1, bx1) + pixel_offset, 0.0)
+  inter_h = jnp.maximum(
+      jnp.minimum(ay2, by2) - jnp.maximum(ay1, by1) + pixel_offset, 0.0)
+  # inter_w <= min(wa, wb), so an inverted (zero-area) box overlaps nothing.
+  inter = inter_w * inter_h
+  union = wa * ha + wb * hb - inter
+  enclose_w = jnp.maximum(ax2, bx2) - jnp.minimum(ax1, bx1) + pixel_offset
+  enclose_h = jnp.maximum(ay2, by2) - jnp.minimum(ay1, by1) + pixel_offset
+  centre_dist2 = ((bx1 + bx2 - ax1 - ax2) ** 2 +
+                  (by1 + by2 - ay1 - ay2) ** 2) / 4
+  return _Overlap(inter, union, enclose_w, enclose_h, centre_dist2,
+                  wa, ha, wb, hb)
+
+
+def _safe_aspect_angle(w: jax.Array, h: jax.Array) -> jax.Array:
+  """``atan(w / h)`` that is 0 with a zero gradient for a point box."""
+  nonzero = (w > 0) | (h > 0)
+  return jnp.where(nonzero, jnp.arctan2(jnp.where(nonzero, w, 1.0),
+                                        jnp.where(nonzero, h, 1.0)), 0.0)
+
+
+def _iou_from_overlap(o: _Overlap, variant: str, eps: float) -> jax.Array:
+  iou_value = o.inter / (o.union + eps)
+  if variant == "iou":
+    return iou_value
+  if variant == "giou":
+    enclose_area = o.enclose_w * o.enclose_h
+    return iou_value - (enclose_area - o.union) / (enclose_area + eps)
+  diagonal2 = o.enclose_w ** 2 + o.enclose_h ** 2 + eps
+  diou = iou_value - o.centre_dist2 / diagonal2
+  if variant == "diou":
+    return diou
+  angle_gap = _safe_aspect_angle(o.wb, o.hb) - _safe_aspect_angle(o.wa, o.ha)
+  v = (4 / math.pi ** 2) * angle_gap ** 2
+  # As torchvision and YOLOv5: the trade-off weight is a constant.
+  alpha = jax.lax.stop_gradient(v / (1 - iou_value + v + eps))
+  return diou - alpha * v
+
+
+def _check_variant(variant: str) -> None:
+  if variant not in VARIANTS:
+    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+
+
+def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
+        fmt: str = "xyxy", eps: float = 1e-7,
+        pixel_offset: float = 0.0) -> jax.Array:
+  """Elementwise IoU, GIoU, DIoU or CIoU of two broadcastable sets of boxes.
+
+  The four variants share one intersection / union / enclosing-box
+  computation. With ``eps`` they match torchvision's
+  ``generalized_box_iou_loss``, ``distance_box_iou_loss`` and
+  ``complete_box_iou_loss`` (value = 1 - loss); ``variant="iou"`` matches
+  ``torchvision.ops.box_iou`` up to ``eps``. CIoU's trade-off weight
+  ``alpha`` is under ``stop_gradient`` as in torchvision and YOLOv5.
+
+  Gradients are finite for every input, including zero-size, inverted,
+  identical and concentric boxes.
+
+  Args:
+    a: ``[..., 4]`` boxes.
+    b: ``[..., 4]`` boxes, broadcastable with ``a`` over the leading axes.
+    variant: ``"iou" | "giou" | "diou" | "ciou"`` (static).
+    fmt: ``"xyxy" | "xywh" | "cxcywh"`` (static).
+    eps: added to denominators.
+    pixel_offset: added to every width and height (1.0: the VOC "+1").
+
+  Returns:
+    ``[...]`` the broadcast leading shape; IoU in [0, 1], the others in
+    [-1, 1]. Input dtype (float32 for integers).
+
+  References:
+    Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019;
+    Zheng et al., "Distance-IoU Loss", AAAI 2020.
+
+  >>> iou(jnp.array([0., 0., 2., 2.]), jnp.array([1., 0., 3., 2.]))
+  Array(0.33333334, dtype=float32)
+  """
+  _check_variant(variant)
+  _check_format(fmt)
+  a = _as_boxes(a, "a")
+  b = _as_boxes(b, "b")
+  try:
+    np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+  except ValueError:
+    raise ValueError(
+        f"a and b must broadcast over their leading axes, got shapes "
+        f"{tuple(a.shape)} and {tuple(b.shape)}.") from None
+  out_dtype = _result_dtype(jnp.result_type(a.dtype, b.dtype))
+  compute = _compute_dtype(out_dtype)
+  overlap = _overlap(a.astype(compute), b.astype(compute), fmt, pixel_offset)
+  return _iou_from_overlap(overlap, variant, eps).astype(out_dtype)
+
+
+def pairwise_iou(a: ArrayLike, b: ArrayLike, **kwargs) -> jax.Array:
+  """All-pairs IoU family: ``[N, 4] x [M, 4] -> [N, M]``.
+
+  ``iou`` vmapped over both sets; ``kwargs`` are those of :func:`iou`.
+  ``variant="iou"`` equals ``torchvision.ops.box_iou`` (up to ``eps``),
+  ``"giou"`` equals ``torchvision.ops.generalized_box_iou``.
+
+  Args:
+    a: ``[N, 4]`` boxes.
+    b: ``[M, 4]`` boxes.
+    **kwargs: ``variant``, ``fmt``, ``eps``, ``pixel_offset`` as in ``iou``.
+
+  Returns:
+    ``[N, M]`` with entry ``[i, j] = iou(a[i], b[j])``.
+  """
+  a = jnp.asarray(a)
+  b = jnp.asarray(b)
+  for name, boxes in (("a", a), ("b", b)):
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+      raise ValueError(
+          f"{name} must have shape [N, 4], got {tuple(boxes.shape)}.")
+  row = jax.vmap(lambda x, y: iou(x, y, **kwargs), in_axes=(None, 0))
+  return jax.vmap(row, in_axes=(0, None))(a, b)
+
+
+def clip(boxes: ArrayLike, height: ArrayLike, width: ArrayLike, *,
+         fmt: str = "xyxy") -> jax.Array:
+  """Clips boxes to the image ``[0, width] x [0, height]``.
+
+  Equals ``torchvision.ops.clip_boxes_to_image`` for ``"xyxy"``.
+
+  Args:
+    boxes: ``[..., 4]`` boxes in ``fmt``.
+    height: image height (scalar or broadcastable to ``[...]``).
+    width: image width.
+    fmt: box format; the result is in the same format.
+
+  Returns:
+    ``[..., 4]`` clipped boxes.
+  """
+  _check_format(fmt)
+  boxes = _as_boxes(boxes, "boxes")
+  x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
+  width = jnp.asarray(width, boxes.dtype)
+  height = jnp.asarray(height, boxes.dtype)
+  clipped = jnp.stack([jnp.clip(x1, 0, width), jnp.clip(y1, 0, height),
+                       jnp.clip(x2, 0, width), jnp.clip(y2, 0, height)], -1)
+  return convert(clipped.astype(boxes.dtype), "xyxy", fmt)
+
+
+def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",
+             min_size: float = 0.0) -> jax.Array:
+  """True where a box is finite with width and height ``> min_size``.
+
+  With ``min_size > 0`` this is the keep-mask of
+  ``torchvision.ops.remove_small_boxes`` except that a side exactly equal to
+  ``min_size`` is rejected here (strict, so zero-size boxes are invalid at the
+  default ``min_size=0``).
+
+  Args:
+    boxes: ``[..., 4]`` boxes.
+    fmt: box format.
+    min_size: the minimum side length.
+
+  Returns:
+    ``[...]`` bool.
+  """
+  _check_format(fmt)
+  if min_size < 0:
+    raise ValueError(f"min_size must be >= 0, got {min_size}.")
+  boxes = _as_boxes(boxes, "boxes")
+  x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
+  finite = jnp.all(jnp.isfinite(boxes), axis=-1)
+  return finite & (x2 - x1 > min_size) & (y2 - y1 > min_size)

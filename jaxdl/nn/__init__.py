@@ -1,0 +1,3 @@
+"""Flax linen modules (NHWC)."""
+
+from jaxdl.nn.toynet import ToyNet

@@ -1,0 +1,32 @@
+"""The CIFAR-10 tutorial network of the notes ("构建Toy模型"), in Flax linen."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+
+class ToyNet(nn.Module):
+  """LeNet-style CIFAR-10 net: conv5-pool-conv5-pool-fc120-fc84-fc.
+
+  Same layers and parameter count as the PyTorch tutorial ``Net``
+  (62,006 parameters for 10 classes), in NHWC. The flatten is over
+  (H, W, C) rather than torch's (C, H, W): a permutation of ``fc1``'s rows.
+
+  Attributes:
+    num_classes: number of output logits.
+  """
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps ``[B, 32, 32, C]`` images to ``[B, num_classes]`` logits."""
+    del train  # No dropout or batch norm; kept for a uniform model interface.
+    x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="VALID")(x)),
+                    (2, 2), strides=(2, 2))  # [B, 14, 14, 6]
+    x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)),
+                    (2, 2), strides=(2, 2))  # [B, 5, 5, 16]
+    x = x.reshape(x.shape[0], -1)  # [B, 400]
+    x = nn.relu(nn.Dense(120)(x))
+    x = nn.relu(nn.Dense(84)(x))
+    return nn.Dense(self.num_classes)(x)
