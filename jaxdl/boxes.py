@@ -205,8 +205,10 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
     pixel_offset: added to every width and height (1.0: the VOC "+1").
 
   Returns:
-    ``[...]`` the broadcast leading shape; IoU in [0, 1], the others in
-    [-1, 1]. Input dtype (float32 for integers).
+    ``[...]`` the broadcast leading shape; IoU in [0, 1], GIoU and DIoU in
+    [-1, 1], CIoU in [-1.5, 1] (its penalty ``alpha * v`` reaches 1/2 for
+    far-apart boxes of opposite aspect ratio). Input dtype (float32 for
+    integers).
 
   References:
     Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019;
