@@ -149,8 +149,8 @@ def test_is_valid():
 
 
 def test_elementwise_broadcasting(rng):
-  a = ref.random_boxes(rng, 3)[:, None, :]  # [3, 1, 4]
-  b = ref.random_boxes(rng, 5)[None, :, :]  # [1, 5, 4]
+  a = ref.random_boxes(rng, 3, dtype=np.float64)[:, None, :]  # [3, 1, 4]
+  b = ref.random_boxes(rng, 5, dtype=np.float64)[None, :, :]  # [1, 5, 4]
   got = boxes.iou(a, b, variant="giou")
   chex.assert_shape(got, (3, 5))
   np.testing.assert_allclose(got, ref.bbox_iou(a, b, variant="giou"),
@@ -203,8 +203,8 @@ def test_ciou_lower_bound_is_minus_one_and_a_half():
   wide = jnp.array([1e5, 1e5, 1e5 + 1000.0, 1e5 + 1.0])
   value = boxes.iou(tall, wide, variant="ciou")
   assert -1.5 < value < -1.4
-  np.testing.assert_allclose(value, ref.bbox_iou(np.asarray(tall),
-                                                 np.asarray(wide),
+  np.testing.assert_allclose(value, ref.bbox_iou(np.asarray(tall, np.float64),
+                                                 np.asarray(wide, np.float64),
                                                  variant="ciou"), atol=1e-5)
 
 
