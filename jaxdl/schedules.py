@@ -1,0 +1,172 @@
+"""Learning-rate schedules: the notes' cosine ramp, one-cycle, SGDR restarts.
+
+A schedule is a pure function ``step -> value`` that accepts a Python int or
+an integer array (also traced, inside ``jit``) and returns a float32 value,
+so it can be passed as ``learning_rate`` to any optimizer in
+:mod:`jaxdl.optim` or optax.
+
+>>> one_cycle(100, 0.1)(30)
+Array(0.1, dtype=float32)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+Schedule = Callable[[ArrayLike], jax.Array]
+
+
+def _check_positive(value: float, name: str) -> None:
+  if not value > 0:
+    raise ValueError(f"{name} must be > 0, got {value}.")
+
+
+def _half_cosine(fraction: jax.Array) -> jax.Array:
+  """``(1 + cos(pi f)) / 2``: 1 at ``f = 0``, 0 at ``f = 1``."""
+  return (1 + jnp.cos(jnp.pi * fraction)) / 2
+
+
+def cosine_ramp(y1: float = 0.0, y2: float = 1.0,
+                steps: int = 100) -> Schedule:
+  """The notes' (and YOLOv5's) ``one_cycle`` lambda: a half-cosine ramp.
+
+  ``f(x) = (1 - cos(pi x / steps)) / 2 * (y2 - y1) + y1``: ``y1`` at
+  ``x = 0``, ``y2`` at ``x = steps``. As in the notes the formula is not
+  clamped: past ``steps`` it continues along the cosine. YOLOv5 uses it as a
+  learning-rate *multiplier*, ``cosine_ramp(1.0, lrf, epochs)``.
+
+  Args:
+    y1: value at step 0.
+    y2: value at step ``steps``.
+    steps: ``> 0``, length of the ramp.
+
+  Returns:
+    A schedule ``x -> value`` (float32).
+
+  References:
+    ``utils/general.py::one_cycle`` in YOLOv5 (Ultralytics).
+
+  >>> cosine_ramp(1.0, 0.1, 10)(5)
+  Array(0.55, dtype=float32)
+  """
+  _check_positive(steps, "steps")
+
+  def schedule(x: ArrayLike) -> jax.Array:
+    x = jnp.asarray(x, jnp.float32)
+    return (1 - _half_cosine(x / steps)) * (y2 - y1) + y1
+
+  return schedule
+
+
+def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
+              div_factor: float = 25.0,
+              final_div_factor: float = 1e4) -> Schedule:
+  """One-cycle schedule with cosine phases, ``optax.cosine_onecycle_schedule``.
+
+  From ``init = peak_value / div_factor`` up to ``peak_value`` over the first
+  ``int(pct_start * total_steps)`` steps, then down to
+  ``init / final_div_factor`` at ``total_steps``; constant after. Each phase
+  is a half cosine. This is ``torch.optim.lr_scheduler.OneCycleLR``'s
+  ``anneal_strategy="cos"`` learning rate, except that torch ends the cycle
+  at ``total_steps - 1``.
+
+  Args:
+    total_steps: ``> 0``, length of the cycle (static).
+    peak_value: the maximum, ``>= 0``.
+    pct_start: fraction of the cycle spent increasing, in [0, 1].
+    div_factor: ``> 0``, ``init = peak_value / div_factor``.
+    final_div_factor: ``> 0``, ``final = init / final_div_factor``.
+
+  Returns:
+    A schedule ``step -> value`` (float32).
+
+  References:
+    Smith & Topin, "Super-Convergence", 2017.
+  """
+  _check_positive(total_steps, "total_steps")
+  _check_positive(div_factor, "div_factor")
+  _check_positive(final_div_factor, "final_div_factor")
+  if not peak_value >= 0:
+    raise ValueError(f"peak_value must be >= 0, got {peak_value}.")
+  if not 0.0 <= pct_start <= 1.0:
+    raise ValueError(f"pct_start must be in [0, 1], got {pct_start}.")
+  init_value = peak_value / div_factor
+  final_value = init_value / final_div_factor
+  warmup_end = int(pct_start * total_steps)
+
+  def phase(step, start, end, begin_value, end_value):
+    # Inside [start, end): a half cosine from begin_value to end_value.
+    fraction = (step - start) / max(end - start, 1)
+    value = end_value + (begin_value - end_value) * _half_cosine(fraction)
+    return jnp.where((start <= step) & (step < end), value, 0.0)
+
+  def schedule(step: ArrayLike) -> jax.Array:
+    step = jnp.asarray(step, jnp.float32)
+    return (phase(step, 0, warmup_end, init_value, peak_value) +
+            phase(step, warmup_end, total_steps, peak_value, final_value) +
+            jnp.where(step >= total_steps, final_value, 0.0))
+
+  return schedule
+
+
+def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
+                    alpha: float = 0.0) -> Schedule:
+  """Cosine annealing with warm restarts (SGDR), an endless cycle.
+
+  Cycle ``i`` lasts ``T_i = period * t_mult**i`` steps; within it, at
+  ``t_cur`` steps since the restart, the value is
+  ``init_value * (alpha + (1 - alpha) (1 + cos(pi t_cur / T_i)) / 2)``.
+  It equals ``optax.sgdr_schedule`` with cycles
+  ``dict(init_value=init_value, peak_value=init_value, warmup_steps=0,
+  decay_steps=T_i, end_value=alpha * init_value)`` and
+  ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=period,
+  T_mult=t_mult, eta_min=alpha * init_value)``.
+
+  Args:
+    init_value: the value at each restart.
+    period: ``> 0``, length ``T_0`` of the first cycle.
+    t_mult: ``>= 1``, growth factor of the cycle length.
+    alpha: in [0, 1], the minimum as a fraction of ``init_value``.
+
+  Returns:
+    A schedule ``step -> value`` (float32).
+
+  References:
+    Loshchilov & Hutter, "SGDR: Stochastic gradient descent with warm
+    restarts", ICLR 2017.
+
+  >>> cosine_restarts(1.0, 10)(jnp.array([0, 5, 10]))
+  Array([1. , 0.5, 1. ], dtype=float32)
+  """
+  _check_positive(period, "period")
+  if not t_mult >= 1:
+    raise ValueError(f"t_mult must be >= 1, got {t_mult}.")
+  if not 0.0 <= alpha <= 1.0:
+    raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+
+  def cycle_start(cycle):
+    # Steps before cycle `cycle`: period * (1 + t + ... + t**(cycle - 1)).
+    if t_mult == 1:
+      return period * cycle
+    return period * (t_mult ** cycle - 1) / (t_mult - 1)
+
+  def schedule(step: ArrayLike) -> jax.Array:
+    step = jnp.asarray(step, jnp.float32)
+    if t_mult == 1:
+      cycle = jnp.floor(step / period)
+    else:
+      cycle = jnp.floor(
+          jnp.log1p(step * (t_mult - 1) / period) / math.log(t_mult))
+    # The closed form can be one cycle off at a boundary in float32.
+    cycle = jnp.where(cycle_start(cycle) > step, cycle - 1, cycle)
+    cycle = jnp.where(cycle_start(cycle + 1) <= step, cycle + 1, cycle)
+    t_cur = step - cycle_start(cycle)
+    length = period * t_mult ** cycle
+    return init_value * (alpha + (1 - alpha) * _half_cosine(t_cur / length))
+
+  return schedule
