@@ -435,7 +435,8 @@ def l1_loss(pred: ArrayLike, target: ArrayLike, *,
         f"{tuple(target.shape)}.") from None
   out_dtype = _out_dtype(jnp.result_type(pred.dtype, target.dtype))
   diff = _compute(pred) - _compute(target)
-  return _reduce(jnp.abs(diff), reduction).astype(out_dtype)
+  # |d| as d * sign(d): jnp.abs has gradient 1 at 0, PyTorch's has 0.
+  return _reduce(diff * jnp.sign(diff), reduction).astype(out_dtype)
 
 
 def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
