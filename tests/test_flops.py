@@ -1,0 +1,238 @@
+"""Tests for jaxdl.flops: formulas reconciled with XLA's cost analysis."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxdl import flops
+from jaxdl.nn import ToyNet
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, w, b, *, strides, padding, dilation, groups):
+  y = lax.conv_general_dilated(x, w, (strides,) * 2, padding,
+                               rhs_dilation=(dilation,) * 2,
+                               dimension_numbers=_DN,
+                               feature_group_count=groups)
+  return y if b is None else y + b
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_conv2d_flops_xla_equals_cost_analysis(kernel):
+  """Exact equality over strides, paddings, dilations, groups, bias, batch."""
+  h, w, c_in = 9, 10, 8
+  for strides, padding, dilation, groups, bias, batch in itertools.product(
+      [1, 2], ["SAME", "VALID", ((2, 1), (0, 2))], [1, 2], [1, 4, c_in],
+      [False, True], [1, 8]):
+    c_out = c_in if groups == c_in else 16  # depthwise keeps channels
+    pads = flops.resolve_padding(padding, (h, w), kernel, strides=strides,
+                                 dilation=dilation)
+    x = jax.ShapeDtypeStruct((batch, h, w, c_in), jnp.float32)
+    k = jax.ShapeDtypeStruct((kernel, kernel, c_in // groups, c_out),
+                             jnp.float32)
+    b = jax.ShapeDtypeStruct((c_out,), jnp.float32) if bias else None
+    got = flops.xla_cost(_conv, x, k, b, strides=strides, padding=pads,
+                         dilation=dilation, groups=groups).flops
+    want = flops.conv2d_flops((h, w), c_in, c_out, kernel, strides=strides,
+                              padding=padding, dilation=dilation, groups=groups,
+                              bias=bias, batch=batch)
+    assert got == want, (strides, padding, dilation, groups, bias, batch)
+
+
+@pytest.mark.parametrize("batch_shape,bias", [((1,), True), ((8,), False),
+                                              ((2, 3), True)])
+def test_dense_flops_xla_equals_cost_analysis(batch_shape, bias):
+  layer = nn.Dense(7, use_bias=bias)
+  x = jax.ShapeDtypeStruct((*batch_shape, 5), jnp.float32)
+  variables = jax.eval_shape(layer.init, jax.random.key(0), x)
+  got = flops.xla_cost(layer.apply, variables, x).flops
+  assert got == flops.dense_flops(5, 7, batch=math.prod(batch_shape),
+                                  bias=bias)
+
+
+def test_flax_conv_xla_equals_formula_and_params_equal_count():
+  """The real nn.Conv module: FLOPs and params against the formulas."""
+  for kernel, strides, padding, groups, bias in [
+      (3, 1, "SAME", 1, True), (5, 2, "VALID", 4, False),
+      (3, 2, 1, 8, True), (3, 1, ((0, 2), (1, 1)), 2, False)]:
+    conv = nn.Conv(16 if groups != 8 else 8, (kernel, kernel), strides=strides,
+                   padding=padding, feature_group_count=groups, use_bias=bias)
+    x = jax.ShapeDtypeStruct((2, 11, 12, 8), jnp.float32)
+    variables = jax.eval_shape(conv.init, jax.random.key(0), x)
+    c_out = conv.features
+    assert flops.count_params(variables) == flops.conv2d_params(
+        8, c_out, kernel, groups=groups, bias=bias)
+    assert flops.xla_cost(conv.apply, variables, x).flops == flops.conv2d_flops(
+        (11, 12), 8, c_out, kernel, strides=strides, padding=padding,
+        groups=groups, bias=bias, batch=2)
+
+
+def test_notes_convention_reproduces_notes_formula():
+  # Notes: (2·Ci·K² − 1)·H·W·Co; with bias the −1 is cancelled.
+  ci, co, k, hw = 3, 6, 5, 28
+  assert flops.conv2d_flops(32, ci, co, k, padding="VALID",
+                            convention="notes") == (2 * ci * k * k - 1) * hw * hw * co
+  assert flops.conv2d_flops(32, ci, co, k, padding="VALID", bias=True,
+                            convention="notes") == 2 * ci * k * k * hw * hw * co
+  # Notes: fully connected (2I − 1)·O.
+  assert flops.dense_flops(400, 120, bias=False,
+                           convention="notes") == (2 * 400 - 1) * 120
+  assert flops.dense_flops(400, 120, convention="macs") == 400 * 120
+  # Groups divide the cost (notes 004: "计算量是普通卷积的 1/group").
+  dense = flops.conv2d_flops(16, 32, 32, 3, convention="macs")
+  assert flops.conv2d_flops(16, 32, 32, 3, groups=4, convention="macs") == dense // 4
+
+
+def test_same_padding_costs_less_than_notes_formula():
+  """The gap notes − xla is exactly the padded taps (plus the −1 per output)."""
+  h = w = 8
+  ci, co, k = 4, 5, 3
+  xla = flops.conv2d_flops(h, ci, co, k, padding="SAME")
+  notes = flops.conv2d_flops(h, ci, co, k, padding="SAME", convention="notes")
+  # Border: 4 corners miss 5 taps each, 4*(h-2) edge pixels miss 3 each.
+  padded_taps = 4 * 5 + 4 * (h - 2) * 3
+  assert notes - xla == 2 * padded_taps * ci * co - h * w * co
+  assert flops.conv2d_flops(h, ci, co, k, padding="VALID") == flops.conv2d_flops(
+      h, ci, co, k, padding="VALID", convention="notes") + 6 * 6 * co
+
+
+def test_conv2d_params():
+  assert flops.conv2d_params(3, 6, 5) == 5 * 5 * 3 * 6 + 6  # notes 004
+  assert flops.conv2d_params(128, 128, 3, groups=32, bias=False) == 9 * 4 * 128
+  assert flops.conv2d_params(8, 16, (1, 3), bias=False) == 3 * 8 * 16
+
+
+def _torch_conv_out(i, k, s, p, d):
+  torch = pytest.importorskip("torch")
+  conv = torch.nn.Conv1d(1, 1, k, stride=s, padding=p, dilation=d)
+  return conv(torch.zeros(1, 1, i)).shape[-1]
+
+
+def test_conv_output_size_matches_torch_and_fixes_notes():
+  pytest.importorskip("torch")
+  for i, k, s, p, d in itertools.product([7, 8], [1, 3, 5], [1, 2, 3],
+                                         [0, 2], [1, 2]):
+    if i + 2 * p < d * (k - 1) + 1:
+      continue
+    assert flops.conv_output_size(i, k, s=s, p=p, d=d) == _torch_conv_out(
+        i, k, s, p, d)
+  # The notes' (i + 2p − k)/s + 1 is not even an integer here.
+  assert (8 + 2 * 1 - 3) / 2 + 1 == 4.5
+  assert flops.conv_output_size(8, 3, s=2, p=1) == 4
+
+
+def test_conv_transpose_output_size_matches_torch():
+  torch = pytest.importorskip("torch")
+  for i, k, s, p, d in itertools.product([3, 4], [1, 3, 4], [1, 2, 3], [0, 1],
+                                         [1, 2]):
+    for op in range(max(s, d)):
+      want = torch.nn.ConvTranspose1d(1, 1, k, stride=s, padding=p,
+                                      output_padding=op, dilation=d)
+      if (i - 1) * s - 2 * p + d * (k - 1) + op + 1 <= 0:
+        continue
+      got = flops.conv_transpose_output_size(i, k, s=s, p=p, output_padding=op,
+                                             d=d)
+      assert got == want(torch.zeros(1, 1, i)).shape[-1]
+  # It inverts the conv size: every output_padding gives a size that a
+  # strided conv maps back to i (the notes' "(o + 2p − k) % s" case).
+  for op in range(2):
+    o = flops.conv_transpose_output_size(5, 3, s=2, p=1, output_padding=op)
+    assert flops.conv_output_size(o, 3, s=2, p=1) == 5
+
+
+def test_bad_arguments_raise():
+  with pytest.raises(ValueError, match="convention"):
+    flops.conv2d_flops(8, 4, 4, 3, convention="fvcore")
+  with pytest.raises(ValueError, match="groups"):
+    flops.conv2d_flops(8, 6, 4, 3, groups=4)
+  with pytest.raises(ValueError, match="padding"):
+    flops.conv2d_flops(8, 4, 4, 3, padding="FULL")
+  with pytest.raises(ValueError, match="kernel"):
+    flops.conv2d_flops(8, 4, 4, 0)
+  with pytest.raises(ValueError, match="output_padding"):
+    flops.conv_transpose_output_size(4, 3, s=2, output_padding=2)
+  with pytest.raises(ValueError, match="groups"):
+    flops.conv2d_params(6, 4, 3, groups=4)
+
+
+def test_cost_dict_handles_every_jax_version():
+  d = {"flops": 3.0}
+  assert flops._cost_dict(d) == d
+  assert flops._cost_dict([d]) == d
+  assert flops._cost_dict(None) is None
+  assert flops._cost_dict([]) is None
+
+
+def test_xla_cost_fields_and_static_kwargs():
+  def f(x, *, scale):
+    return jnp.exp(x) * scale
+
+  cost = flops.xla_cost(f, jnp.ones((4, 5)), scale=2.0)
+  assert cost.transcendentals == 20.0
+  assert cost.flops == 20.0  # the multiply; exp is a transcendental
+  assert cost.bytes_accessed == 2 * 4 * 20  # read x, write y (float32)
+  # Matmul: 2·M·K·N.
+  assert flops.xla_cost(jnp.matmul, jnp.ones((3, 7)),
+                        jnp.ones((7, 5))).flops == 2 * 3 * 7 * 5
+
+
+def test_count_params():
+  tree = {"a": jnp.ones((3, 4)), "b": [jnp.ones(5), jax.ShapeDtypeStruct(
+      (2, 2), jnp.float32)]}
+  assert flops.count_params(tree) == 12 + 5 + 4
+  assert flops.count_params({}) == 0
+
+
+def test_summary_toynet():
+  s = flops.summary(ToyNet(), jnp.ones((2, 32, 32, 3)), train=False)
+  assert s.params == 62006
+  assert [l.path for l in s.layers] == ["Conv_0", "Conv_1", "Dense_0",
+                                        "Dense_1", "Dense_2"]
+  assert [l.output_shape for l in s.layers] == [
+      (2, 28, 28, 6), (2, 10, 10, 16), (2, 120), (2, 84), (2, 10)]
+  assert sum(l.params for l in s.layers) == 62006
+  for layer in s.layers:  # Per layer, the "xla" formula is XLA's count.
+    assert layer.formula_flops == layer.xla_flops, layer.path
+  # relu and max-pool are the only work outside convs and matmuls:
+  # 1 FLOP per relu output, 3 comparisons per 2x2 pooled output.
+  extra = 2 * (28 * 28 * 6 + 10 * 10 * 16 + 120 + 84) + 2 * 3 * (
+      14 * 14 * 6 + 5 * 5 * 16)
+  assert s.xla_flops == s.formula_flops + extra
+  assert 2 * s.xla_flops < s.training_flops < 4 * s.xla_flops
+  table = s.to_markdown()
+  assert "| Conv_0 | Conv | (2, 28, 28, 6) | 456 |" in table
+  assert "62,006" in table
+
+
+def test_summary_notes_convention_and_nested_paths():
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(4, (3, 3))(x)
+      return nn.Dense(3)(nn.relu(x))
+
+  class Model(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train=False):
+      del train
+      return Block(name="block")(x)
+
+  s = flops.summary(Model(), jax.ShapeDtypeStruct((1, 6, 6, 2), jnp.float32),
+                    convention="notes", train=True)
+  paths = [l.path for l in s.layers]
+  assert paths == ["block", "block/Conv_0", "block/Dense_0"]
+  conv = flops.conv2d_flops(6, 2, 4, 3, bias=True, convention="notes")
+  dense = flops.dense_flops(4, 3, batch=36, convention="notes")
+  assert s.layers[0].formula_flops is None
+  assert s.formula_flops == conv + dense  # containers are not double counted
+  assert s.layers[0].xla_flops == s.xla_flops
+  assert s.params == s.layers[0].params == (9 * 2 * 4 + 4) + (4 * 3 + 3)
