@@ -1,0 +1,412 @@
+"""k-means (k-means++ init, Lloyd iterations), silhouette score and kNN.
+
+Every function is pure, static-shaped, works under ``jax.jit`` and batches
+with ``jax.vmap`` (a batch of independent problems). Padded points pass
+``mask`` (True = real point); they are never chosen as centres, never move
+a centre and get label -1.
+
+``kmeans`` follows ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)``:
+the same greedy k-means++ (``2 + floor(log k)`` candidates per centre), the
+same stopping rule (labels unchanged, or total squared centre shift ``<=
+tol * mean feature variance``), empty clusters re-seeded with the points
+farthest from their centres, and a final assignment step so that the labels
+belong to the returned centres. Random draws use ``jax.random``, so only a
+given ``init`` array reproduces sklearn's run exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+
+INITS = ("k-means++", "random")
+
+
+class KMeansResult(NamedTuple):
+  """``kmeans`` output.
+
+  Attributes:
+    centers: ``[k, D]`` cluster centres.
+    labels: ``[N]`` int32 index of each point's nearest centre, -1 for
+      padding.
+    inertia: scalar sum of squared distances of real points to their centre.
+    n_iter: scalar int32 number of Lloyd iterations run (sklearn's
+      ``n_iter_``).
+    converged: scalar bool, False when ``max_iter`` stopped the loop.
+  """
+  centers: jax.Array
+  labels: jax.Array
+  inertia: jax.Array
+  n_iter: jax.Array
+  converged: jax.Array
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _as_points(x: ArrayLike, name: str) -> jax.Array:
+  x = jnp.asarray(x)
+  if x.ndim != 2:
+    raise ValueError(f"{name} must have shape [N, D], got {tuple(x.shape)}.")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.float32)
+  return x
+
+
+def _weights(mask: ArrayLike | None, n: int, dtype) -> jax.Array:
+  """``[n]`` 0/1 weights from an optional ``[n]`` mask."""
+  if mask is None:
+    return jnp.ones((n,), dtype)
+  mask = jnp.asarray(mask)
+  if mask.shape != (n,):
+    raise ValueError(f"mask must have shape ({n},), got {tuple(mask.shape)}.")
+  return mask.astype(bool).astype(dtype)
+
+
+def _check_k(k: int, n: int, name: str = "k") -> None:
+  if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+    raise ValueError(f"{name} must be a Python int, got {k!r}.")
+  if not 1 <= k <= n:
+    raise ValueError(
+        f"{name} must satisfy 1 <= {name} <= N={n} points, got {k}.")
+
+
+def _check_ids(ids: jax.Array, num: int, name: str) -> None:
+  """Raises for ids outside ``[0, num)`` when their values are known."""
+  if not jnp.issubdtype(ids.dtype, jnp.integer):
+    raise ValueError(f"{name} must be an integer array, got {ids.dtype}.")
+  if not isinstance(ids, jax.core.Tracer) and ids.size:
+    values = np.asarray(ids)
+    if values.min() < 0 or values.max() >= num:
+      raise ValueError(f"{name} must lie in [0, {num}), got values in "
+                       f"[{values.min()}, {values.max()}].")
+
+
+# --------------------------------------------------------------- distances
+
+
+def _squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
+  """``[N, D] x [M, D] -> [N, M]`` squared Euclidean distances (>= 0).
+
+  ``|x|^2 - 2 x.y + |y|^2`` as one matrix product, as scikit-learn does;
+  callers centre the data first so the cancellation error stays small.
+  """
+  xy = jnp.matmul(x, y.T, precision=lax.Precision.HIGHEST)
+  d2 = jnp.sum(x * x, -1)[:, None] - 2 * xy + jnp.sum(y * y, -1)[None, :]
+  return jnp.maximum(d2, 0)
+
+
+def kmeans_predict(x: ArrayLike, centers: ArrayLike) -> jax.Array:
+  """Index of the nearest centre for each point (``KMeans.predict``).
+
+  Args:
+    x: ``[N, D]`` points.
+    centers: ``[k, D]`` centres.
+
+  Returns:
+    ``[N]`` int32 labels; ties go to the lowest centre index.
+
+  >>> kmeans_predict(jnp.array([[0., 0.], [9., 9.]]),
+  ...                jnp.array([[10., 10.], [1., 1.]]))
+  Array([1, 0], dtype=int32)
+  """
+  x = _as_points(x, "x")
+  centers = _as_points(centers, "centers")
+  if centers.shape[1] != x.shape[1]:
+    raise ValueError(f"centers must have shape [k, D={x.shape[1]}], got "
+                     f"{tuple(centers.shape)}.")
+  return jnp.argmin(_squared_distances(x, centers), axis=1).astype(jnp.int32)
+
+
+# ------------------------------------------------------------------ k-means
+
+
+def _sample(key: jax.Array, weights: jax.Array, shape=()) -> jax.Array:
+  """Indices drawn with probability proportional to ``weights >= 0``."""
+  logits = jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1)),
+                     -jnp.inf)
+  return jax.random.categorical(key, logits, shape=shape)
+
+
+def _kmeans_plus_plus(key: jax.Array, x: jax.Array, w: jax.Array,
+                      k: int) -> jax.Array:
+  """Greedy k-means++ (sklearn's ``_kmeans_plusplus``): ``[k, D]`` centres.
+
+  Each new centre is the best of ``2 + floor(log k)`` candidates drawn with
+  probability proportional to the squared distance to the nearest chosen
+  centre, "best" meaning the lowest resulting potential.
+  """
+  n_trials = 2 + int(math.log(k))
+  key, first_key = jax.random.split(key)
+  first = x[_sample(first_key, w)]
+  closest = _squared_distances(first[None], x)[0] * w  # [N]
+  centers = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
+
+  def add_center(c, carry):
+    centers, closest = carry
+    # All remaining points coincide with centres: draw uniformly instead.
+    p = jnp.where(jnp.sum(closest) > 0, closest, w)
+    candidates = _sample(jax.random.fold_in(key, c), p, (n_trials,))
+    d2 = jnp.minimum(closest, _squared_distances(x[candidates], x) * w)
+    best = jnp.argmin(jnp.sum(d2, axis=1))
+    return centers.at[c].set(x[candidates[best]]), d2[best]
+
+  centers, _ = lax.fori_loop(1, k, add_center, (centers, closest))
+  return centers
+
+
+def _initial_centers(key: jax.Array, x: jax.Array, w: jax.Array, k: int,
+                     init) -> jax.Array:
+  if isinstance(init, str):
+    if init == "k-means++":
+      return _kmeans_plus_plus(key, x, w, k)
+    # k distinct real points, uniformly (sklearn's "random").
+    idx = jax.random.choice(key, x.shape[0], (k,), replace=False,
+                            p=w / jnp.sum(w))
+    return x[idx]
+  return init
+
+
+class _Assignment(NamedTuple):
+  labels: jax.Array     # [N] int32
+  distances: jax.Array  # [N] squared distance to the own centre
+
+
+def _assign(x: jax.Array, centers: jax.Array) -> _Assignment:
+  d2 = _squared_distances(x, centers)
+  labels = jnp.argmin(d2, axis=1).astype(jnp.int32)
+  return _Assignment(labels, jnp.take_along_axis(d2, labels[:, None], 1)[:, 0])
+
+
+def _relocate_empty(x, w, assignment, sums, counts):
+  """sklearn's ``_relocate_empty_clusters``: each empty cluster takes one of
+  the points farthest from their own centre (the farthest for the
+  lowest-numbered empty cluster), and that point leaves its old cluster."""
+  k = sums.shape[0]
+  empty = counts == 0
+  far = lax.top_k(jnp.where(w > 0, assignment.distances, -jnp.inf), k)[1]
+  far = far[jnp.clip(jnp.cumsum(empty) - 1, 0, k - 1)]  # [k]
+  moved = empty.astype(x.dtype)  # [k]
+  leaves = jax.nn.one_hot(assignment.labels[far], k, dtype=x.dtype) * moved[
+      :, None]  # [k (empty), k (old)]
+  sums = jnp.where(empty[:, None], x[far], sums - leaves.T @ x[far])
+  counts = jnp.where(empty, 1, counts - jnp.sum(leaves, axis=0))
+  return sums, counts
+
+
+def _lloyd_update(x: jax.Array, w: jax.Array, centers: jax.Array):
+  """One Lloyd iteration: assign, then move each centre to its mean."""
+  k = centers.shape[0]
+  assignment = _assign(x, centers)
+  onehot = jax.nn.one_hot(assignment.labels, k, dtype=x.dtype) * w[:, None]
+  sums = jnp.matmul(onehot.T, x, precision=lax.Precision.HIGHEST)  # [k, D]
+  counts = jnp.sum(onehot, axis=0)  # [k]
+  sums, counts = lax.cond(jnp.any(counts == 0), _relocate_empty,
+                          lambda *a: a[-2:], x, w, assignment, sums, counts)
+  return sums / jnp.maximum(counts, 1)[:, None], assignment.labels
+
+
+def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
+           init: str | ArrayLike = "k-means++", max_iter: int = 300,
+           tol: float = 1e-4, mask: ArrayLike | None = None) -> KMeansResult:
+  """k-means clustering by Lloyd's algorithm in one ``lax.while_loop``.
+
+  Equals ``sklearn.cluster.KMeans(n_clusters=k, init=init, n_init=1,
+  max_iter=max_iter, tol=tol, algorithm="lloyd")`` run on the real points:
+  given the same ``init`` array it reaches the same centres, inertia and
+  iteration count. The loop stops when the labels no longer change or the
+  total squared centre shift is ``<= tol`` times the mean per-feature
+  variance of the data.
+
+  Args:
+    key: PRNG key for the initialisation (unused for an array ``init``).
+    x: ``[N, D]`` points.
+    k: number of clusters, ``1 <= k <= N`` (static).
+    init: ``"k-means++"`` (greedy, as sklearn), ``"random"`` (``k`` distinct
+      points) or a ``[k, D]`` array of initial centres.
+    max_iter: maximum number of Lloyd iterations (a traced bound).
+    tol: relative tolerance on the centre shift.
+    mask: optional ``[N]`` bool, False for padding.
+
+  Returns:
+    ``KMeansResult(centers, labels, inertia, n_iter, converged)``.
+
+  References:
+    Lloyd, "Least squares quantization in PCM", 1982; Arthur & Vassilvitskii,
+    "k-means++: the advantages of careful seeding", SODA 2007.
+
+  >>> x = jnp.array([[0., 0.], [0., 1.], [10., 10.], [10., 11.]])
+  >>> kmeans(jax.random.key(0), x, 2, init=x[::2]).centers
+  Array([[ 0. ,  0.5],
+         [10. , 10.5]], dtype=float32)
+  """
+  x = _as_points(x, "x")
+  n, dim = x.shape
+  _check_k(k, n)
+  if isinstance(init, str):
+    if init not in INITS:
+      raise ValueError(f"init must be one of {INITS} or a [k, D] array, got "
+                       f"{init!r}.")
+  else:
+    init = jnp.asarray(init, x.dtype)
+    if init.shape != (k, dim):
+      raise ValueError(f"init must have shape [k, D]=({k}, {dim}), got "
+                       f"{tuple(init.shape)}.")
+  if max_iter < 1:
+    raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+  if tol < 0:
+    raise ValueError(f"tol must be >= 0, got {tol}.")
+  w = _weights(mask, n, x.dtype)
+  # Centre the data (as sklearn) so |x|^2 - 2 x.c + |c|^2 loses little.
+  total = jnp.sum(w)
+  mean = jnp.sum(x * w[:, None], axis=0) / total
+  x = (x - mean) * w[:, None]
+  variance = jnp.sum(x * x, axis=0) / total
+  tol_abs = tol * jnp.mean(variance)
+  if not isinstance(init, str):
+    init = init - mean
+  centers = _initial_centers(key, x, w, k, init)
+
+  def cond(state):
+    _, _, it, done = state
+    return (it < max_iter) & ~done
+
+  def body(state):
+    centers, labels_old, it, _ = state
+    new_centers, labels = _lloyd_update(x, w, centers)
+    same_labels = jnp.all((labels == labels_old) | (w == 0))
+    shift = jnp.sum((new_centers - centers) ** 2)
+    return new_centers, labels, it + 1, same_labels | (shift <= tol_abs)
+
+  init_state = (centers, jnp.full((n,), -1, jnp.int32), jnp.int32(0),
+                jnp.bool_(False))
+  centers, _, n_iter, converged = lax.while_loop(cond, body, init_state)
+  # Final assignment to the returned centres (sklearn's last E-step).
+  labels = _assign(x, centers).labels
+  residual = (x - centers[labels]) * w[:, None]
+  inertia = jnp.sum(residual * residual)
+  labels = jnp.where(w > 0, labels, -1)
+  return KMeansResult(centers + mean, labels, inertia, n_iter, converged)
+
+
+# --------------------------------------------------------------- silhouette
+
+
+def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
+                     mask: ArrayLike | None = None,
+                     block_size: int = 512) -> jax.Array:
+  """Mean silhouette coefficient ``(b - a) / max(a, b)`` over the points.
+
+  Equals ``sklearn.metrics.silhouette_score(x, labels)`` (Euclidean): ``a``
+  is the mean distance to the other points of the own cluster, ``b`` the
+  lowest mean distance to another non-empty cluster, and a point alone in
+  its cluster scores 0. sklearn raises unless the number of distinct labels
+  is in ``[2, N - 1]``; here the result is NaN instead. Memory is
+  ``O(block_size * N)``: distances are computed one row block at a time.
+
+  Args:
+    x: ``[N, D]`` points.
+    labels: ``[N]`` cluster ids in ``[0, num_clusters)``.
+    num_clusters: number of possible ids (static).
+    mask: optional ``[N]`` bool, False for padding.
+    block_size: rows per distance block (static; memory/speed trade-off).
+
+  Returns:
+    float32 scalar in [-1, 1], or NaN.
+
+  References:
+    Rousseeuw, "Silhouettes: a graphical aid to the interpretation and
+    validation of cluster analysis", J. Comput. Appl. Math. 1987.
+  """
+  x = _as_points(x, "x")
+  n = x.shape[0]
+  labels = jnp.asarray(labels)
+  if labels.shape != (n,):
+    raise ValueError(f"labels must have shape ({n},), got "
+                     f"{tuple(labels.shape)}.")
+  _check_k(num_clusters, max(n, num_clusters), "num_clusters")
+  _check_ids(labels, num_clusters, "labels")
+  w = _weights(mask, n, x.dtype)
+  members = jax.nn.one_hot(labels, num_clusters, dtype=x.dtype) * w[:, None]
+  sizes = jnp.sum(members, axis=0)  # [C]
+  x = x - jnp.sum(x * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1)
+  block = min(block_size, n)
+  pad = (-n) % block
+  rows = jnp.pad(jnp.arange(n), (0, pad)).reshape(-1, block)
+
+  def cluster_distance_sums(row_ids):  # [block] -> [block, C]
+    d = jnp.sqrt(_squared_distances(x[row_ids], x))
+    d = jnp.where(row_ids[:, None] == jnp.arange(n)[None, :], 0.0, d)
+    return jnp.matmul(d, members, precision=lax.Precision.HIGHEST)
+
+  sums = lax.map(cluster_distance_sums, rows).reshape(-1, num_clusters)[:n]
+  own = jax.nn.one_hot(labels, num_clusters, dtype=bool)
+  own_size = jnp.sum(jnp.where(own, sizes, 0), axis=1)
+  a = jnp.sum(jnp.where(own, sums, 0), axis=1) / jnp.maximum(own_size - 1, 1)
+  mean_other = jnp.where(own | (sizes == 0), jnp.inf,
+                         sums / jnp.maximum(sizes, 1))
+  b = jnp.min(mean_other, axis=1)
+  denom = jnp.maximum(a, b)
+  s = jnp.where((own_size > 1) & (denom > 0),
+                (b - a) / jnp.where(denom > 0, denom, 1), 0.0)
+  n_real = jnp.sum(w)
+  n_clusters = jnp.sum(sizes > 0)
+  score = jnp.sum(s * w) / jnp.maximum(n_real, 1)
+  return jnp.where((n_clusters >= 2) & (n_clusters < n_real), score, jnp.nan)
+
+
+# ---------------------------------------------------------------------- kNN
+
+
+def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
+                k: int = 5, num_classes: int,
+                mask: ArrayLike | None = None) -> jax.Array:
+  """k-nearest-neighbour classification by majority vote.
+
+  Equals ``sklearn.neighbors.KNeighborsClassifier(n_neighbors=k).fit(
+  train_x, train_y).predict(query)`` (uniform weights, Euclidean): a tied
+  vote goes to the lowest class id.
+
+  Args:
+    train_x: ``[N, D]`` training points.
+    train_y: ``[N]`` their class ids in ``[0, num_classes)``.
+    query: ``[Q, D]`` points to classify.
+    k: neighbours per query, ``1 <= k <= N`` (static).
+    num_classes: number of classes (static).
+    mask: optional ``[N]`` bool, False for padded training points (at least
+      ``k`` must be real).
+
+  Returns:
+    ``[Q]`` int32 predicted class ids.
+
+  >>> knn_predict(jnp.array([[0.], [1.], [10.]]), jnp.array([0, 0, 1]),
+  ...             jnp.array([[2.], [9.]]), k=1, num_classes=2)
+  Array([0, 1], dtype=int32)
+  """
+  train_x = _as_points(train_x, "train_x")
+  query = _as_points(query, "query")
+  n, dim = train_x.shape
+  if query.shape[1] != dim:
+    raise ValueError(f"query must have shape [Q, D={dim}], got "
+                     f"{tuple(query.shape)}.")
+  train_y = jnp.asarray(train_y)
+  if train_y.shape != (n,):
+    raise ValueError(f"train_y must have shape ({n},), got "
+                     f"{tuple(train_y.shape)}.")
+  _check_k(k, n)
+  _check_k(num_classes, max(num_classes, 1), "num_classes")
+  _check_ids(train_y, num_classes, "train_y")
+  w = _weights(mask, n, train_x.dtype)
+  mean = jnp.sum(train_x * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1)
+  d2 = _squared_distances(query - mean, train_x - mean)  # [Q, N]
+  d2 = jnp.where(w[None, :] > 0, d2, jnp.inf)
+  neighbours = lax.top_k(-d2, k)[1]  # [Q, k]
+  votes = jnp.sum(jax.nn.one_hot(train_y[neighbours], num_classes,
+                                 dtype=jnp.int32), axis=1)
+  return jnp.argmax(votes, axis=1).astype(jnp.int32)

@@ -1,0 +1,781 @@
+"""Classification metrics: counts, P/R/F, confusion matrix, ROC/PR curves, AUC, AP.
+
+Every function is pure, static-shaped, works under ``jax.jit`` and batches
+with ``jax.vmap``. Padded batches pass ``mask`` (True = real sample); masked
+samples count nowhere. Results equal scikit-learn's:
+
+* ``precision_recall_fscore`` = ``sklearn.metrics.precision_recall_fscore_support``
+  with ``labels=range(num_classes)``;
+* ``roc_curve`` / ``precision_recall_curve``: ``x[valid]``, ``y[valid]`` equal
+  sklearn's curves (``roc_curve(..., drop_intermediate=False)``);
+* ``roc_auc`` = ``roc_auc_score`` (tied scores share a threshold, so ties
+  count one half: the mid-rank / trapezoid rule), NaN where sklearn warns that
+  a class is absent; ``average_precision`` = ``average_precision_score``.
+
+Curves are fixed-length: one slot per sample plus the start point. Scores are
+ranked in float32 (half precision is upcast exactly; float64 is rounded to
+float32 when x64 is on). An unmasked NaN score makes the curve and the
+AUC / AP NaN (sklearn rejects NaN input).
+
+Sorting is the only super-linear step. On CPU, XLA's comparison sort is about
+20x slower than NumPy's vectorised sort, so on the CPU backend the one sort is
+delegated to NumPy through ``jax.pure_callback`` (still jittable and
+vmappable); on other backends ``lax.sort`` runs on the device.
+
+For evaluation sets that do not fit in memory, ``BinnedCounts`` accumulates
+per-bin positive / negative counts on a fixed grid of thresholds; its update
+and merge are sums, so ``jax.lax.psum`` merges per-device states.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+
+AVERAGES = (None, "micro", "macro", "weighted")
+ROC_AVERAGES = (None, "micro", "macro", "weighted")
+
+_INT32_MAX = np.iinfo(np.int32).max
+_CODE_PAD, _CODE_NEG, _CODE_POS = 0, 1, 2
+
+
+class Counts(NamedTuple):
+  """Binary confusion counts (int32 scalars, or ``[...]`` under vmap)."""
+  tp: jax.Array
+  fp: jax.Array
+  fn: jax.Array
+  tn: jax.Array
+
+
+class BinaryScores(NamedTuple):
+  """Precision, recall, F1 and accuracy at one threshold (float32)."""
+  precision: jax.Array
+  recall: jax.Array
+  f1: jax.Array
+  accuracy: jax.Array
+
+
+class PRFScores(NamedTuple):
+  """``precision_recall_fscore`` output.
+
+  ``precision``, ``recall``, ``fscore`` are ``[num_classes]`` for
+  ``average=None`` and scalars otherwise; ``support`` is always the
+  ``[num_classes]`` int32 count of true samples per class (sklearn returns
+  None when averaging; a fixed shape is kept here).
+  """
+  precision: jax.Array
+  recall: jax.Array
+  fscore: jax.Array
+  support: jax.Array
+
+
+class Curve(NamedTuple):
+  """A fixed-length curve; only entries where ``valid`` is True are on it.
+
+  Every field is ``[N + 1]`` for ``N`` samples. Entries with ``valid`` False
+  are the intermediate points inside a group of tied scores, or padding.
+  """
+  x: jax.Array
+  y: jax.Array
+  thresholds: jax.Array
+  valid: jax.Array
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _as_1d(x: ArrayLike, name: str) -> jax.Array:
+  x = jnp.asarray(x)
+  if x.ndim != 1:
+    raise ValueError(f"{name} must have shape [N], got {tuple(x.shape)}.")
+  return x
+
+
+def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
+                      name_b: str) -> None:
+  if a.shape != b.shape:
+    raise ValueError(f"{name_a} and {name_b} must have the same shape, got "
+                     f"{tuple(a.shape)} and {tuple(b.shape)}.")
+
+
+def _mask_or_ones(mask: ArrayLike | None, shape: tuple[int, ...]) -> jax.Array:
+  if mask is None:
+    return jnp.ones(shape, bool)
+  mask = jnp.asarray(mask)
+  if mask.shape != shape:
+    raise ValueError(
+        f"mask must have shape {shape}, got {tuple(mask.shape)}.")
+  return mask.astype(bool)
+
+
+def _check_num_classes(num_classes: int) -> None:
+  if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+    raise ValueError(
+        f"num_classes must be a positive int, got {num_classes!r}.")
+
+
+def _check_class_ids(ids: jax.Array, num_classes: int, name: str) -> None:
+  """Raises for out-of-range ids when they are known (outside jit).
+
+  Under jit the values are unknown; out-of-range entries are then ignored
+  (counted nowhere), which is documented by every caller.
+  """
+  if not jnp.issubdtype(ids.dtype, jnp.integer):
+    raise ValueError(f"{name} must be an integer array, got {ids.dtype}.")
+  if _is_concrete(ids) and ids.size:
+    values = np.asarray(ids)
+    if values.min() < 0 or values.max() >= num_classes:
+      raise ValueError(
+          f"{name} must lie in [0, num_classes={num_classes}), got values in "
+          f"[{values.min()}, {values.max()}].")
+
+
+def _check_zero_division(zero_division: float) -> None:
+  if not (zero_division in (0, 1) or np.isnan(zero_division)):
+    raise ValueError(
+        f"zero_division must be 0.0, 1.0 or nan, got {zero_division!r}.")
+
+
+def _divide(num: jax.Array, den: jax.Array, zero_division: float) -> jax.Array:
+  """``num / den`` in float32, ``zero_division`` where ``den == 0``."""
+  num = num.astype(jnp.float32)
+  den = den.astype(jnp.float32)
+  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0),
+                   jnp.float32(zero_division))
+
+
+# ------------------------------------------------------------------ binary
+
+
+def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
+                     threshold: ArrayLike = 0.5,
+                     mask: ArrayLike | None = None) -> Counts:
+  """Binary TP / FP / FN / TN at one threshold.
+
+  A sample is predicted positive iff ``score >= threshold`` (the notes'
+  rule); it is a true positive iff ``label > 0`` (so {0, 1}, bool and
+  {-1, 1} labels all work). The inputs are never modified (the notes'
+  snippet thresholds its caller's array in place).
+
+  Args:
+    scores: ``[...]`` scores or probabilities.
+    labels: ``[...]`` binary labels, same shape.
+    threshold: scalar; may be traced.
+    mask: optional ``[...]`` bool, False for padding.
+
+  Returns:
+    ``Counts(tp, fp, fn, tn)``, int32 scalars summed over every axis.
+
+  >>> confusion_counts(jnp.array([0.76, 0.3, 0.5, 0.76]),
+  ...                  jnp.array([1, 0, 0, 1]))
+  Counts(tp=Array(2, dtype=int32), fp=Array(1, dtype=int32), fn=Array(0, dtype=int32), tn=Array(1, dtype=int32))
+  """
+  scores = jnp.asarray(scores)
+  labels = jnp.asarray(labels)
+  _check_same_shape(scores, labels, "scores", "labels")
+  mask = _mask_or_ones(mask, scores.shape)
+  predicted = scores >= threshold
+  positive = labels > 0
+
+  def count(p, t):
+    return jnp.sum(mask & (predicted == p) & (positive == t), dtype=jnp.int32)
+
+  return Counts(tp=count(True, True), fp=count(True, False),
+                fn=count(False, True), tn=count(False, False))
+
+
+def precision_recall_f1(scores: ArrayLike, labels: ArrayLike, *,
+                        threshold: ArrayLike = 0.5,
+                        mask: ArrayLike | None = None,
+                        zero_division: float = 0.0) -> BinaryScores:
+  """Binary precision, recall, F1 and accuracy at ``score >= threshold``.
+
+  Equals ``sklearn.metrics.precision_recall_fscore_support(...,
+  average="binary", zero_division=zero_division)`` on the thresholded
+  predictions, and ``accuracy_score``. A ratio whose denominator is zero
+  (no predicted positives, no positives, no samples) is ``zero_division``;
+  F1 is ``2 tp / (2 tp + fp + fn)``, so it is 0 rather than NaN when
+  precision and recall are both 0.
+
+  Args:
+    scores: ``[...]`` scores.
+    labels: ``[...]`` binary labels (``> 0`` is positive).
+    threshold: scalar threshold.
+    mask: optional ``[...]`` bool.
+    zero_division: 0.0, 1.0 or nan (static).
+
+  Returns:
+    ``BinaryScores(precision, recall, f1, accuracy)``, float32 scalars.
+
+  References:
+    scikit-learn ``precision_recall_fscore_support``.
+
+  >>> precision_recall_f1(jnp.array([0.76, 0.3, 0.5, 0.76]),
+  ...                     jnp.array([1, 0, 0, 1])).f1
+  Array(0.8, dtype=float32)
+  """
+  _check_zero_division(zero_division)
+  c = confusion_counts(scores, labels, threshold=threshold, mask=mask)
+  return BinaryScores(
+      precision=_divide(c.tp, c.tp + c.fp, zero_division),
+      recall=_divide(c.tp, c.tp + c.fn, zero_division),
+      f1=_divide(2 * c.tp, 2 * c.tp + c.fp + c.fn, zero_division),
+      accuracy=_divide(c.tp + c.tn, c.tp + c.fp + c.fn + c.tn, zero_division))
+
+
+# -------------------------------------------------------------- multiclass
+
+
+def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
+                     mask: ArrayLike | None = None) -> jax.Array:
+  """Multiclass confusion matrix, rows true class, columns predicted class.
+
+  Equals ``sklearn.metrics.confusion_matrix(labels, preds,
+  labels=range(num_classes))``. Ids outside ``[0, num_classes)`` raise
+  ``ValueError`` when the arrays are concrete; under ``jit`` such samples
+  are ignored.
+
+  Args:
+    preds: ``[N]`` predicted class ids (int).
+    labels: ``[N]`` true class ids (int).
+    num_classes: ``C`` (static; a new value recompiles).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    ``[C, C]`` int32 counts.
+
+  >>> confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 1, 0]),
+  ...                  num_classes=2)
+  Array([[1, 1],
+         [0, 1]], dtype=int32)
+  """
+  _check_num_classes(num_classes)
+  preds = _as_1d(preds, "preds")
+  labels = _as_1d(labels, "labels")
+  _check_same_shape(preds, labels, "preds", "labels")
+  _check_class_ids(preds, num_classes, "preds")
+  _check_class_ids(labels, num_classes, "labels")
+  mask = _mask_or_ones(mask, preds.shape)
+  in_range = ((preds >= 0) & (preds < num_classes) & (labels >= 0) &
+              (labels < num_classes))
+  weight = (mask & in_range).astype(jnp.int32)
+  flat = jnp.where(weight > 0, labels * num_classes + preds, 0)
+  counts = jnp.bincount(flat, weights=weight, length=num_classes ** 2)
+  return counts.astype(jnp.int32).reshape(num_classes, num_classes)
+
+
+def _nan_average(values: jax.Array, weights: jax.Array | None) -> jax.Array:
+  """sklearn's ``_nanaverage``: NaNs ignored; all-zero weights -> unweighted."""
+  keep = ~jnp.isnan(values)
+  values = jnp.where(keep, values, 0.0)
+  if weights is not None:
+    w = jnp.where(keep, weights.astype(jnp.float32), 0.0)
+    wsum = jnp.sum(w)
+    weighted = jnp.sum(w * values) / jnp.where(wsum > 0, wsum, 1.0)
+  count = jnp.sum(keep)
+  plain = jnp.sum(values) / jnp.maximum(count, 1)
+  result = plain if weights is None else jnp.where(wsum > 0, weighted, plain)
+  return jnp.where(count > 0, result, jnp.nan)
+
+
+def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
+                            num_classes: int, average: str | None = None,
+                            beta: float = 1.0, zero_division: float = 0.0,
+                            mask: ArrayLike | None = None) -> PRFScores:
+  """Per-class or averaged precision, recall and F-beta.
+
+  Equals ``sklearn.metrics.precision_recall_fscore_support(labels, preds,
+  labels=range(num_classes), average=average, beta=beta,
+  zero_division=zero_division)``: classes absent from the data are included
+  (with ``zero_division`` scores), ``"micro"`` pools the counts,
+  ``"macro"`` is the plain mean over classes, ``"weighted"`` the mean
+  weighted by support; NaN scores (``zero_division=nan``) are left out of
+  the averages. F-beta is ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)``.
+
+  Args:
+    preds: ``[N]`` predicted class ids.
+    labels: ``[N]`` true class ids.
+    num_classes: ``C`` (static).
+    average: ``None | "micro" | "macro" | "weighted"`` (static).
+    beta: weight of recall (static); ``inf`` gives recall, 0 precision.
+    zero_division: 0.0, 1.0 or nan (static).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    ``PRFScores(precision, recall, fscore, support)``: the scores are
+    ``[C]`` float32 for ``average=None``, scalars otherwise; ``support`` is
+    the ``[C]`` int32 number of true samples per class.
+
+  References:
+    scikit-learn ``precision_recall_fscore_support``.
+
+  >>> precision_recall_fscore(jnp.array([0, 1, 1]), jnp.array([0, 1, 0]),
+  ...                         num_classes=2, average="macro").fscore
+  Array(0.6666667, dtype=float32)
+  """
+  if average not in AVERAGES:
+    raise ValueError(f"average must be one of {AVERAGES}, got {average!r}.")
+  if beta < 0:
+    raise ValueError(f"beta must be >= 0, got {beta}.")
+  _check_zero_division(zero_division)
+  cm = confusion_matrix(preds, labels, num_classes=num_classes, mask=mask)
+  tp = jnp.diagonal(cm)
+  pred_sum = jnp.sum(cm, axis=0)
+  true_sum = jnp.sum(cm, axis=1)
+  support = true_sum
+  if average == "micro":
+    tp, pred_sum, true_sum = jnp.sum(tp), jnp.sum(pred_sum), jnp.sum(true_sum)
+  precision = _divide(tp, pred_sum, zero_division)
+  recall = _divide(tp, true_sum, zero_division)
+  if np.isposinf(beta):
+    fscore = recall
+  elif beta == 0:
+    fscore = precision
+  else:
+    b2 = float(beta) ** 2
+    fscore = _divide((1 + b2) * tp.astype(jnp.float32),
+                     b2 * true_sum.astype(jnp.float32) + pred_sum,
+                     zero_division)
+  if average in ("macro", "weighted"):
+    weights = support if average == "weighted" else None
+    precision, recall, fscore = (_nan_average(v, weights)
+                                 for v in (precision, recall, fscore))
+  return PRFScores(precision, recall, fscore, support)
+
+
+# ------------------------------------------------------------------ sorting
+
+
+def _descending_key(scores: jax.Array) -> jax.Array:
+  """int32 keys whose ascending order is the descending order of ``scores``.
+
+  The float32 bit pattern, with the magnitude bits of negative numbers
+  flipped, is monotone in the value (IEEE 754); -0.0 is first made +0.0 so
+  that it ties with 0.0. Bitwise NOT then reverses the order.
+  """
+  s = scores.astype(jnp.float32)
+  s = jnp.where(s == 0, jnp.float32(0), s)
+  bits = lax.bitcast_convert_type(s, jnp.int32)
+  ascending = jnp.where(bits < 0, bits ^ jnp.int32(_INT32_MAX), bits)
+  return ~ascending
+
+
+def _key_to_score(key: jax.Array) -> jax.Array:
+  ascending = ~key
+  bits = jnp.where(ascending < 0, ascending ^ jnp.int32(_INT32_MAX), ascending)
+  return lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def _xla_sort(key: jax.Array, code: jax.Array):
+  return lax.sort((key, code), num_keys=1, is_stable=False)
+
+
+def _numpy_sort_host(key: np.ndarray, code: np.ndarray):
+  key, code = np.broadcast_arrays(key, code)
+  # One uint64 per sample: the key (sign flipped, so unsigned order is
+  # signed order) above an 8-bit code; a single vectorised uint64 sort.
+  packed = ((key.view(np.uint32) ^ np.uint32(0x80000000)).astype(np.uint64)
+            << np.uint64(8)) | code.astype(np.uint64)
+  packed = np.sort(packed, axis=-1)
+  key_sorted = ((packed >> np.uint64(8)).astype(np.uint32)
+                ^ np.uint32(0x80000000)).view(np.int32)
+  code_sorted = (packed & np.uint64(0xFF)).astype(np.int8)
+  return key_sorted, code_sorted
+
+
+def _numpy_sort(key: jax.Array, code: jax.Array):
+  shapes = (jax.ShapeDtypeStruct(key.shape, jnp.int32),
+            jax.ShapeDtypeStruct(code.shape, jnp.int8))
+  return jax.pure_callback(_numpy_sort_host, shapes, key, code,
+                           vmap_method="expand_dims")
+
+
+def _sort_by_key(key: jax.Array, code: jax.Array):
+  """Sorts int32 ``key`` ascending, carrying the int8 ``code`` along."""
+  return lax.platform_dependent(key, code, cpu=_numpy_sort, default=_xla_sort)
+
+
+class _Ranked(NamedTuple):
+  """Samples in descending score order, as ``[N + 1]`` slots.
+
+  Slot 0 is the start point (nothing predicted positive); slot ``i + 1`` is
+  "the ``i + 1`` highest-scored samples predicted positive".
+  """
+  tps: jax.Array        # [N + 1] int32, cumulative positives
+  fps: jax.Array        # [N + 1] int32, cumulative negatives
+  thresholds: jax.Array  # [N + 1] float32, +inf at slot 0
+  valid: jax.Array      # [N + 1] bool: slot 0 and the last of each tie group
+  has_nan: jax.Array    # [] bool: an unmasked score is NaN
+
+
+def _rank(scores: ArrayLike, labels: ArrayLike,
+          mask: ArrayLike | None) -> _Ranked:
+  scores = _as_1d(scores, "scores")
+  labels = _as_1d(labels, "labels")
+  _check_same_shape(scores, labels, "scores", "labels")
+  mask = _mask_or_ones(mask, scores.shape)
+  has_nan = jnp.any(mask & jnp.isnan(scores))
+  code = jnp.where(labels > 0, _CODE_POS, _CODE_NEG).astype(jnp.int8)
+  code = jnp.where(mask, code, jnp.int8(_CODE_PAD))
+  # Padding sorts last: no real (non-NaN) score has the largest key.
+  key = jnp.where(mask, _descending_key(scores), _INT32_MAX)
+  key, code = _sort_by_key(key, code)
+  real = code != _CODE_PAD
+  zero = jnp.zeros((1,), jnp.int32)
+  tps = jnp.concatenate([zero, jnp.cumsum(code == _CODE_POS, dtype=jnp.int32)])
+  fps = jnp.concatenate([zero, jnp.cumsum(code == _CODE_NEG, dtype=jnp.int32)])
+  # A slot is a threshold when the next sample has a different score (or
+  # is padding, whose key differs from every real one, or does not exist).
+  last_of_group = real & jnp.append(key[1:] != key[:-1], True)
+  valid = jnp.concatenate([jnp.ones((1,), bool), last_of_group])
+  thresholds = jnp.concatenate([jnp.full((1,), jnp.inf, jnp.float32),
+                                _key_to_score(key)])
+  return _Ranked(tps, fps, thresholds, valid, has_nan)
+
+
+def _previous_on_curve(values: jax.Array, valid: jax.Array) -> jax.Array:
+  """For each slot, ``values`` at the previous valid slot (0 for slot 0).
+
+  ``values`` is non-decreasing along the slots, so a running maximum over
+  the valid slots is "the latest valid value".
+  """
+  latest = lax.cummax(jnp.where(valid, values, 0), axis=values.ndim - 1)
+  return jnp.concatenate(
+      [jnp.zeros_like(latest[..., :1]), latest[..., :-1]], axis=-1)
+
+
+def _sum(terms: jax.Array) -> jax.Array:
+  """float32 sum in blocks of 1024, so the rounding error stays ~1e-7."""
+  n = terms.shape[-1]
+  block = 1024
+  pad = (-n) % block
+  terms = jnp.pad(terms, [(0, 0)] * (terms.ndim - 1) + [(0, pad)])
+  blocks = terms.reshape(*terms.shape[:-1], -1, block)
+  return jnp.sum(jnp.sum(blocks, axis=-1), axis=-1)
+
+
+def _poison(value: jax.Array, has_nan: jax.Array) -> jax.Array:
+  return jnp.where(has_nan, jnp.nan, value)
+
+
+# ------------------------------------------------------------------ curves
+
+
+def roc_curve(scores: ArrayLike, labels: ArrayLike, *,
+              mask: ArrayLike | None = None) -> Curve:
+  """ROC curve with one slot per sample, in descending threshold order.
+
+  Slot 0 is (0, 0) at threshold +inf; slot ``i`` is the point after the
+  ``i`` highest-scored samples are predicted positive. ``valid`` marks slot 0
+  and the last slot of every group of tied scores, so ``x[valid]``,
+  ``y[valid]``, ``thresholds[valid]`` equal ``sklearn.metrics.roc_curve(
+  labels, scores, drop_intermediate=False)`` (FPR, TPR, thresholds). As in
+  sklearn, FPR is NaN when there are no negatives, TPR when there are no
+  positives. Padding (``mask`` False) slots come last and are invalid.
+
+  Args:
+    scores: ``[N]`` scores (higher = more positive).
+    labels: ``[N]`` binary labels (``> 0`` is positive).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    ``Curve(x=fpr, y=tpr, thresholds, valid)``, each ``[N + 1]``.
+
+  References:
+    Fawcett, "An introduction to ROC analysis", 2006; scikit-learn
+    ``roc_curve``.
+  """
+  r = _rank(scores, labels, mask)
+  fpr = r.fps / r.fps[-1].astype(jnp.float32)
+  tpr = r.tps / r.tps[-1].astype(jnp.float32)
+  fpr = jnp.where(r.fps[-1] > 0, fpr, jnp.nan)
+  tpr = jnp.where(r.tps[-1] > 0, tpr, jnp.nan)
+  return Curve(_poison(fpr, r.has_nan), _poison(tpr, r.has_nan),
+               r.thresholds, r.valid)
+
+
+def precision_recall_curve(scores: ArrayLike, labels: ArrayLike, *,
+                           mask: ArrayLike | None = None) -> Curve:
+  """Precision-recall curve with one slot per sample, in sklearn's order.
+
+  sklearn's order is increasing threshold, ending at the point (recall 0,
+  precision 1). So ``x[valid]`` (recall) and ``y[valid]`` (precision) equal
+  ``sklearn.metrics.precision_recall_curve(labels, scores)``'s recall and
+  precision, and ``thresholds[valid][:-1]`` its thresholds (the end point's
+  threshold is +inf). With no positives recall is 1 at every threshold, as
+  in sklearn. Padding slots come first and are invalid.
+
+  Args:
+    scores: ``[N]`` scores.
+    labels: ``[N]`` binary labels (``> 0`` is positive).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    ``Curve(x=recall, y=precision, thresholds, valid)``, each ``[N + 1]``.
+
+  References:
+    scikit-learn ``precision_recall_curve``.
+  """
+  r = _rank(scores, labels, mask)
+  recall, precision = _recall_precision(r)
+  flip = lambda v: jnp.flip(v, axis=-1)
+  return Curve(_poison(flip(recall), r.has_nan),
+               _poison(flip(precision), r.has_nan),
+               flip(r.thresholds), flip(r.valid))
+
+
+def _recall_precision(r: _Ranked):
+  """Recall and precision per slot, descending order; slot 0 is (0, 1)."""
+  total_pos = r.tps[-1]
+  recall = jnp.where(total_pos > 0,
+                     r.tps / jnp.maximum(total_pos, 1).astype(jnp.float32),
+                     1.0)
+  recall = recall.at[0].set(0.0)
+  precision = _divide(r.tps, r.tps + r.fps, 0.0).at[0].set(1.0)
+  return recall, precision
+
+
+def roc_auc(scores: ArrayLike, labels: ArrayLike, *,
+            mask: ArrayLike | None = None) -> jax.Array:
+  """Area under the ROC curve, ties counted one half.
+
+  Equals ``sklearn.metrics.roc_auc_score(labels, scores)``: the trapezoid
+  rule over the ROC curve, which equals the notes' rank formula
+  ``(sum of positive mid-ranks - M (M + 1) / 2) / (M N)`` with tied scores
+  given their average rank. NaN when only one class is present (sklearn
+  warns and returns NaN).
+
+  Args:
+    scores: ``[N]`` scores.
+    labels: ``[N]`` binary labels (``> 0`` is positive).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    float32 scalar in [0, 1] or NaN.
+
+  References:
+    Hanley & McNeil, "The meaning and use of the area under a ROC curve",
+    Radiology 1982; scikit-learn ``roc_auc_score``.
+
+  >>> roc_auc(jnp.array([0.1, 0.4, 0.35, 0.8]), jnp.array([0, 0, 1, 1]))
+  Array(0.75, dtype=float32)
+  """
+  return _auc_from_ranked(_rank(scores, labels, mask))
+
+
+def _auc_from_ranked(r: _Ranked) -> jax.Array:
+  total_pos, total_neg = r.tps[-1], r.fps[-1]
+  prev_tps = _previous_on_curve(r.tps, r.valid)
+  prev_fps = _previous_on_curve(r.fps, r.valid)
+  # Trapezoid over each tie group: width in FPR times mean height in TPR.
+  width = jnp.where(r.valid, r.fps - prev_fps, 0).astype(jnp.float32)
+  height = (r.tps + prev_tps).astype(jnp.float32)
+  scale = 2.0 * total_neg.astype(jnp.float32) * total_pos.astype(jnp.float32)
+  area = _sum(width * height / jnp.where(scale > 0, scale, 1.0))
+  area = jnp.where((total_pos > 0) & (total_neg > 0), area, jnp.nan)
+  return _poison(area, r.has_nan)
+
+
+def average_precision(scores: ArrayLike, labels: ArrayLike, *,
+                      mask: ArrayLike | None = None) -> jax.Array:
+  """Average precision: the step integral ``sum_n (R_n - R_{n-1}) P_n``.
+
+  Equals ``sklearn.metrics.average_precision_score(labels, scores)`` (no
+  interpolation; tied scores form one threshold). 0 when there are no
+  positives, as sklearn (which warns). All scores equal gives the
+  prevalence.
+
+  Args:
+    scores: ``[N]`` scores.
+    labels: ``[N]`` binary labels (``> 0`` is positive).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    float32 scalar in [0, 1] (NaN for an unmasked NaN score).
+
+  References:
+    scikit-learn ``average_precision_score``; Manning et al.,
+    "Introduction to Information Retrieval", 2008, ch. 8.
+
+  >>> average_precision(jnp.array([0.1, 0.4, 0.35, 0.8]),
+  ...                   jnp.array([0, 0, 1, 1]))
+  Array(0.8333334, dtype=float32)
+  """
+  return _ap_from_ranked(_rank(scores, labels, mask))
+
+
+def _ap_from_ranked(r: _Ranked) -> jax.Array:
+  _, precision = _recall_precision(r)
+  prev_tps = _previous_on_curve(r.tps, r.valid)
+  total_pos = jnp.maximum(r.tps[-1], 1).astype(jnp.float32)
+  # Recall steps only at thresholds; with no positives every step is 0.
+  step = jnp.where(r.valid, r.tps - prev_tps, 0).astype(jnp.float32)
+  return _poison(_sum(step / total_pos * precision), r.has_nan)
+
+
+def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
+                       average: str | None = "macro",
+                       mask: ArrayLike | None = None) -> jax.Array:
+  """One-vs-rest ROC AUC of ``[N, C]`` class scores.
+
+  Equals ``sklearn.metrics.roc_auc_score(labels, probs, multi_class="ovr",
+  average=average, labels=range(C))``: class ``c``'s AUC is ``roc_auc(
+  probs[:, c], labels == c)``; ``"macro"`` is their mean, ``"weighted"``
+  the mean weighted by class support, ``"micro"`` the AUC of the flattened
+  one-hot problem, ``None`` the ``[C]`` per-class values. A class absent
+  from ``labels`` has AUC NaN, which makes the macro and weighted averages
+  NaN, as in sklearn.
+
+  Args:
+    probs: ``[N, C]`` class scores (probabilities in sklearn; any scores here).
+    labels: ``[N]`` class ids in ``[0, C)``.
+    average: ``None | "micro" | "macro" | "weighted"`` (static).
+    mask: optional ``[N]`` bool.
+
+  Returns:
+    float32 scalar, or ``[C]`` for ``average=None``.
+
+  References:
+    Provost & Domingos, "Well-trained PETs", 2000; scikit-learn
+    ``roc_auc_score``.
+  """
+  if average not in ROC_AVERAGES:
+    raise ValueError(
+        f"average must be one of {ROC_AVERAGES}, got {average!r}.")
+  probs = jnp.asarray(probs)
+  if probs.ndim != 2:
+    raise ValueError(f"probs must have shape [N, C], got {tuple(probs.shape)}.")
+  n, num_classes = probs.shape
+  labels = _as_1d(labels, "labels")
+  if labels.shape != (n,):
+    raise ValueError(f"labels must have shape [N]=({n},), got "
+                     f"{tuple(labels.shape)}.")
+  _check_class_ids(labels, num_classes, "labels")
+  mask = _mask_or_ones(mask, (n,))
+  onehot = labels[:, None] == jnp.arange(num_classes)  # [N, C]
+  if average == "micro":
+    return roc_auc(probs.ravel(), onehot.ravel(),
+                   mask=jnp.repeat(mask, num_classes))
+  per_class = jax.vmap(lambda s, y: roc_auc(s, y, mask=mask))(probs.T,
+                                                              onehot.T)
+  if average is None:
+    return per_class
+  if average == "macro":
+    return jnp.mean(per_class)
+  support = jnp.sum(onehot & mask[:, None], axis=0).astype(jnp.float32)
+  return jnp.sum(per_class * support) / jnp.sum(support)
+
+
+# ---------------------------------------------------------------- streaming
+
+
+class BinnedCounts(NamedTuple):
+  """Streaming state: positives and negatives per score bin.
+
+  Bin ``j`` of ``T`` holds scores in ``[j / (T - 1), (j + 1) / (T - 1))``
+  (scores below 0 go to bin 0, scores >= 1 to bin ``T - 1``), so "predicted
+  positive at threshold ``j / (T - 1)``" is the count in bins ``>= j``.
+  Merging two states is their sum (``jax.tree.map(jnp.add, a, b)`` or
+  ``lax.psum``).
+  """
+  positives: jax.Array  # [T] int32
+  negatives: jax.Array  # [T] int32
+
+
+def binned_init(num_thresholds: int) -> BinnedCounts:
+  """An empty state over ``num_thresholds`` evenly spaced thresholds in [0, 1].
+
+  Args:
+    num_thresholds: ``T >= 2`` (static; the state's size).
+
+  Returns:
+    ``BinnedCounts`` of zeros, each ``[T]`` int32.
+  """
+  if not isinstance(num_thresholds, (int, np.integer)) or num_thresholds < 2:
+    raise ValueError(
+        f"num_thresholds must be an int >= 2, got {num_thresholds!r}.")
+  zeros = jnp.zeros((num_thresholds,), jnp.int32)
+  return BinnedCounts(zeros, zeros)
+
+
+def binned_update(state: BinnedCounts, scores: ArrayLike, labels: ArrayLike,
+                  mask: ArrayLike | None = None) -> BinnedCounts:
+  """Adds a batch of scores in [0, 1] to the state; memory is ``O(T)``.
+
+  Args:
+    state: the running ``BinnedCounts``.
+    scores: ``[...]`` probabilities (clipped to [0, 1]; NaN is skipped).
+    labels: ``[...]`` binary labels (``> 0`` is positive).
+    mask: optional ``[...]`` bool.
+
+  Returns:
+    The updated state.
+  """
+  scores = jnp.asarray(scores)
+  labels = jnp.asarray(labels)
+  _check_same_shape(scores, labels, "scores", "labels")
+  mask = _mask_or_ones(mask, scores.shape) & ~jnp.isnan(scores)
+  num_bins = state.positives.shape[-1]
+  bins = jnp.floor(jnp.clip(scores.astype(jnp.float32), 0.0, 1.0) *
+                   (num_bins - 1)).astype(jnp.int32).ravel()
+  positive = (labels > 0).ravel()
+  mask = mask.ravel()
+  add = lambda w: jnp.bincount(bins, weights=w.astype(jnp.int32),
+                               length=num_bins).astype(jnp.int32)
+  return BinnedCounts(state.positives + add(mask & positive),
+                      state.negatives + add(mask & ~positive))
+
+
+def binned_merge(a: BinnedCounts, b: BinnedCounts) -> BinnedCounts:
+  """The state of both batches: an elementwise sum (so ``psum`` merges too)."""
+  return jax.tree.map(jnp.add, a, b)
+
+
+def _binned_ranked(state: BinnedCounts) -> _Ranked:
+  """The binned counts as a ranked curve: one slot per bin, highest first."""
+  pos = jnp.flip(state.positives, axis=-1)
+  neg = jnp.flip(state.negatives, axis=-1)
+  zero = jnp.zeros((*pos.shape[:-1], 1), jnp.int32)
+  tps = jnp.concatenate([zero, jnp.cumsum(pos, axis=-1)], axis=-1)
+  fps = jnp.concatenate([zero, jnp.cumsum(neg, axis=-1)], axis=-1)
+  valid = jnp.concatenate([zero == 0, (pos + neg) > 0], axis=-1)
+  num_bins = pos.shape[-1]
+  grid = jnp.linspace(1.0, 0.0, num_bins, dtype=jnp.float32)
+  thresholds = jnp.concatenate([jnp.full((1,), jnp.inf), grid])
+  return _Ranked(tps, fps, thresholds, valid, jnp.zeros((), bool))
+
+
+def binned_roc_auc(state: BinnedCounts) -> jax.Array:
+  """ROC AUC of the binned scores (scores in one bin count as tied).
+
+  The error against the exact ``roc_auc`` is at most half the fraction of
+  (positive, negative) pairs that share a bin.
+
+  Args:
+    state: ``BinnedCounts``.
+
+  Returns:
+    float32 scalar, NaN when one class is absent.
+  """
+  return _auc_from_ranked(_binned_ranked(state))
+
+
+def binned_average_precision(state: BinnedCounts) -> jax.Array:
+  """Average precision of the binned scores (scores in one bin tied).
+
+  Args:
+    state: ``BinnedCounts``.
+
+  Returns:
+    float32 scalar; 0 when there are no positives.
+  """
+  return _ap_from_ranked(_binned_ranked(state))
