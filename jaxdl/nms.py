@@ -1,0 +1,449 @@
+"""Fixed-shape non-maximum suppression: greedy, class-aware and soft.
+
+Every function runs under ``jax.jit`` with static shapes and batches with
+``jax.vmap`` (``[B, N, 4]`` boxes). Variable-length results are fixed-size
+index arrays padded with ``-1`` plus a ``valid`` mask.
+
+Greedy NMS is exact: it returns the same indices, in the same order, as
+``torchvision.ops.nms`` (and the corrected NumPy loop of the notes) for every
+input, without an ``N x N`` IoU matrix. Boxes are sorted once by score and
+processed in tiles of ``tile_size``; each tile is first suppressed by the boxes
+already kept (in chunks of ``tile_size``, stopping as soon as the whole tile is
+suppressed), then resolved internally with a ``[tile, tile]`` IoU block and a
+small fixed-point loop. Peak memory is ``O(N + tile_size**2)`` and the loop
+stops once ``max_output`` boxes are kept or the candidates run out.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxdl import boxes as box_ops
+
+# Measured on a 2-core CPU by experiments/bench_nms.py (see
+# experiments/results/nms.md): 256 is within a few percent of the best tile
+# size at every N and distribution tried; 128 pays loop overhead at 100k,
+# 512 and 1024 waste work on mostly suppressed tiles.
+TILE_SIZE = 256
+
+SOFT_NMS_METHODS = ("gaussian", "linear")
+
+
+class NmsResult(NamedTuple):
+  """Kept boxes of :func:`nms` / :func:`batched_nms`.
+
+  Attributes:
+    indices: ``[K]`` int32 indices into the input boxes, by descending score
+      (ties: lower index first), ``-1`` in unused slots.
+    valid: ``[K]`` bool, True for the slots that hold a kept box.
+  """
+  indices: jax.Array
+  valid: jax.Array
+
+
+class SoftNmsResult(NamedTuple):
+  """Selected boxes of :func:`soft_nms`.
+
+  Attributes:
+    indices: ``[K]`` int32 indices in selection order, ``-1`` in unused slots.
+    scores: ``[K]`` the decayed score of each box when it was selected,
+      0 in unused slots.
+    valid: ``[K]`` bool, True for the slots that hold a selected box.
+  """
+  indices: jax.Array
+  scores: jax.Array
+  valid: jax.Array
+
+
+def _check_unit_interval(value, name: str) -> None:
+  if isinstance(value, jax.core.Tracer):
+    return  # Only concrete values can be checked at trace time.
+  if not 0.0 <= float(value) <= 1.0:
+    raise ValueError(f"{name} must be in [0, 1], got {value}.")
+
+
+def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
+                  fmt: str) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Validates shapes; returns xyxy float boxes, float scores, bool mask."""
+  box_ops._check_format(fmt)  # pylint: disable=protected-access
+  boxes = jnp.asarray(boxes)
+  scores = jnp.asarray(scores)
+  if boxes.ndim != 2 or boxes.shape[-1] != 4:
+    raise ValueError(
+        f"boxes must have shape [N, 4], got {tuple(boxes.shape)}.")
+  n = boxes.shape[0]
+  if scores.shape != (n,):
+    raise ValueError(
+        f"scores must have shape [N] = ({n},), got {tuple(scores.shape)}.")
+  if mask is None:
+    mask = jnp.ones((n,), bool)
+  else:
+    mask = jnp.asarray(mask)
+    if mask.shape != (n,):
+      raise ValueError(
+          f"mask must have shape [N] = ({n},), got {tuple(mask.shape)}.")
+    mask = mask.astype(bool)
+  compute = jnp.promote_types(boxes.dtype, jnp.float32)
+  boxes = box_ops.convert(boxes.astype(compute), fmt, "xyxy")
+  return boxes, scores.astype(jnp.promote_types(scores.dtype, jnp.float32)), mask
+
+
+def _output_size(max_output: int | None, n: int) -> int:
+  if max_output is None:
+    return n
+  if isinstance(max_output, bool) or not isinstance(max_output, int):
+    raise ValueError(
+        f"max_output must be a positive int or None, got {max_output!r}.")
+  if max_output < 1:
+    raise ValueError(f"max_output must be >= 1, got {max_output}.")
+  return max_output
+
+
+def _check_tile_size(tile_size: int) -> None:
+  if not isinstance(tile_size, int) or tile_size < 1:
+    raise ValueError(f"tile_size must be a positive int, got {tile_size!r}.")
+
+
+def _rank(scores: jax.Array, candidate: jax.Array) -> jax.Array:
+  """``[N]`` positions: candidates first, by descending score, ties by index."""
+  n = scores.shape[0]
+  # -0.0 and 0.0 are tied scores, but lax.sort orders floats totally.
+  neg_scores = jnp.where(candidate & (scores != 0), -scores, 0.0)
+  _, _, order = lax.sort(
+      (jnp.logical_not(candidate).astype(jnp.int32), neg_scores,
+       jnp.arange(n, dtype=jnp.int32)), num_keys=2, is_stable=True)
+  return order
+
+
+def _suppresses(a: jax.Array, b: jax.Array, iou_threshold: jax.Array,
+                a_classes: jax.Array | None,
+                b_classes: jax.Array | None) -> jax.Array:
+  """``[M, T]`` bool: box ``a[m]`` would suppress box ``b[t]``.
+
+  IoU is computed without ``eps`` as torchvision does, so two empty boxes
+  have IoU NaN and never suppress each other. Callers reduce over axis 0:
+  on CPU, XLA vectorizes a reduction over the major axis many times better
+  than one over the minor axis.
+  """
+  overlap = box_ops.iou(a[:, None, :], b[None, :, :], eps=0.0) > iou_threshold
+  if a_classes is not None:
+    overlap &= a_classes[:, None] == b_classes[None, :]
+  return overlap
+
+
+def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
+                  alive: jax.Array, iou_threshold: jax.Array) -> jax.Array:
+  """Exact greedy NMS inside one score-sorted tile.
+
+  ``keep[j] = alive[j] and no kept i < j suppresses j`` has one solution; the
+  iteration below reaches it because after k steps the first k entries are
+  final. It stops at the first fixed point, usually after a few steps.
+  """
+  t = tile_boxes.shape[0]
+  earlier = jnp.arange(t)[:, None] < jnp.arange(t)[None, :]  # [T, T]
+  edges = _suppresses(tile_boxes, tile_boxes, iou_threshold, tile_classes,
+                      tile_classes) & earlier & alive[:, None]
+
+  def step(state):
+    keep, _ = state
+    new_keep = alive & ~jnp.any(edges & keep[:, None], axis=0)
+    return new_keep, jnp.any(new_keep != keep)
+
+  keep, _ = lax.while_loop(lambda s: s[1], step, (alive, jnp.array(True)))
+  return keep
+
+
+def _greedy(boxes: jax.Array, classes: jax.Array | None, candidate: jax.Array,
+            order: jax.Array, iou_threshold: jax.Array, max_output: int,
+            tile_size: int) -> jax.Array:
+  """Tiled exact greedy NMS over score-sorted boxes.
+
+  Args:
+    boxes: ``[N, 4]`` xyxy boxes.
+    classes: ``[N]`` int classes, or None for one class.
+    candidate: ``[N]`` bool, boxes that may be kept.
+    order: ``[N]`` the ranking from :func:`_rank`.
+    iou_threshold: scalar.
+    max_output: ``K``, the loop stops once this many boxes are kept.
+    tile_size: ``T``.
+
+  Returns:
+    ``[K]`` int32 input indices of the kept boxes in rank order, ``-1``
+    padded.
+  """
+  n = boxes.shape[0]
+  t = tile_size
+  num_tiles = -(-n // t)
+  padded = num_tiles * t
+  num_candidates = jnp.sum(candidate)
+  sorted_boxes = jnp.zeros((padded, 4), boxes.dtype).at[:n].set(boxes[order])
+  sorted_alive = jnp.arange(padded) < num_candidates  # [Np]
+  sorted_classes = None
+  if classes is not None:
+    sorted_classes = jnp.zeros((padded,), classes.dtype).at[:n].set(
+        classes[order])
+  # A tile can overshoot max_output by up to T - 1 boxes before the loop
+  # stops; the buffer is a whole number of T-sized chunks.
+  capacity = (-(-min(max_output, n) // t) + 1) * t
+
+  def tile_slice(x, start):
+    return lax.dynamic_slice_in_dim(x, start, t)
+
+  def suppress_by_kept(tile_boxes, tile_classes, alive, kept_boxes,
+                       kept_classes, num_kept):
+    """Clears ``alive`` where a kept box suppresses, chunk by chunk."""
+
+    def cond(state):
+      chunk, alive = state
+      return (chunk * t < num_kept) & jnp.any(alive)
+
+    def body(state):
+      chunk, alive = state
+      start = chunk * t
+      chunk_classes = None
+      if kept_classes is not None:
+        chunk_classes = tile_slice(kept_classes, start)
+      hit = _suppresses(tile_slice(kept_boxes, start), tile_boxes,
+                        iou_threshold, chunk_classes, tile_classes)
+      filled = start + jnp.arange(t) < num_kept  # [C]
+      return chunk + 1, alive & ~jnp.any(hit & filled[:, None], axis=0)
+
+    _, alive = lax.while_loop(cond, body, (jnp.int32(0), alive))
+    return alive
+
+  def cond(state):
+    tile, num_kept = state[:2]
+    return (tile * t < num_candidates) & (num_kept < max_output)
+
+  def body(state):
+    tile, num_kept, kept_boxes, kept_classes, kept_rank = state
+    start = tile * t
+    tile_boxes = tile_slice(sorted_boxes, start)
+    tile_classes = (None if sorted_classes is None
+                    else tile_slice(sorted_classes, start))
+    alive = suppress_by_kept(tile_boxes, tile_classes,
+                             tile_slice(sorted_alive, start), kept_boxes,
+                             kept_classes, num_kept)
+    keep = lax.cond(
+        jnp.any(alive),
+        lambda: _resolve_tile(tile_boxes, tile_classes, alive, iou_threshold),
+        lambda: alive)
+    slot = jnp.where(keep, num_kept + jnp.cumsum(keep) - 1, capacity)
+    kept_boxes = kept_boxes.at[slot].set(tile_boxes, mode="drop")
+    if kept_classes is not None:
+      kept_classes = kept_classes.at[slot].set(tile_classes, mode="drop")
+    kept_rank = kept_rank.at[slot].set(start + jnp.arange(t, dtype=jnp.int32),
+                                       mode="drop")
+    return (tile + 1, num_kept + jnp.sum(keep, dtype=jnp.int32), kept_boxes,
+            kept_classes, kept_rank)
+
+  init = (jnp.int32(0), jnp.int32(0), jnp.zeros((capacity, 4), boxes.dtype),
+          None if classes is None else jnp.zeros((capacity,), classes.dtype),
+          jnp.full((capacity,), -1, jnp.int32))
+  _, num_kept, _, _, kept_rank = lax.while_loop(cond, body, init)
+  kept_rank = jnp.pad(kept_rank, (0, max(0, max_output - capacity)),
+                      constant_values=-1)[:max_output]
+  valid = jnp.arange(max_output) < num_kept
+  return jnp.where(valid, order[jnp.maximum(kept_rank, 0)], -1)
+
+
+def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
+              max_output, mask, fmt, tile_size) -> NmsResult:
+  """Shared body of :func:`nms` and :func:`batched_nms`."""
+  _check_unit_interval(iou_threshold, "iou_threshold")
+  _check_tile_size(tile_size)
+  boxes, scores, mask = _check_inputs(boxes, scores, mask, fmt)
+  n = boxes.shape[0]
+  if classes is not None:
+    classes = jnp.asarray(classes)
+    if classes.shape != (n,) or not jnp.issubdtype(classes.dtype, jnp.integer):
+      raise ValueError(
+          f"classes must be an integer array of shape [N] = ({n},), got "
+          f"{classes.dtype}{list(classes.shape)}.")
+  k = _output_size(max_output, n)
+  if n == 0:
+    return NmsResult(jnp.full((k,), -1, jnp.int32), jnp.zeros((k,), bool))
+  candidate = mask & ~jnp.isnan(scores)
+  if score_threshold is not None:
+    candidate &= scores > score_threshold
+  order = _rank(scores, candidate)
+  indices = _greedy(boxes, classes, candidate, order,
+                    jnp.asarray(iou_threshold, boxes.dtype), k, tile_size)
+  return NmsResult(indices, indices >= 0)
+
+
+def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
+        score_threshold: float | None = None, max_output: int | None = None,
+        mask: ArrayLike | None = None, fmt: str = "xyxy",
+        tile_size: int = TILE_SIZE) -> NmsResult:
+  """Exact greedy non-maximum suppression with a fixed-size output.
+
+  Boxes are visited by descending score (ties: lower index first); a box is
+  kept unless a kept box has IoU ``> iou_threshold`` with it (so IoU exactly
+  equal to the threshold is kept). Only boxes with ``mask`` True and
+  ``score > score_threshold`` are candidates; the others are never kept and
+  never suppress. NaN scores are never candidates. Two zero-area boxes have
+  IoU NaN and do not suppress each other (as torchvision).
+
+  ``max_output``, ``fmt``, ``tile_size`` and the shapes are static: changing
+  them recompiles. ``iou_threshold`` and ``score_threshold`` may be traced.
+
+  Args:
+    boxes: ``[N, 4]`` boxes in ``fmt``, any order.
+    scores: ``[N]`` scores.
+    iou_threshold: suppress when IoU is strictly greater, in [0, 1].
+    score_threshold: candidates need ``score > score_threshold``; None keeps
+      every (non-NaN) score.
+    max_output: ``K``, the number of output slots (default ``N``); the search
+      stops once ``K`` boxes are kept.
+    mask: ``[N]`` bool, False for padding boxes.
+    fmt: ``"xyxy" | "xywh" | "cxcywh"``.
+    tile_size: boxes processed per block; changes speed, never the result.
+
+  Returns:
+    ``NmsResult(indices [K] int32, valid [K] bool)``: kept indices by
+    descending score, ``-1`` after the last kept box.
+
+  References:
+    ``torchvision.ops.nms``; the padded, tiled formulation of
+    ``tf.image.non_max_suppression_padded``.
+
+  >>> b = jnp.array([[0., 0., 10., 10.], [1., 0., 11., 10.], [20., 20., 30., 30.]])
+  >>> nms(b, jnp.array([0.9, 0.8, 0.7]), max_output=3).indices
+  Array([ 0,  2, -1], dtype=int32)
+  """
+  return _hard_nms(boxes, scores, None, iou_threshold=iou_threshold,
+                   score_threshold=score_threshold, max_output=max_output,
+                   mask=mask, fmt=fmt, tile_size=tile_size)
+
+
+def batched_nms(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, *,
+                iou_threshold: float = 0.5,
+                score_threshold: float | None = None,
+                max_output: int | None = None, mask: ArrayLike | None = None,
+                fmt: str = "xyxy", tile_size: int = TILE_SIZE) -> NmsResult:
+  """Class-aware greedy NMS: boxes suppress only boxes of their own class.
+
+  Equals running :func:`nms` on each class separately and merging the kept
+  boxes by descending score (ties: lower index), i.e.
+  ``torchvision.ops.batched_nms``. Classes are compared directly, not by the
+  coordinate-offset trick, so negative coordinates and half precision are
+  safe. Arguments are those of :func:`nms`.
+
+  Args:
+    boxes: ``[N, 4]`` boxes in ``fmt``.
+    scores: ``[N]`` scores.
+    classes: ``[N]`` integer class ids (any values).
+    iou_threshold: as in :func:`nms`.
+    score_threshold: as in :func:`nms`.
+    max_output: as in :func:`nms`.
+    mask: as in :func:`nms`.
+    fmt: as in :func:`nms`.
+    tile_size: as in :func:`nms`.
+
+  Returns:
+    ``NmsResult(indices [K], valid [K])`` as :func:`nms`.
+
+  References:
+    ``torchvision.ops.batched_nms``.
+
+  >>> b = jnp.array([[0., 0., 10., 10.], [1., 0., 11., 10.]])
+  >>> batched_nms(b, jnp.array([0.9, 0.8]), jnp.array([0, 1])).indices
+  Array([0, 1], dtype=int32)
+  """
+  return _hard_nms(boxes, scores, classes, iou_threshold=iou_threshold,
+                   score_threshold=score_threshold, max_output=max_output,
+                   mask=mask, fmt=fmt, tile_size=tile_size)
+
+
+def _soft_weight(overlap: jax.Array, method: str, sigma: float,
+                 iou_threshold: jax.Array) -> jax.Array:
+  """The Soft-NMS score decay for IoU ``overlap`` with the selected box."""
+  if method == "linear":
+    return jnp.where(overlap > iou_threshold, 1.0 - overlap, 1.0)
+  return jnp.exp(-(overlap * overlap) / sigma)
+
+
+def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
+             sigma: float = 0.5, iou_threshold: float = 0.3,
+             score_threshold: float = 1e-3, max_output: int | None = None,
+             mask: ArrayLike | None = None,
+             fmt: str = "xyxy") -> SoftNmsResult:
+  """Soft-NMS: decays the scores of overlapping boxes instead of removing them.
+
+  Repeatedly selects the remaining box with the highest current score (ties:
+  lower index), then multiplies every remaining score by
+  ``exp(-iou**2 / sigma)`` (``"gaussian"``) or, where ``iou >
+  iou_threshold``, by ``1 - iou`` (``"linear"``); boxes whose score falls
+  below ``score_threshold`` are discarded. As in the paper's reference code a
+  box remains while ``score >= score_threshold``; unlike it, the first box
+  must pass the threshold too. ``iou_threshold`` is unused by ``"gaussian"``.
+  A pair of zero-area boxes counts as IoU 0. Cost ``O(K * N)``.
+
+  Args:
+    boxes: ``[N, 4]`` boxes in ``fmt``.
+    scores: ``[N]`` initial scores.
+    method: ``"gaussian" | "linear"`` (static).
+    sigma: Gaussian width, > 0.
+    iou_threshold: the linear method's overlap threshold, in [0, 1].
+    score_threshold: boxes below it are discarded.
+    max_output: ``K``, output slots (default ``N``, static).
+    mask: ``[N]`` bool, False for padding boxes.
+    fmt: ``"xyxy" | "xywh" | "cxcywh"``.
+
+  Returns:
+    ``SoftNmsResult(indices [K] int32, scores [K], valid [K] bool)`` in
+    selection order; ``scores`` are the decayed scores at selection.
+
+  References:
+    Bodla et al., "Soft-NMS -- Improving Object Detection With One Line of
+    Code", ICCV 2017 (``cpu_soft_nms``).
+
+  >>> b = jnp.array([[0., 0., 10., 10.], [1., 0., 11., 10.]])
+  >>> r = soft_nms(b, jnp.array([0.9, 0.8]), method="linear")
+  >>> r.indices, r.scores
+  (Array([0, 1], dtype=int32), Array([0.9       , 0.14545457], dtype=float32))
+  """
+  if method not in SOFT_NMS_METHODS:
+    raise ValueError(
+        f"method must be one of {SOFT_NMS_METHODS}, got {method!r}.")
+  if not isinstance(sigma, jax.core.Tracer) and not float(sigma) > 0:
+    raise ValueError(f"sigma must be > 0, got {sigma}.")
+  _check_unit_interval(iou_threshold, "iou_threshold")
+  boxes, scores, mask = _check_inputs(boxes, scores, mask, fmt)
+  n = boxes.shape[0]
+  k = _output_size(max_output, n)
+  out_dtype = scores.dtype
+  if n == 0:
+    return SoftNmsResult(jnp.full((k,), -1, jnp.int32), jnp.zeros((k,), out_dtype),
+                         jnp.zeros((k,), bool))
+  threshold = jnp.asarray(iou_threshold, boxes.dtype)
+  active = mask & (scores >= score_threshold)  # False for NaN scores.
+
+  def cond(state):
+    step, active = state[:2]
+    return (step < k) & jnp.any(active)
+
+  def body(state):
+    step, active, current, indices, selected = state
+    best = jnp.argmax(jnp.where(active, current, -jnp.inf))
+    indices = indices.at[step].set(best.astype(jnp.int32))
+    selected = selected.at[step].set(current[best])
+    active = active.at[best].set(False)
+    overlap = box_ops.iou(boxes[best], boxes, eps=0.0)  # [N]
+    overlap = jnp.where(jnp.isnan(overlap), 0.0, overlap)
+    current = jnp.where(active, current *
+                        _soft_weight(overlap, method, sigma, threshold),
+                        current)
+    return step + 1, active & (current >= score_threshold), current, indices, \
+        selected
+
+  init = (jnp.int32(0), active, scores, jnp.full((k,), -1, jnp.int32),
+          jnp.zeros((k,), out_dtype))
+  _, _, _, indices, selected = lax.while_loop(cond, body, init)
+  return SoftNmsResult(indices, selected, indices >= 0)
