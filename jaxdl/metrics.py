@@ -29,6 +29,7 @@ and merge are sums, so ``jax.lax.psum`` merges per-device states.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -129,8 +130,9 @@ def _check_class_ids(ids: jax.Array, num_classes: int, name: str) -> None:
   Under jit the values are unknown; out-of-range entries are then ignored
   (counted nowhere), which is documented by every caller.
   """
-  if not jnp.issubdtype(ids.dtype, jnp.integer):
-    raise ValueError(f"{name} must be an integer array, got {ids.dtype}.")
+  if not (jnp.issubdtype(ids.dtype, jnp.integer) or ids.dtype == bool):
+    raise ValueError(
+        f"{name} must be an integer (or bool) array, got {ids.dtype}.")
   if _is_concrete(ids) and ids.size:
     values = np.asarray(ids)
     if values.min() < 0 or values.max() >= num_classes:
@@ -264,7 +266,13 @@ def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
   _check_same_shape(preds, labels, "preds", "labels")
   _check_class_ids(preds, num_classes, "preds")
   _check_class_ids(labels, num_classes, "labels")
-  mask = _mask_or_ones(mask, preds.shape)
+  return _confusion_matrix(preds, labels, _mask_or_ones(mask, preds.shape),
+                           num_classes=num_classes)
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def _confusion_matrix(preds, labels, mask, *, num_classes):
+  preds, labels = preds.astype(jnp.int32), labels.astype(jnp.int32)
   in_range = ((preds >= 0) & (preds < num_classes) & (labels >= 0) &
               (labels < num_classes))
   weight = (mask & in_range).astype(jnp.int32)
@@ -417,12 +425,16 @@ class _Ranked(NamedTuple):
   has_nan: jax.Array    # [] bool: an unmasked score is NaN
 
 
-def _rank(scores: ArrayLike, labels: ArrayLike,
-          mask: ArrayLike | None) -> _Ranked:
+def _binary_inputs(scores: ArrayLike, labels: ArrayLike,
+                   mask: ArrayLike | None):
+  """Checked ``[N]`` scores, labels and bool mask."""
   scores = _as_1d(scores, "scores")
   labels = _as_1d(labels, "labels")
   _check_same_shape(scores, labels, "scores", "labels")
-  mask = _mask_or_ones(mask, scores.shape)
+  return scores, labels, _mask_or_ones(mask, scores.shape)
+
+
+def _rank(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> _Ranked:
   has_nan = jnp.any(mask & jnp.isnan(scores))
   code = jnp.where(labels > 0, _CODE_POS, _CODE_NEG).astype(jnp.int8)
   code = jnp.where(mask, code, jnp.int8(_CODE_PAD))
@@ -494,6 +506,11 @@ def roc_curve(scores: ArrayLike, labels: ArrayLike, *,
     Fawcett, "An introduction to ROC analysis", 2006; scikit-learn
     ``roc_curve``.
   """
+  return _roc_curve(*_binary_inputs(scores, labels, mask))
+
+
+@jax.jit
+def _roc_curve(scores, labels, mask) -> Curve:
   r = _rank(scores, labels, mask)
   fpr = r.fps / r.fps[-1].astype(jnp.float32)
   tpr = r.tps / r.tps[-1].astype(jnp.float32)
@@ -525,6 +542,11 @@ def precision_recall_curve(scores: ArrayLike, labels: ArrayLike, *,
   References:
     scikit-learn ``precision_recall_curve``.
   """
+  return _precision_recall_curve(*_binary_inputs(scores, labels, mask))
+
+
+@jax.jit
+def _precision_recall_curve(scores, labels, mask) -> Curve:
   r = _rank(scores, labels, mask)
   recall, precision = _recall_precision(r)
   flip = lambda v: jnp.flip(v, axis=-1)
@@ -569,6 +591,11 @@ def roc_auc(scores: ArrayLike, labels: ArrayLike, *,
   >>> roc_auc(jnp.array([0.1, 0.4, 0.35, 0.8]), jnp.array([0, 0, 1, 1]))
   Array(0.75, dtype=float32)
   """
+  return _roc_auc(*_binary_inputs(scores, labels, mask))
+
+
+@jax.jit
+def _roc_auc(scores, labels, mask) -> jax.Array:
   return _auc_from_ranked(_rank(scores, labels, mask))
 
 
@@ -610,6 +637,11 @@ def average_precision(scores: ArrayLike, labels: ArrayLike, *,
   ...                   jnp.array([0, 0, 1, 1]))
   Array(0.8333334, dtype=float32)
   """
+  return _average_precision(*_binary_inputs(scores, labels, mask))
+
+
+@jax.jit
+def _average_precision(scores, labels, mask) -> jax.Array:
   return _ap_from_ranked(_rank(scores, labels, mask))
 
 
@@ -660,13 +692,18 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
     raise ValueError(f"labels must have shape [N]=({n},), got "
                      f"{tuple(labels.shape)}.")
   _check_class_ids(labels, num_classes, "labels")
-  mask = _mask_or_ones(mask, (n,))
+  return _multiclass_roc_auc(probs, labels, _mask_or_ones(mask, (n,)),
+                             average=average)
+
+
+@functools.partial(jax.jit, static_argnames="average")
+def _multiclass_roc_auc(probs, labels, mask, *, average):
+  num_classes = probs.shape[1]
   onehot = labels[:, None] == jnp.arange(num_classes)  # [N, C]
   if average == "micro":
-    return roc_auc(probs.ravel(), onehot.ravel(),
-                   mask=jnp.repeat(mask, num_classes))
-  per_class = jax.vmap(lambda s, y: roc_auc(s, y, mask=mask))(probs.T,
-                                                              onehot.T)
+    return _roc_auc(probs.ravel(), onehot.ravel(),
+                    jnp.repeat(mask, num_classes))
+  per_class = jax.vmap(_roc_auc, in_axes=(1, 1, None))(probs, onehot, mask)
   if average is None:
     return per_class
   if average == "macro":
@@ -723,7 +760,13 @@ def binned_update(state: BinnedCounts, scores: ArrayLike, labels: ArrayLike,
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   _check_same_shape(scores, labels, "scores", "labels")
-  mask = _mask_or_ones(mask, scores.shape) & ~jnp.isnan(scores)
+  return _binned_update(state, scores, labels,
+                        _mask_or_ones(mask, scores.shape))
+
+
+@jax.jit
+def _binned_update(state, scores, labels, mask) -> BinnedCounts:
+  mask = mask & ~jnp.isnan(scores)
   num_bins = state.positives.shape[-1]
   bins = jnp.floor(jnp.clip(scores.astype(jnp.float32), 0.0, 1.0) *
                    (num_bins - 1)).astype(jnp.int32).ravel()
@@ -754,6 +797,11 @@ def _binned_ranked(state: BinnedCounts) -> _Ranked:
   return _Ranked(tps, fps, thresholds, valid, jnp.zeros((), bool))
 
 
+_binned_roc_auc = jax.jit(lambda state: _auc_from_ranked(_binned_ranked(state)))
+_binned_average_precision = jax.jit(
+    lambda state: _ap_from_ranked(_binned_ranked(state)))
+
+
 def binned_roc_auc(state: BinnedCounts) -> jax.Array:
   """ROC AUC of the binned scores (scores in one bin count as tied).
 
@@ -766,7 +814,7 @@ def binned_roc_auc(state: BinnedCounts) -> jax.Array:
   Returns:
     float32 scalar, NaN when one class is absent.
   """
-  return _auc_from_ranked(_binned_ranked(state))
+  return _binned_roc_auc(state)
 
 
 def binned_average_precision(state: BinnedCounts) -> jax.Array:
@@ -778,4 +826,4 @@ def binned_average_precision(state: BinnedCounts) -> jax.Array:
   Returns:
     float32 scalar; 0 when there are no positives.
   """
-  return _ap_from_ranked(_binned_ranked(state))
+  return _binned_average_precision(state)
