@@ -1,0 +1,177 @@
+"""Greedy detection-to-ground-truth matching (COCO and VOC rules)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxdl import boxes as box_ops
+
+RULES = ("coco", "voc")
+
+
+class Matches(NamedTuple):
+  """Per-detection outcome of :func:`match_detections`, each ``[N]``.
+
+  Attributes:
+    tp: bool, matched a ground truth that is not ignored.
+    fp: bool, a real detection that matched nothing (and is not ignored).
+    gt_index: int32 index of the matched ground truth (ignored or not),
+      ``-1`` when unmatched or padded.
+    ignored: bool, matched an ignored ground truth: neither TP nor FP.
+  """
+  tp: jax.Array
+  fp: jax.Array
+  gt_index: jax.Array
+  ignored: jax.Array
+
+
+def _greedy_match(ious: jax.Array, det_valid: jax.Array, gt_valid: jax.Array,
+                  gt_ignore: jax.Array, gt_reusable: jax.Array,
+                  threshold: ArrayLike, *, rule: str) -> jax.Array:
+  """Matches detections, already in processing order, to ground truths.
+
+  ``rule="coco"`` is ``COCOeval.evaluateImg``: a detection takes, among the
+  ground truths still free (reusable ones are always free) with
+  ``IoU >= threshold``, the best non-ignored one, else the best ignored one;
+  IoU ties go to the last ground truth. ``rule="voc"`` is py-faster-rcnn's
+  ``voc_eval``: a detection looks only at its first-argmax ground truth and
+  needs ``IoU > threshold``; if that one is taken (and not reusable) the
+  detection is a false positive.
+
+  Args:
+    ious: ``[D, G]`` IoU, rows in processing (descending score) order.
+    det_valid: ``[D]`` bool.
+    gt_valid: ``[G]`` bool.
+    gt_ignore: ``[G]`` bool, matches to these are neither TP nor FP.
+    gt_reusable: ``[G]`` bool, can be matched by many detections (crowd).
+    threshold: scalar IoU threshold.
+    rule: ``"coco"`` or ``"voc"`` (static).
+
+  Returns:
+    ``[D]`` int32 matched ground-truth index, ``-1`` for none.
+  """
+  num_gt = ious.shape[-1]
+  if num_gt == 0:
+    return jnp.full(ious.shape[:-1], -1, jnp.int32)
+  gt_range = jnp.arange(num_gt)
+
+  def coco_step(taken, inputs):
+    row, valid = inputs
+    free = gt_valid & (~taken | gt_reusable) & (row >= threshold)  # [G]
+    preferred = free & ~gt_ignore
+    group = jnp.where(jnp.any(preferred), preferred, free)
+    best = jnp.max(jnp.where(group, row, -jnp.inf))
+    # The last best ground truth (a max over indices: cheaper than argmax).
+    index = jnp.max(jnp.where(group & (row == best), gt_range, -1))
+    matched = valid & (index >= 0)
+    return taken | (matched & (gt_range == index)), jnp.where(
+        matched, index, -1)
+
+  def voc_step(taken, inputs):
+    row, valid = inputs
+    # np.argmax: the first maximum; a NaN is the maximum and fails `>`.
+    row = jnp.where(gt_valid, row, -jnp.inf)
+    nan = jnp.isnan(row)
+    best = jnp.where(jnp.any(nan), jnp.nan, jnp.max(row))
+    index = jnp.min(jnp.where(nan | (row == best), gt_range, num_gt))
+    at_index = gt_range == index
+    hit = valid & jnp.any(gt_valid) & (best > threshold)
+    matched = hit & jnp.any(at_index & (gt_reusable | ~taken))
+    new = matched & at_index & ~gt_reusable
+    return taken | new, jnp.where(matched, index, -1)
+
+  step = coco_step if rule == "coco" else voc_step
+  taken = jnp.zeros(num_gt, bool)
+  _, gt_index = lax.scan(step, taken, (ious, det_valid))
+  return gt_index.astype(jnp.int32)
+
+
+def _as_mask(mask: ArrayLike | None, size: int, name: str) -> jax.Array:
+  if mask is None:
+    return jnp.ones(size, bool)
+  mask = jnp.asarray(mask)
+  if mask.shape != (size,):
+    raise ValueError(f"{name} must have shape ({size},), got {mask.shape}.")
+  return mask.astype(bool)
+
+
+def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
+                     gt_boxes: ArrayLike, *, iou_threshold: float = 0.5,
+                     det_mask: ArrayLike | None = None,
+                     gt_mask: ArrayLike | None = None,
+                     gt_ignore: ArrayLike | None = None,
+                     pixel_offset: float = 0.0) -> Matches:
+  """Greedy TP / FP matching of one image's detections to its ground truths.
+
+  Detections are visited by descending score (stable: ties keep the lower
+  index first). Each takes, among the ground truths not matched yet with
+  ``IoU >= iou_threshold``, the one with the highest IoU (ties: the last), and
+  prefers a non-ignored ground truth to an ignored one. A ground truth is
+  matched at most once; an ignored one (crowd / difficult) can absorb any
+  number of detections, which are then neither TP nor FP. This is the
+  per-image matching of ``COCOeval.evaluateImg`` with ``gt_ignore`` as
+  ``iscrowd``, and the notes' ``get_TP_FP_FN`` corrected (sorted by score,
+  the matched ground truth removed by index, no crash without ground truth).
+
+  False negatives are the real, non-ignored ground truths that no detection
+  took: ``gt_mask & ~gt_ignore & ~jnp.isin(jnp.arange(M), gt_index)``.
+
+  Args:
+    det_boxes: ``[N, 4]`` detection boxes, ``"xyxy"``.
+    det_scores: ``[N]`` scores.
+    gt_boxes: ``[M, 4]`` ground-truth boxes, ``"xyxy"`` (``M`` may be 0).
+    iou_threshold: a match needs ``IoU >= iou_threshold``.
+    det_mask: ``[N]`` bool, False for padding.
+    gt_mask: ``[M]`` bool, False for padding.
+    gt_ignore: ``[M]`` bool, ground truths whose matches are ignored.
+    pixel_offset: 1.0 for the VOC "+1" box size convention.
+
+  Returns:
+    :class:`Matches` with ``[N]`` fields in the input order; padded
+    detections are neither TP, FP nor ignored and have ``gt_index = -1``.
+
+  References:
+    Lin et al., "Microsoft COCO: Common Objects in Context", 2014, and
+    ``pycocotools.cocoeval.COCOeval.evaluateImg``.
+
+  >>> m = match_detections(jnp.array([[0., 0., 2., 2.], [0., 0., 2., 2.1]]),
+  ...                      jnp.array([0.5, 0.9]), jnp.array([[0., 0., 2., 2.]]))
+  >>> m.tp, m.fp
+  (Array([False,  True], dtype=bool), Array([ True, False], dtype=bool))
+  """
+  det_boxes = jnp.asarray(det_boxes)
+  gt_boxes = jnp.asarray(gt_boxes)
+  det_scores = jnp.asarray(det_scores)
+  for name, b in (("det_boxes", det_boxes), ("gt_boxes", gt_boxes)):
+    if b.ndim != 2 or b.shape[-1] != 4:
+      raise ValueError(f"{name} must have shape [N, 4], got {b.shape}.")
+  num_det, num_gt = det_boxes.shape[0], gt_boxes.shape[0]
+  if det_scores.shape != (num_det,):
+    raise ValueError(
+        f"det_scores must have shape ({num_det},), got {det_scores.shape}.")
+  if not 0.0 <= iou_threshold <= 1.0:
+    raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}.")
+  det_valid = _as_mask(det_mask, num_det, "det_mask")
+  gt_valid = _as_mask(gt_mask, num_gt, "gt_mask")
+  ignore = (jnp.zeros(num_gt, bool) if gt_ignore is None else
+            _as_mask(gt_ignore, num_gt, "gt_ignore"))
+  # Real detections first, then by descending score, stable.
+  order = jnp.lexsort((-det_scores, ~det_valid))
+  ious = box_ops.pairwise_iou(det_boxes[order], gt_boxes,
+                              pixel_offset=pixel_offset)
+  sorted_index = _greedy_match(ious, det_valid[order], gt_valid, ignore,
+                               ignore, iou_threshold, rule="coco")
+  gt_index = jnp.zeros(num_det, jnp.int32).at[order].set(sorted_index)
+  matched = gt_index >= 0
+  if num_gt:
+    ignored = matched & ignore[jnp.maximum(gt_index, 0)]
+  else:
+    ignored = matched
+  tp = matched & ~ignored
+  return Matches(tp=tp, fp=det_valid & ~matched, gt_index=gt_index,
+                 ignored=ignored)
