@@ -1,0 +1,309 @@
+"""Tests for jaxdl.nms against the float64 oracles in tests/reference/nms.py.
+
+Greedy NMS is compared for exact equality of the kept indices (and order).
+jaxdl decides ``IoU > threshold`` in float32 and the oracle in float64 on the
+same float32 inputs; the two can only disagree when an IoU lies within float32
+rounding (~1e-7 relative) of the threshold, which the random inputs here do
+not produce (checked: they agree), while the hand-made "exactly equal" cases
+use exactly representable areas. Soft-NMS scores are compared with rtol 1e-5:
+a float32 product of at most a few hundred decay factors.
+"""
+
+import functools
+
+import chex
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import nms
+from tests.reference import nms as ref
+
+THRESHOLDS = [0.0, 0.3, 0.5, 0.7, 1.0]
+N = 300  # Not a multiple of either tile size used below.
+
+# Thresholds are traced, so each shape / static configuration compiles once.
+_nms = jax.jit(nms.nms, static_argnames=("max_output", "fmt", "tile_size"))
+_batched = jax.jit(nms.batched_nms,
+                   static_argnames=("max_output", "fmt", "tile_size"))
+_soft = jax.jit(nms.soft_nms, static_argnames=("method", "max_output", "fmt"))
+
+
+def _kept(result) -> list[int]:
+  """Kept indices, after checking the padding contract."""
+  indices, valid = np.asarray(result.indices), np.asarray(result.valid)
+  count = int(valid.sum())
+  assert valid[:count].all() and not valid[count:].any()
+  assert (indices[count:] == -1).all() and (indices[:count] >= 0).all()
+  return indices[:count].tolist()
+
+
+def _inputs(kind: str, rng: np.random.Generator, n: int = N):
+  if kind == "uniform":
+    return ref.uniform_boxes(rng, n)
+  boxes, scores, _ = ref.clustered_boxes(rng, n)
+  return boxes, scores
+
+
+# ------------------------------------------------------------ oracle, greedy
+
+
+@pytest.mark.parametrize("tile_size", [64, 256])
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+def test_matches_reference(kind, tile_size, rng):
+  boxes, scores = _inputs(kind, rng)
+  for threshold in THRESHOLDS:
+    got = _kept(_nms(boxes, scores, iou_threshold=threshold,
+                     tile_size=tile_size))
+    assert got == ref.greedy_nms(boxes, scores, threshold), threshold
+
+
+def test_notes_example_and_first_notes_bug():
+  """The notes' 4-box ``dets`` keep rows 1 and 3; the first notes file's
+  snippet (``xxr``/``yyr`` from ``xl``) suppresses nothing."""
+  dets = ref.NOTES_DETS
+  got = _kept(nms.nms(dets[:, :4], dets[:, 4], iou_threshold=0.5))
+  assert got == ref.NOTES_KEEP == ref.notes_nms(dets, 0.5)
+  assert ref.greedy_nms(dets[:, :4], dets[:, 4], 0.5) == ref.NOTES_KEEP
+  assert sorted(ref.notes_nms_first(dets, 0.5)) == [0, 1, 2, 3]
+
+
+def test_sizes_zero_one_and_max_output_beyond_n():
+  empty = nms.nms(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+  chex.assert_shape(empty.indices, (0,))
+  padded = nms.nms(np.zeros((0, 4)), np.zeros((0,)), max_output=3)
+  assert padded.indices.tolist() == [-1, -1, -1]
+  assert not padded.valid.any()
+  one = nms.nms(np.array([[0., 0., 1., 1.]]), np.array([0.5]), max_output=4)
+  assert one.indices.tolist() == [0, -1, -1, -1]
+  assert one.valid.tolist() == [True, False, False, False]
+
+
+def test_max_output_truncates_and_stops(rng):
+  boxes, scores = _inputs("uniform", rng)
+  want = ref.greedy_nms(boxes, scores, 0.5)
+  for k in (1, 7, 100):
+    got = _nms(boxes, scores, iou_threshold=0.5, max_output=k, tile_size=64)
+    assert _kept(got) == want[:k]
+    chex.assert_shape(got.indices, (k,))
+
+
+def test_everything_suppressed_and_ties():
+  boxes = np.tile(np.array([[1., 2., 5., 7.]], np.float32), (70, 1))
+  tied = np.full(70, 0.5, np.float32)
+  assert _kept(_nms(boxes, tied, iou_threshold=0.5, tile_size=64)) == [0]
+  rising = np.linspace(0, 1, 70).astype(np.float32)
+  assert _kept(_nms(boxes, rising, iou_threshold=0.5, tile_size=64)) == [69]
+  # Disjoint boxes with tied scores: all kept, by index; -0.0 ties 0.0.
+  disjoint = np.stack([np.arange(70) * 10., np.zeros(70),
+                       np.arange(70) * 10. + 5, np.ones(70)], -1)
+  signed_zeros = np.where(np.arange(70) % 2 == 0, -0.0, 0.0).astype(np.float32)
+  got = _kept(_nms(disjoint.astype(np.float32), signed_zeros,
+                   iou_threshold=0.5, tile_size=64))
+  assert got == list(range(70))
+
+
+def test_iou_exactly_at_threshold_is_kept():
+  # inter 2, union 4: IoU is exactly 0.5 in float32 and float64.
+  boxes = np.array([[0., 0., 4., 1.], [0., 0., 2., 1.]], np.float32)
+  scores = np.array([0.9, 0.8], np.float32)
+  assert _kept(nms.nms(boxes, scores, iou_threshold=0.5)) == [0, 1]
+  assert _kept(nms.nms(boxes, scores, iou_threshold=0.49)) == [0]
+  # Touching boxes have IoU 0: kept at threshold 0; overlapping ones are not.
+  touching = np.array([[0., 0., 1., 1.], [1., 0., 2., 1.], [0.5, 0., 1.5, 1.]])
+  got = _kept(nms.nms(touching, np.array([0.9, 0.8, 0.7]), iou_threshold=0.0))
+  assert got == [0, 1] == ref.greedy_nms(touching, [0.9, 0.8, 0.7], 0.0)
+
+
+def test_negative_coordinates_and_origin(rng):
+  boxes, scores = _inputs("clustered", rng)
+  shifted = boxes - np.float32(700.0)  # Most boxes now negative.
+  assert (shifted < 0).mean() > 0.5
+  got = _kept(_nms(shifted, scores, iou_threshold=0.5, tile_size=64))
+  assert got == ref.greedy_nms(shifted, scores, 0.5)
+  # Boxes at the origin, including empty ones, which never suppress.
+  origin = np.array([[0., 0., 0., 0.], [0., 0., 0., 0.], [0., 0., 2., 2.],
+                     [0., 0., 2., 1.9], [-1., -1., 0., 0.]], np.float32)
+  scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+  got = _kept(nms.nms(origin, scores, iou_threshold=0.5))
+  assert got == [0, 1, 2, 4] == ref.greedy_nms(origin, scores, 0.5)
+
+
+def test_mask_score_threshold_and_nan(rng):
+  boxes, scores = _inputs("clustered", rng)
+  mask = rng.uniform(size=N) < 0.7
+  # Padding gets the best scores and overlaps everything: never selected.
+  padded_scores = np.where(mask, scores, 2.0).astype(np.float32)
+  padded_boxes = np.where(mask[:, None], boxes, [0., 0., 1000., 1000.])
+  padded_boxes = padded_boxes.astype(np.float32)
+  got = _kept(_nms(padded_boxes, padded_scores, iou_threshold=0.5,
+                   mask=mask, score_threshold=0.4, tile_size=64))
+  want = ref.greedy_nms(padded_boxes, padded_scores, 0.5, mask=mask,
+                        score_threshold=0.4)
+  assert got == want and set(got) <= set(np.flatnonzero(mask & (scores > 0.4)))
+  nan_scores = scores.copy()
+  nan_scores[::3] = np.nan
+  got = _kept(_nms(boxes, nan_scores, iou_threshold=0.5, tile_size=64))
+  assert got == ref.greedy_nms(boxes, nan_scores, 0.5)
+  assert not set(got) & set(range(0, N, 3))
+
+
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
+def test_formats_and_half_precision(fmt, rng):
+  boxes, scores = ref.uniform_boxes(rng, 50)
+  x1, y1, x2, y2 = boxes.T
+  converted = (np.stack([x1, y1, x2 - x1, y2 - y1], -1) if fmt == "xywh" else
+               np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], -1))
+  want = ref.greedy_nms(boxes, scores, 0.5)
+  assert _kept(nms.nms(converted, scores, fmt=fmt)) == want
+  half = boxes.astype(np.float16)
+  got = _kept(nms.nms(half, scores.astype(np.float16)))
+  assert got == ref.greedy_nms(half, scores.astype(np.float16), 0.5)
+
+
+@hypothesis.settings(max_examples=25)
+@hypothesis.given(
+    coords=st.lists(st.integers(-4, 4), min_size=4 * 40, max_size=4 * 40),
+    score_levels=st.lists(st.integers(0, 3), min_size=40, max_size=40),
+    threshold=st.sampled_from(THRESHOLDS + [1 / 3]))
+def test_small_grid_boxes_property(coords, score_levels, threshold):
+  """Integer boxes on a tiny grid: many ties, empty boxes and exact IoUs."""
+  corners = np.array(coords, np.float32).reshape(40, 2, 2)
+  boxes = np.concatenate([corners.min(1), corners.max(1)], -1)
+  scores = np.array(score_levels, np.float32) / 3
+  got = _kept(_nms(boxes, scores, iou_threshold=threshold, tile_size=16))
+  assert got == ref.greedy_nms(boxes, scores, threshold)
+
+
+# ------------------------------------------------- batched (class-aware) NMS
+
+
+def test_batched_matches_per_class_reference(rng):
+  boxes, scores, objects = ref.clustered_boxes(rng, N, num_objects=6)
+  classes = (objects + rng.integers(0, 2, N)) % 4 - 2  # Overlapping classes.
+  for threshold in (0.3, 0.7):
+    got = _kept(_batched(boxes - 500, scores, classes,
+                         iou_threshold=threshold, tile_size=64))
+    assert got == ref.batched_nms(boxes - 500, scores, classes, threshold)
+  # One class is plain NMS; a class per box keeps everything.
+  same = _kept(_batched(boxes, scores, np.zeros(N, np.int32),
+                        iou_threshold=0.5, tile_size=64))
+  assert same == ref.greedy_nms(boxes, scores, 0.5)
+  distinct = _kept(_batched(boxes, scores, np.arange(N), iou_threshold=0.5,
+                            tile_size=64))
+  assert distinct == np.argsort(-scores, kind="stable").tolist()
+
+
+def test_batched_half_precision_and_max_output(rng):
+  """No coordinate offsets: float16 boxes and class ids far apart are fine."""
+  boxes, scores, objects = ref.clustered_boxes(rng, 80, num_objects=4)
+  half = (boxes / 4).astype(np.float16)
+  classes = objects * 100_000
+  got = nms.batched_nms(half, scores, classes, iou_threshold=0.5,
+                        max_output=10)
+  want = ref.batched_nms(half, scores, classes, 0.5)[:10]
+  assert _kept(got) == want
+
+
+# ------------------------------------------------------------------ soft-NMS
+
+
+@pytest.mark.parametrize("method", nms.SOFT_NMS_METHODS)
+def test_soft_nms_matches_reference(method, rng):
+  boxes, scores, _ = ref.clustered_boxes(rng, 120, num_objects=5)
+  mask = rng.uniform(size=120) < 0.9
+  got = _soft(boxes, scores, method=method, sigma=0.5, iou_threshold=0.3,
+              score_threshold=0.01, mask=mask)
+  want_idx, want_scores = ref.soft_nms(boxes, scores, method=method,
+                                       sigma=0.5, iou_threshold=0.3,
+                                       score_threshold=0.01, mask=mask)
+  assert _kept(got) == want_idx
+  count = len(want_idx)
+  np.testing.assert_allclose(got.scores[:count], want_scores, rtol=1e-5)
+  assert (np.asarray(got.scores[count:]) == 0).all()
+  assert 0 < count < mask.sum()  # Some boxes decayed below the threshold.
+
+
+def test_soft_nms_edge_cases():
+  boxes = np.array([[0., 0., 10., 10.], [0., 0., 10., 10.], [0., 0., 0., 0.],
+                    [0., 0., 0., 0.], [20., 20., 30., 30.]], np.float32)
+  scores = np.array([0.9, 0.9, 0.8, 0.8, 0.1], np.float32)
+  got = nms.soft_nms(boxes, scores, method="linear", max_output=6)
+  # An identical box decays to 0 (linear); empty boxes do not interact.
+  assert _kept(got) == [0, 2, 3, 4]
+  np.testing.assert_allclose(got.scores[:4], [0.9, 0.8, 0.8, 0.1], rtol=1e-6)
+  empty = nms.soft_nms(np.zeros((0, 4)), np.zeros((0,)), max_output=2)
+  assert empty.indices.tolist() == [-1, -1]
+
+
+# ------------------------------------------------ jit, vmap, retrace, errors
+
+
+def test_vmap_equals_per_image(rng):
+  batch = [_inputs(kind, rng, 200) for kind in ("uniform", "clustered") * 2]
+  boxes = np.stack([b for b, _ in batch])
+  scores = np.stack([s for _, s in batch])
+  mask = rng.uniform(size=scores.shape) < 0.8
+  run = jax.jit(jax.vmap(functools.partial(nms.nms, iou_threshold=0.5,
+                                           max_output=150, tile_size=64)))
+  got = run(boxes, scores, mask=mask)
+  chex.assert_shape(got.indices, (4, 150))
+  for i in range(4):
+    want = ref.greedy_nms(boxes[i], scores[i], 0.5, mask=mask[i])[:150]
+    assert _kept(jax.tree.map(lambda x, i=i: x[i], got)) == want
+  soft = jax.vmap(functools.partial(nms.soft_nms, max_output=20))(
+      boxes[:, :40], scores[:, :40])
+  for i in range(4):
+    assert _kept(jax.tree.map(lambda x, i=i: x[i], soft)) == ref.soft_nms(
+        boxes[i, :40], scores[i, :40])[0][:20]
+
+
+def test_no_retrace(rng):
+  boxes, scores = _inputs("uniform", rng, 40)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def run(boxes, scores, threshold):
+    return nms.nms(boxes, scores, iou_threshold=threshold, max_output=8)
+
+  for threshold in (0.3, 0.6):
+    run(boxes, scores, threshold)
+    run(boxes + 1, scores * 0.5, threshold)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: nms.nms(np.zeros((3, 5)), np.zeros(3)), "boxes must have shape"),
+    (lambda: nms.nms(np.zeros((4,)), np.zeros(1)), "boxes must have shape"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(2)), "scores must have shape"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), mask=np.ones(2, bool)),
+     "mask must have shape"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), iou_threshold=1.5),
+     "iou_threshold must be in"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), iou_threshold=-0.1),
+     "iou_threshold must be in"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), max_output=0),
+     "max_output must be >= 1"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), fmt="xyzw"), "fmt"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), tile_size=0),
+     "tile_size"),
+    (lambda: nms.batched_nms(np.zeros((3, 4)), np.zeros(3), np.zeros(3)),
+     "classes must be an integer array"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3), method="hard"),
+     "method must be one of"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3), sigma=0.0),
+     "sigma must be > 0"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3), max_output=-2),
+     "max_output must be >= 1"),
+])
+def test_bad_input_raises(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_bad_input_raises_at_trace_time():
+  with pytest.raises(ValueError, match="iou_threshold must be in"):
+    jax.jit(functools.partial(nms.nms, iou_threshold=2.0))(
+        jnp.zeros((3, 4)), jnp.zeros(3))
