@@ -1,0 +1,261 @@
+"""Tests for jaxdl.data: the CIFAR-10 reader, digits, normalisation, batching."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tarfile
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import data
+
+BATCH_NAMES = (*data.CIFAR10_TRAIN_FILES, data.CIFAR10_TEST_FILE)
+
+
+def _batch(rng: np.random.Generator, n: int) -> dict[bytes, object]:
+  """One batch dict as in the release: bytes keys, [n, 3072] uint8 rows."""
+  return {b"batch_label": b"synthetic",
+          b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+          b"labels": rng.integers(0, 10, n).tolist(),
+          b"filenames": [f"{i}.png".encode() for i in range(n)]}
+
+
+def write_cifar(root: str, rng: np.random.Generator, n: int = 6,
+                overrides: dict[str, object] | None = None) -> str:
+  """Writes a small CIFAR-10 folder (protocol 2 pickles); returns its path."""
+  folder = os.path.join(root, data.CIFAR10_FOLDER)
+  os.makedirs(folder, exist_ok=True)
+  entries = {name: _batch(rng, n) for name in BATCH_NAMES}
+  entries[data.CIFAR10_META_FILE] = {
+      b"label_names": [c.encode() for c in data.CIFAR10_CLASSES],
+      b"num_vis": 3072, b"num_cases_per_batch": n}
+  entries.update(overrides or {})
+  for name, entry in entries.items():
+    with open(os.path.join(folder, name), "wb") as f:
+      if isinstance(entry, bytes):
+        f.write(entry)
+      else:
+        pickle.dump(entry, f, protocol=2)
+  return folder
+
+
+def _read_raw(folder: str, name: str) -> dict[bytes, object]:
+  with open(os.path.join(folder, name), "rb") as f:
+    return pickle.load(f)
+
+
+@pytest.fixture
+def cifar(tmp_path, rng) -> str:
+  return write_cifar(str(tmp_path), rng)
+
+
+def test_cifar_folder_layout_and_values(cifar):
+  ds = data.load_cifar10(cifar)
+  chex.assert_shape((ds.train_images, ds.test_images),
+                    [(30, 32, 32, 3), (6, 32, 32, 3)])
+  assert ds.train_images.dtype == np.uint8 and ds.train_labels.dtype == np.int32
+  assert ds.class_names == data.CIFAR10_CLASSES
+  raw = _read_raw(cifar, "data_batch_2")
+  # Rows are R, G, B planes: pixel (h, w) of channel c is row[c*1024 + 32h + w].
+  row = raw[b"data"][1]
+  np.testing.assert_array_equal(ds.train_images[7, 3, 5], row[[101, 1125, 2149]])
+  np.testing.assert_array_equal(ds.train_labels[6:12], raw[b"labels"])
+  np.testing.assert_array_equal(
+      ds.test_images.transpose(0, 3, 1, 2).reshape(6, -1),
+      _read_raw(cifar, "test_batch")[b"data"])
+
+
+def test_cifar_parent_folder_and_archive_agree(cifar, tmp_path):
+  parent = data.load_cifar10(tmp_path)
+  archive_path = tmp_path / "cifar-10-python.tar.gz"
+  with tarfile.open(archive_path, "w:gz") as archive:
+    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  from_archive = data.load_cifar10(archive_path)
+  for a, b in zip(parent, from_archive):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_cifar_meta_file_is_optional(cifar):
+  os.remove(os.path.join(cifar, data.CIFAR10_META_FILE))
+  assert data.load_cifar10(cifar).class_names == data.CIFAR10_CLASSES
+
+
+def test_cifar_missing_path(tmp_path):
+  missing = tmp_path / "nowhere"
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    data.load_cifar10(missing)
+
+
+def test_cifar_missing_batch(cifar):
+  os.remove(os.path.join(cifar, "data_batch_3"))
+  with pytest.raises(FileNotFoundError, match="data_batch_3"):
+    data.load_cifar10(cifar)
+
+
+def test_cifar_truncated_batch(cifar):
+  path = os.path.join(cifar, "test_batch")
+  with open(path, "rb") as f:
+    raw = f.read()
+  with open(path, "wb") as f:
+    f.write(raw[: len(raw) // 2])
+  with pytest.raises(ValueError, match="test_batch.*truncated or corrupt"):
+    data.load_cifar10(cifar)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({b"data": np.zeros((4, 3000), np.uint8), b"labels": [0] * 4},
+     r"'data' must be uint8 of shape \[n, 3072\]"),
+    ({b"data": np.zeros((4, 3072), np.float32), b"labels": [0] * 4},
+     r"'data' must be uint8"),
+    ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 3},
+     r"'labels' must have one entry per image \(4\)"),
+    ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]},
+     r"'labels' must be integers in \[0, 10\)"),
+    ({b"data": np.zeros((4, 3072), np.uint8)}, r"no 'labels' entry"),
+    ([1, 2, 3], r"must hold a dict"),
+])
+def test_cifar_rejects_bad_batches(tmp_path, rng, entry, message):
+  folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_4": entry})
+  with pytest.raises(ValueError, match=f"data_batch_4.*{message}"):
+    data.load_cifar10(folder)
+
+
+def test_cifar_rejects_pickled_code(tmp_path, rng):
+  # A pickle that would call os.system must not execute.
+  evil = b"cos\nsystem\n(S'echo pwned'\ntR."
+  folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_1": evil})
+  with pytest.raises(ValueError, match="data_batch_1.*forbidden global os.system"):
+    data.load_cifar10(folder)
+
+
+def test_cifar_bad_meta(tmp_path, rng):
+  folder = write_cifar(str(tmp_path), rng, overrides={
+      data.CIFAR10_META_FILE: {b"label_names": [b"a", b"b"]}})
+  with pytest.raises(ValueError, match="batches.meta.*10 class names"):
+    data.load_cifar10(folder)
+
+
+def test_cifar_truncated_archive(cifar, tmp_path):
+  archive_path = tmp_path / "cifar.tar.gz"
+  with tarfile.open(archive_path, "w:gz") as archive:
+    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  raw = archive_path.read_bytes()
+  archive_path.write_bytes(raw[: len(raw) // 2])
+  with pytest.raises(ValueError, match="cifar.tar.gz.*cannot be read"):
+    data.load_cifar10(archive_path)
+
+
+def test_cifar_archive_missing_member(cifar, tmp_path):
+  archive_path = tmp_path / "cifar.tar.gz"
+  os.remove(os.path.join(cifar, "data_batch_5"))
+  with tarfile.open(archive_path, "w:gz") as archive:
+    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  with pytest.raises(FileNotFoundError, match="cifar.tar.gz has no batch file "
+                                              "data_batch_5"):
+    data.load_cifar10(archive_path)
+
+
+def test_load_digits():
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  ds = data.load_digits()
+  chex.assert_shape((ds.train_images, ds.test_images),
+                    [(1437, 32, 32, 3), (360, 32, 32, 3)])
+  assert ds.train_images.dtype == np.uint8
+  assert ds.class_names == tuple("0123456789")
+  # Stratified: every class has 36 (or 37) test images.
+  assert set(np.bincount(ds.test_labels, minlength=10)) <= {35, 36, 37}
+  # Channels are equal; resizing keeps the full 0..255 range.
+  np.testing.assert_array_equal(ds.train_images[..., 0], ds.train_images[..., 2])
+  assert ds.train_images.min() == 0 and ds.train_images.max() == 255
+  # The split is a partition of scikit-learn's 1797 labelled images.
+  sk = datasets.load_digits()
+  assert len(ds.train_labels) + len(ds.test_labels) == len(sk.target)
+  np.testing.assert_array_equal(
+      np.sort(np.concatenate([ds.train_labels, ds.test_labels])),
+      np.sort(sk.target))
+  again = data.load_digits()
+  np.testing.assert_array_equal(ds.test_images, again.test_images)
+  with pytest.raises(ValueError, match="test_fraction"):
+    data.load_digits(test_fraction=1.0)
+
+
+def test_normalize_matches_tutorial_transform(rng):
+  images = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+  expected = (images.astype(np.float64) / 255.0 - 0.5) / 0.5  # ToTensor+Normalize
+  out = jax.jit(data.normalize)(images)
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+  custom = data.normalize(images, mean=(0.4914, 0.4822, 0.4465),
+                          std=(0.247, 0.243, 0.261))
+  np.testing.assert_allclose(
+      custom, (images / 255.0 - [0.4914, 0.4822, 0.4465]) / [0.247, 0.243, 0.261],
+      rtol=1e-5, atol=1e-5)
+  # vmap == jit up to float32 rounding (fused vs unfused: 1 ulp at 1.0).
+  np.testing.assert_allclose(jax.vmap(data.normalize)(images), out,
+                             rtol=0, atol=2.4e-7)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mean": (0.5, 0.5)}, "mean must have 1 or 3 entries"),
+    ({"std": (0.5, 0.0, 0.5)}, "std must be positive"),
+])
+def test_normalize_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    data.normalize(jnp.zeros((2, 2, 3), jnp.uint8), **kwargs)
+
+
+def test_batch_indices_is_a_padded_permutation(key):
+  batches = jax.jit(data.batch_indices, static_argnames=(
+      "num_examples", "batch_size"))(num_examples=10, batch_size=4, key=key)
+  chex.assert_shape(batches, (3, 4))
+  assert int(batches.mask.sum()) == 10
+  real = np.asarray(batches.indices)[np.asarray(batches.mask)]
+  np.testing.assert_array_equal(np.sort(real), np.arange(10))
+  assert not np.array_equal(real, np.arange(10))  # shuffled
+  np.testing.assert_array_equal(batches.indices[~batches.mask], 0)
+  np.testing.assert_array_equal(batches.mask[-1], [True, True, False, False])
+
+
+def test_batch_indices_order_keys_and_remainder(key):
+  ordered = data.batch_indices(10, batch_size=5)
+  np.testing.assert_array_equal(ordered.indices, np.arange(10).reshape(2, 5))
+  assert bool(ordered.mask.all())
+  same = data.batch_indices(10, batch_size=3, key=key)
+  np.testing.assert_array_equal(
+      same.indices, data.batch_indices(10, batch_size=3, key=key).indices)
+  other = data.batch_indices(10, batch_size=3, key=jax.random.key(1))
+  assert not np.array_equal(same.indices, other.indices)
+  dropped = data.batch_indices(10, batch_size=3, key=key, drop_remainder=True)
+  chex.assert_shape(dropped, (3, 3))
+  assert bool(dropped.mask.all())
+  assert len(np.unique(dropped.indices)) == 9
+  # Dropping keeps the first 9 of the same permutation.
+  np.testing.assert_array_equal(dropped.indices.ravel(),
+                                same.indices.ravel()[:9])
+
+
+def test_batch_indices_no_retrace(key):
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def epoch(key):
+    return data.batch_indices(12, batch_size=4, key=key)
+
+  epoch(key)
+  epoch(jax.random.key(7))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_examples": 5, "batch_size": 0}, "batch_size must be >= 1"),
+    ({"num_examples": 0, "batch_size": 2}, "num_examples must be >= 1"),
+    ({"num_examples": 3, "batch_size": 4, "drop_remainder": True},
+     "num_examples must be >= 4"),
+])
+def test_batch_indices_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    data.batch_indices(**kwargs)
