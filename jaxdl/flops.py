@@ -66,7 +66,8 @@ def xla_cost(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Cost:
   References:
     ``jax.stages.Compiled.cost_analysis`` (XLA ``HloCostAnalysis``).
 
-  >>> xla_cost(lambda a, b: a @ b, jnp.ones((3, 7)), jnp.ones((7, 5))).flops
+  >>> a, b = np.ones((3, 7), np.float32), np.ones((7, 5), np.float32)
+  >>> xla_cost(lambda a, b: a @ b, a, b).flops
   210.0
   """
   compiled = jax.jit(functools.partial(fn, **kwargs)).lower(*args).compile()

@@ -1,0 +1,43 @@
+"""Inverted dropout as a pure function of a PRNG key (notes: "Dropout")."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+
+def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
+            deterministic: bool = False) -> jax.Array:
+  """Zeroes each element with probability ``rate`` and scales the rest.
+
+  Inverted dropout: kept elements are divided by ``1 − rate`` so the
+  expectation is unchanged and evaluation needs no rescaling. The notes'
+  NumPy version does the same with ``np.random.binomial`` (and mutates its
+  input in place); this one is pure.
+
+  Args:
+    key: a JAX PRNG key.
+    x: ``[...]`` input.
+    rate: drop probability, a static Python float in ``[0, 1)``.
+    deterministic: if True (evaluation), return ``x`` unchanged.
+
+  Returns:
+    ``[...]`` array of the same shape and dtype as ``x``.
+
+  Raises:
+    ValueError: if ``rate`` is outside ``[0, 1)``.
+
+  References:
+    Srivastava et al., "Dropout", JMLR 2014; ``torch.nn.functional.dropout``.
+
+  >>> dropout(jax.random.key(0), jnp.ones(4), 0.5, deterministic=True)
+  Array([1., 1., 1., 1.], dtype=float32)
+  """
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f"rate must be in [0, 1), got {rate}.")
+  x = jnp.asarray(x)
+  if deterministic or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)

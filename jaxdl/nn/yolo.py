@@ -1,0 +1,165 @@
+"""The YOLOv5 blocks of the notes: Conv-BN-SiLU, Bottleneck, C3, the
+Transformer layer/block and C3TR, in Flax linen (NHWC).
+
+Names and structure follow the notes (YOLOv5 ``models/common.py``):
+``TransformerLayer`` has no LayerNorm ("removed for better performance") and
+``TransformerBlock`` adds a *linear* learned position embedding ``p + W·p``.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class ConvBNAct(nn.Module):
+  """YOLOv5 ``Conv``: convolution without bias, batch norm, SiLU.
+
+  Attributes:
+    features: output channels.
+    kernel_size: square kernel size.
+    strides: stride.
+    padding: explicit padding per side; None is YOLOv5's ``autopad``,
+      ``kernel_size // 2``.
+    groups: ``feature_group_count``.
+    act: apply SiLU (False: identity).
+  """
+  features: int
+  kernel_size: int = 1
+  strides: int = 1
+  padding: int | None = None
+  groups: int = 1
+  act: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
+    pad = self.kernel_size // 2 if self.padding is None else self.padding
+    x = nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.strides,
+                padding=pad, feature_group_count=self.groups, use_bias=False,
+                name="conv")(x)
+    # YOLOv5: BatchNorm2d(eps=1e-3, momentum=0.03) in torch's convention.
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.97,
+                     epsilon=1e-3, name="bn")(x)
+    return nn.silu(x) if self.act else x
+
+
+class Bottleneck(nn.Module):
+  """1×1 then 3×3 ``ConvBNAct``, with a residual when shapes allow.
+
+  Attributes:
+    features: output channels.
+    shortcut: add the input when it has ``features`` channels.
+    groups: groups of the 3×3 conv.
+    expansion: hidden channels ``int(features · expansion)``.
+  """
+  features: int
+  shortcut: bool = True
+  groups: int = 1
+  expansion: float = 0.5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    hidden = int(self.features * self.expansion)
+    y = ConvBNAct(hidden, 1, name="cv1")(x, train=train)
+    y = ConvBNAct(self.features, 3, groups=self.groups, name="cv2")(
+        y, train=train)
+    return x + y if self.shortcut and x.shape[-1] == self.features else y
+
+
+class C3(nn.Module):
+  """CSP bottleneck with 3 convs: ``cv3(concat(m(cv1(x)), cv2(x)))``.
+
+  Attributes:
+    features: output channels.
+    num_blocks: number of inner blocks ``n``.
+    shortcut: residuals in the inner bottlenecks.
+    groups: groups of the inner 3×3 convs.
+    expansion: hidden channels ``int(features · expansion)``.
+  """
+  features: int
+  num_blocks: int = 1
+  shortcut: bool = True
+  groups: int = 1
+  expansion: float = 0.5
+
+  def inner(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """The ``m`` branch: ``num_blocks`` bottlenecks of ``hidden`` channels."""
+    for i in range(self.num_blocks):
+      x = Bottleneck(x.shape[-1], self.shortcut, self.groups, expansion=1.0,
+                     name=f"m_{i}")(x, train=train)
+    return x
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps ``[N, H, W, Cin]`` to ``[N, H, W, features]``."""
+    hidden = int(self.features * self.expansion)
+    a = self.inner(ConvBNAct(hidden, 1, name="cv1")(x, train=train),
+                   train=train)
+    b = ConvBNAct(hidden, 1, name="cv2")(x, train=train)
+    return ConvBNAct(self.features, 1, name="cv3")(
+        jnp.concatenate([a, b], axis=-1), train=train)
+
+
+class TransformerLayer(nn.Module):
+  """YOLOv5 transformer layer (no LayerNorm): attention and a linear MLP.
+
+  ``x = MHA(q(x), k(x), v(x)) + x; x = fc2(fc1(x)) + x`` where q, k, v, fc1,
+  fc2 are bias-free ``c×c`` linears and MHA is ``torch.nn.MultiheadAttention``
+  (its own input projections and output projection, with biases):
+  ``9c² + 4c`` parameters.
+
+  Attributes:
+    num_heads: attention heads; must divide the channels.
+  """
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Maps ``[B, L, C]`` tokens to ``[B, L, C]``."""
+    c = x.shape[-1]
+    if c % self.num_heads:
+      raise ValueError(f"num_heads={self.num_heads} must divide the "
+                       f"channels {c}.")
+    linear = lambda name: nn.Dense(c, use_bias=False, name=name)
+    x = nn.MultiHeadDotProductAttention(self.num_heads, name="ma")(
+        linear("q")(x), linear("k")(x), linear("v")(x)) + x
+    return linear("fc2")(linear("fc1")(x)) + x
+
+
+class TransformerBlock(nn.Module):
+  """Vision-transformer block on a feature map (YOLOv5).
+
+  An optional 1×1 ``ConvBNAct`` when the channels change, then the pixels as
+  ``H·W`` tokens, a learned position embedding ``p + linear(p)``, and
+  ``num_layers`` ``TransformerLayer``s.
+
+  Attributes:
+    features: output channels ``c2``.
+    num_heads: attention heads.
+    num_layers: number of ``TransformerLayer``s.
+  """
+  features: int
+  num_heads: int
+  num_layers: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps ``[B, H, W, C1]`` to ``[B, H, W, features]``."""
+    if x.shape[-1] != self.features:
+      x = ConvBNAct(self.features, name="conv")(x, train=train)
+    b, h, w, c = x.shape
+    p = x.reshape(b, h * w, c)  # tokens in row-major pixel order, as torch
+    x = p + nn.Dense(c, name="linear")(p)
+    for i in range(self.num_layers):
+      x = TransformerLayer(self.num_heads, name=f"tr_{i}")(x)
+    return x.reshape(b, h, w, c)
+
+
+class C3TR(C3):
+  """``C3`` whose inner branch is a ``TransformerBlock`` with 4 heads."""
+
+  def inner(self, x: jax.Array, *, train: bool) -> jax.Array:
+    return TransformerBlock(x.shape[-1], 4, self.num_blocks, name="m")(
+        x, train=train)
