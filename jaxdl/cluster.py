@@ -16,6 +16,7 @@ given ``init`` array reproduces sklearn's run exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 INITS = ("k-means++", "random")
+_BLOCK_ELEMENTS = 1 << 22  # float32 elements per silhouette distance block
 
 
 class KMeansResult(NamedTuple):
@@ -121,7 +123,7 @@ def kmeans_predict(x: ArrayLike, centers: ArrayLike) -> jax.Array:
   if centers.shape[1] != x.shape[1]:
     raise ValueError(f"centers must have shape [k, D={x.shape[1]}], got "
                      f"{tuple(centers.shape)}.")
-  return jnp.argmin(_squared_distances(x, centers), axis=1).astype(jnp.int32)
+  return _assign(x, centers).labels
 
 
 # ------------------------------------------------------------------ k-means
@@ -162,15 +164,13 @@ def _kmeans_plus_plus(key: jax.Array, x: jax.Array, w: jax.Array,
 
 
 def _initial_centers(key: jax.Array, x: jax.Array, w: jax.Array, k: int,
-                     init) -> jax.Array:
-  if isinstance(init, str):
-    if init == "k-means++":
-      return _kmeans_plus_plus(key, x, w, k)
-    # k distinct real points, uniformly (sklearn's "random").
-    idx = jax.random.choice(key, x.shape[0], (k,), replace=False,
-                            p=w / jnp.sum(w))
-    return x[idx]
-  return init
+                     init: str) -> jax.Array:
+  if init == "k-means++":
+    return _kmeans_plus_plus(key, x, w, k)
+  # k distinct real points, uniformly (sklearn's "random").
+  idx = jax.random.choice(key, x.shape[0], (k,), replace=False,
+                          p=w / jnp.sum(w))
+  return x[idx]
 
 
 class _Assignment(NamedTuple):
@@ -262,16 +262,24 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
     raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
   if tol < 0:
     raise ValueError(f"tol must be >= 0, got {tol}.")
-  w = _weights(mask, n, x.dtype)
+  return _kmeans(key, x, _weights(mask, n, x.dtype),
+                 None if isinstance(init, str) else init, max_iter, tol, k=k,
+                 init_kind=init if isinstance(init, str) else "array")
+
+
+@functools.partial(jax.jit, static_argnames=("k", "init_kind"))
+def _kmeans(key, x, w, init, max_iter, tol, *, k, init_kind) -> KMeansResult:
+  n = x.shape[0]
   # Centre the data (as sklearn) so |x|^2 - 2 x.c + |c|^2 loses little.
   total = jnp.sum(w)
   mean = jnp.sum(x * w[:, None], axis=0) / total
   x = (x - mean) * w[:, None]
   variance = jnp.sum(x * x, axis=0) / total
   tol_abs = tol * jnp.mean(variance)
-  if not isinstance(init, str):
-    init = init - mean
-  centers = _initial_centers(key, x, w, k, init)
+  if init_kind == "array":
+    centers = init - mean
+  else:
+    centers = _initial_centers(key, x, w, k, init_kind)
 
   def cond(state):
     _, _, it, done = state
@@ -299,23 +307,25 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
 
 
 def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
-                     mask: ArrayLike | None = None,
-                     block_size: int = 512) -> jax.Array:
+                     mask: ArrayLike | None = None) -> jax.Array:
   """Mean silhouette coefficient ``(b - a) / max(a, b)`` over the points.
 
   Equals ``sklearn.metrics.silhouette_score(x, labels)`` (Euclidean): ``a``
   is the mean distance to the other points of the own cluster, ``b`` the
   lowest mean distance to another non-empty cluster, and a point alone in
   its cluster scores 0. sklearn raises unless the number of distinct labels
-  is in ``[2, N - 1]``; here the result is NaN instead. Memory is
-  ``O(block_size * N)``: distances are computed one row block at a time.
+  is in ``[2, N - 1]``; here the result is NaN instead.
+
+  Distances are computed from coordinate differences (not the
+  ``|x|^2 - 2 x.y + |y|^2`` expansion, which loses the small distances that
+  dominate ``a`` in float32), a block of rows at a time, in about 16 MiB of
+  working memory whatever ``N``.
 
   Args:
     x: ``[N, D]`` points.
     labels: ``[N]`` cluster ids in ``[0, num_clusters)``.
     num_clusters: number of possible ids (static).
     mask: optional ``[N]`` bool, False for padding.
-    block_size: rows per distance block (static; memory/speed trade-off).
 
   Returns:
     float32 scalar in [-1, 1], or NaN.
@@ -332,17 +342,21 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
                      f"{tuple(labels.shape)}.")
   _check_k(num_clusters, max(n, num_clusters), "num_clusters")
   _check_ids(labels, num_clusters, "labels")
-  w = _weights(mask, n, x.dtype)
+  return _silhouette(x, labels, _weights(mask, n, x.dtype),
+                     num_clusters=num_clusters)
+
+
+@functools.partial(jax.jit, static_argnames="num_clusters")
+def _silhouette(x, labels, w, *, num_clusters) -> jax.Array:
+  n, dim = x.shape
   members = jax.nn.one_hot(labels, num_clusters, dtype=x.dtype) * w[:, None]
   sizes = jnp.sum(members, axis=0)  # [C]
-  x = x - jnp.sum(x * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1)
-  block = min(block_size, n)
-  pad = (-n) % block
-  rows = jnp.pad(jnp.arange(n), (0, pad)).reshape(-1, block)
+  block = max(1, min(n, _BLOCK_ELEMENTS // (n * dim)))
+  rows = jnp.pad(jnp.arange(n), (0, (-n) % block)).reshape(-1, block)
 
   def cluster_distance_sums(row_ids):  # [block] -> [block, C]
-    d = jnp.sqrt(_squared_distances(x[row_ids], x))
-    d = jnp.where(row_ids[:, None] == jnp.arange(n)[None, :], 0.0, d)
+    diff = x[row_ids][:, None, :] - x[None, :, :]  # [block, N, D]
+    d = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
     return jnp.matmul(d, members, precision=lax.Precision.HIGHEST)
 
   sums = lax.map(cluster_distance_sums, rows).reshape(-1, num_clusters)[:n]
@@ -402,7 +416,12 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
   _check_k(k, n)
   _check_k(num_classes, max(num_classes, 1), "num_classes")
   _check_ids(train_y, num_classes, "train_y")
-  w = _weights(mask, n, train_x.dtype)
+  return _knn(train_x, train_y, query, _weights(mask, n, train_x.dtype), k=k,
+              num_classes=num_classes)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_classes"))
+def _knn(train_x, train_y, query, w, *, k, num_classes) -> jax.Array:
   mean = jnp.sum(train_x * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1)
   d2 = _squared_distances(query - mean, train_x - mean)  # [Q, N]
   d2 = jnp.where(w[None, :] > 0, d2, jnp.inf)
