@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -158,16 +160,17 @@ def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
   return keep
 
 
-def _greedy(boxes: jax.Array, classes: jax.Array | None, candidate: jax.Array,
-            order: jax.Array, iou_threshold: jax.Array, max_output: int,
-            tile_size: int) -> jax.Array:
-  """Tiled exact greedy NMS over score-sorted boxes.
+@functools.partial(jax.jit, static_argnames=("max_output", "tile_size"))
+def _greedy(boxes: jax.Array, scores: jax.Array, classes: jax.Array | None,
+            candidate: jax.Array, iou_threshold: jax.Array, *,
+            max_output: int, tile_size: int) -> jax.Array:
+  """Tiled exact greedy NMS (jitted, so eager calls compile once per shape).
 
   Args:
     boxes: ``[N, 4]`` xyxy boxes.
+    scores: ``[N]`` scores.
     classes: ``[N]`` int classes, or None for one class.
     candidate: ``[N]`` bool, boxes that may be kept.
-    order: ``[N]`` the ranking from :func:`_rank`.
     iou_threshold: scalar.
     max_output: ``K``, the loop stops once this many boxes are kept.
     tile_size: ``T``.
@@ -178,6 +181,7 @@ def _greedy(boxes: jax.Array, classes: jax.Array | None, candidate: jax.Array,
   """
   n = boxes.shape[0]
   t = tile_size
+  order = _rank(scores, candidate)
   num_tiles = -(-n // t)
   padded = num_tiles * t
   num_candidates = jnp.sum(candidate)
@@ -271,9 +275,9 @@ def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
   candidate = mask & ~jnp.isnan(scores)
   if score_threshold is not None:
     candidate &= scores > score_threshold
-  order = _rank(scores, candidate)
-  indices = _greedy(boxes, classes, candidate, order,
-                    jnp.asarray(iou_threshold, boxes.dtype), k, tile_size)
+  indices = _greedy(boxes, scores, classes, candidate,
+                    jnp.asarray(iou_threshold, boxes.dtype), max_output=k,
+                    tile_size=tile_size)
   return NmsResult(indices, indices >= 0)
 
 
@@ -369,6 +373,37 @@ def _soft_weight(overlap: jax.Array, method: str, sigma: float,
   return jnp.exp(-(overlap * overlap) / sigma)
 
 
+@functools.partial(jax.jit, static_argnames=("method", "max_output"))
+def _soft_loop(boxes: jax.Array, scores: jax.Array, active: jax.Array,
+               iou_threshold: jax.Array, sigma: jax.Array,
+               score_threshold: jax.Array, *, method: str,
+               max_output: int) -> tuple[jax.Array, jax.Array]:
+  """The Soft-NMS selection loop; ``[K]`` indices and selection scores."""
+
+  def cond(state):
+    step, active = state[:2]
+    return (step < max_output) & jnp.any(active)
+
+  def body(state):
+    step, active, current, indices, selected = state
+    best = jnp.argmax(jnp.where(active, current, -jnp.inf))  # Ties: first.
+    indices = indices.at[step].set(best.astype(jnp.int32))
+    selected = selected.at[step].set(current[best])
+    active = active.at[best].set(False)
+    overlap = box_ops.iou(boxes[best], boxes, eps=0.0)  # [N]
+    overlap = jnp.where(jnp.isnan(overlap), 0.0, overlap)
+    weight = _soft_weight(overlap, method, sigma, iou_threshold)
+    current = jnp.where(active, current * weight, current)
+    active &= current >= score_threshold
+    return step + 1, active, current, indices, selected
+
+  init = (jnp.int32(0), active, scores,
+          jnp.full((max_output,), -1, jnp.int32),
+          jnp.zeros((max_output,), scores.dtype))
+  _, _, _, indices, selected = lax.while_loop(cond, body, init)
+  return indices, selected
+
+
 def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
              sigma: float = 0.5, iou_threshold: float = 0.3,
              score_threshold: float = 1e-3, max_output: int | None = None,
@@ -415,35 +450,17 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   if not isinstance(sigma, jax.core.Tracer) and not float(sigma) > 0:
     raise ValueError(f"sigma must be > 0, got {sigma}.")
   _check_unit_interval(iou_threshold, "iou_threshold")
+  out_dtype = jnp.asarray(scores).dtype
+  if not jnp.issubdtype(out_dtype, jnp.floating):
+    out_dtype = jnp.float32
   boxes, scores, mask = _check_inputs(boxes, scores, mask, fmt)
   n = boxes.shape[0]
   k = _output_size(max_output, n)
-  out_dtype = scores.dtype
   if n == 0:
     return SoftNmsResult(jnp.full((k,), -1, jnp.int32), jnp.zeros((k,), out_dtype),
                          jnp.zeros((k,), bool))
-  threshold = jnp.asarray(iou_threshold, boxes.dtype)
-  active = mask & (scores >= score_threshold)  # False for NaN scores.
-
-  def cond(state):
-    step, active = state[:2]
-    return (step < k) & jnp.any(active)
-
-  def body(state):
-    step, active, current, indices, selected = state
-    best = jnp.argmax(jnp.where(active, current, -jnp.inf))
-    indices = indices.at[step].set(best.astype(jnp.int32))
-    selected = selected.at[step].set(current[best])
-    active = active.at[best].set(False)
-    overlap = box_ops.iou(boxes[best], boxes, eps=0.0)  # [N]
-    overlap = jnp.where(jnp.isnan(overlap), 0.0, overlap)
-    current = jnp.where(active, current *
-                        _soft_weight(overlap, method, sigma, threshold),
-                        current)
-    return step + 1, active & (current >= score_threshold), current, indices, \
-        selected
-
-  init = (jnp.int32(0), active, scores, jnp.full((k,), -1, jnp.int32),
-          jnp.zeros((k,), out_dtype))
-  _, _, _, indices, selected = lax.while_loop(cond, body, init)
-  return SoftNmsResult(indices, selected, indices >= 0)
+  indices, selected = _soft_loop(
+      boxes, scores, mask & (scores >= score_threshold),  # False for NaN.
+      jnp.asarray(iou_threshold, boxes.dtype), sigma, score_threshold,
+      method=method, max_output=k)
+  return SoftNmsResult(indices, selected.astype(out_dtype), indices >= 0)
