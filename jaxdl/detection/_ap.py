@@ -81,6 +81,8 @@ def voc_ap(recall: ArrayLike, precision: ArrayLike, *,
       ap = ap + value / 11.0
     return ap
 
+  if size == 0:
+    return jnp.zeros((), dtype)
   # Move padding to the end, where it repeats the last recall with
   # precision 0: zero-width steps that do not lift the envelope.
   order = jnp.argsort(~valid, stable=True)

@@ -88,6 +88,8 @@ def _boxes(values: list, where: str) -> np.ndarray:
     boxes = np.asarray(values, np.float64)
   except (ValueError, TypeError):
     boxes = None
+  if not values:
+    boxes = np.zeros((0, 4))
   if boxes is None or boxes.shape != (len(values), 4):
     for index, box in enumerate(values):
       if np.shape(box) != (4,):

@@ -162,8 +162,9 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
             _as_mask(gt_ignore, num_gt, "gt_ignore"))
   # Real detections first, then by descending score, stable.
   order = jnp.lexsort((-det_scores, ~det_valid))
-  ious = box_ops.pairwise_iou(det_boxes[order], gt_boxes,
-                              pixel_offset=pixel_offset)
+  # eps=0 and 0 for 0 / 0 (point boxes), as pycocotools' bbIou.
+  ious = jnp.nan_to_num(box_ops.pairwise_iou(
+      det_boxes[order], gt_boxes, pixel_offset=pixel_offset, eps=0.0))
   sorted_index = _greedy_match(ious, det_valid[order], gt_valid, ignore,
                                ignore, iou_threshold, rule="coco")
   gt_index = jnp.zeros(num_det, jnp.int32).at[order].set(sorted_index)
