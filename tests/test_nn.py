@@ -264,15 +264,16 @@ def test_resnext_params_equal_formula_and_notes_claim():
 def test_resnext_shapes_train_and_grad(rng):
   block = jnn.ResNeXtBlock(32, cardinality=4, group_width=4, strides=2)
   x = jnp.asarray(rng.standard_normal((2, 8, 8, 16)), jnp.float32)
-  variables = block.init(jax.random.key(0), x)
-  y, updates = block.apply(variables, x, train=True, mutable=["batch_stats"])
+  variables = jax.jit(block.init)(jax.random.key(0), x)
+  y, updates = jax.jit(functools.partial(block.apply, train=True,
+                                         mutable=["batch_stats"]))(variables, x)
   assert y.shape == (2, 4, 4, 32) and bool(jnp.all(y >= 0))
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
                        updates["batch_stats"], variables["batch_stats"])
   assert all(jax.tree.leaves(moved))
-  grads = jax.grad(lambda p: jnp.sum(block.apply(
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(block.apply(
       {**variables, "params": p}, x, train=True,
-      mutable=["batch_stats"])[0] ** 2))(variables["params"])
+      mutable=["batch_stats"])[0] ** 2)))(variables["params"])
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
@@ -394,16 +395,20 @@ def test_c3_c3tr_bottleneck_shapes_params_and_grads(rng):
       9 * 64 + 4 * 8)
   for module in (jnn.C3(16, 1, shortcut=False, groups=2), jnn.C3TR(24, 1),
                  jnn.TransformerBlock(12, 4, 1)):
-    variables = module.init(jax.random.key(0), x)
-    y = jax.jit(module.apply)(variables, x)
-    assert y.shape == (2, 4, 4, module.features)
 
-    def loss(p, module=module, variables=variables):
-      out, _ = module.apply({**variables, "params": p}, x, train=True,
-                            mutable=["batch_stats"])
-      return jnp.mean(out ** 2)
+    @jax.jit
+    def init_and_grad(key, module=module):
+      variables = module.init(key, x)
 
-    grads = jax.grad(loss)(variables["params"])
+      def loss(params):
+        out, _ = module.apply({**variables, "params": params}, x, train=True,
+                              mutable=["batch_stats"])
+        return jnp.mean(out ** 2), out
+
+      return jax.grad(loss, has_aux=True)(variables["params"])
+
+    grads, out = init_and_grad(jax.random.key(0))  # one compile per module
+    assert out.shape == (2, 4, 4, module.features)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
     assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads))
   with pytest.raises(ValueError, match="num_heads"):
@@ -426,9 +431,9 @@ def test_vit_tiny_param_count():
 
 
 def test_vit_shapes_jit_dropout_grads(rng):
-  vit = jnn.ViT(4, 32, 2, 4, 64, 10, dropout=0.2)
+  vit = jnn.ViT(4, 32, 1, 4, 64, 10, dropout=0.2)
   x = jnp.asarray(rng.standard_normal((2, 16, 16, 3)), jnp.float32)
-  variables = vit.init(jax.random.key(0), x)
+  variables = jax.jit(vit.init)(jax.random.key(0), x)
   assert variables["params"]["pos_embedding"].shape == (1, 17, 32)
 
   @jax.jit
@@ -439,13 +444,15 @@ def test_vit_shapes_jit_dropout_grads(rng):
   y = apply(variables, x)
   apply(variables, x + 1)  # second call, same shapes: no retrace
   assert y.shape == (2, 10)
-  rngs = {"dropout": jax.random.key(1)}
-  y_train = vit.apply(variables, x, train=True, rngs=rngs)
-  assert not np.allclose(y_train, y)
-  np.testing.assert_array_equal(vit.apply(variables, x, train=True, rngs=rngs),
-                                y_train)  # same key, same mask
-  grads = jax.grad(lambda p: jnp.sum(vit.apply(
-      {"params": p}, x, train=True, rngs=rngs) ** 2))(variables["params"])
+  def train_loss(params, key):
+    y = vit.apply({"params": params}, x, train=True, rngs={"dropout": key})
+    return jnp.sum(y ** 2), y
+
+  train_grad = jax.jit(jax.grad(train_loss, has_aux=True))
+  grads, y_train = train_grad(variables["params"], jax.random.key(1))
+  assert not np.allclose(y_train, y)  # dropout active in training
+  np.testing.assert_array_equal(  # same key, same mask
+      train_grad(variables["params"], jax.random.key(1))[1], y_train)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   with pytest.raises(ValueError, match="patch_size"):
     vit.init(jax.random.key(0), jnp.ones((1, 15, 16, 3)))
