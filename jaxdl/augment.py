@@ -523,6 +523,7 @@ def random_perspective(key: jax.Array, image: ArrayLike, boxes: ArrayLike,
     Ultralytics YOLOv5 ``utils/augmentations.py: random_perspective``.
   """
   image = _as_image(image)
+  boxes, mask = _as_box_set(boxes, mask)  # validate before any work
   height, width = image.shape[:2]
   border_y, border_x = _pair(border, "border")
   size = (height + 2 * border_y, width + 2 * border_x)
@@ -694,23 +695,26 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
                      jnp.float32).T
   factors = lo + (hi - lo) * jax.random.uniform(factor_key, (4,))
 
-  # slot[op] is the position of op in the random order. The three blends
-  # run in that order; hue runs once, after the blends that precede it.
+  # slot[op] is the position of op in the random order. A disabled blend is
+  # the identity, so only the enabled ones (static) run, in slot order; hue
+  # runs once, after the blends that precede it.
   slot = jnp.argsort(order)
-  blends = jnp.argsort(slot[:3])  # [3] blend ops in application order
+  enabled = [op for op in (_BRIGHTNESS, _CONTRAST, _SATURATION) if ranges[op]]
+  enabled = jnp.array(enabled, jnp.int32)
+  blends = enabled[jnp.argsort(slot[enabled])]  # blend ops in order
   x = image.astype(jnp.float32)
   if ranges[_HUE] is None:
-    for j in range(3):
-      x = _blend_step(x, blends[j], factors, bound, integer)
+    for op in blends:
+      x = _blend_step(x, op, factors, bound, integer)
   else:
-    before_hue = jnp.sum(slot[:3] < slot[_HUE])
-    for j in range(3):
+    before_hue = jnp.sum(slot[enabled] < slot[_HUE])
+    for j, op in enumerate(blends):
       x = jnp.where(j < before_hue,
-                    _blend_step(x, blends[j], factors, bound, integer), x)
+                    _blend_step(x, op, factors, bound, integer), x)
     x = _adjust_hue(x, factors[_HUE], integer)
-    for j in range(3):
+    for j, op in enumerate(blends):
       x = jnp.where(j >= before_hue,
-                    _blend_step(x, blends[j], factors, bound, integer), x)
+                    _blend_step(x, op, factors, bound, integer), x)
   return x.astype(image.dtype)
 
 
