@@ -443,8 +443,8 @@ def _rank(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> _Ranked:
   key, code = _sort_by_key(key, code)
   real = code != _CODE_PAD
   zero = jnp.zeros((1,), jnp.int32)
-  tps = jnp.concatenate([zero, jnp.cumsum(code == _CODE_POS, dtype=jnp.int32)])
-  fps = jnp.concatenate([zero, jnp.cumsum(code == _CODE_NEG, dtype=jnp.int32)])
+  tps = jnp.concatenate([zero, _cumsum((code == _CODE_POS).astype(jnp.int32))])
+  fps = jnp.concatenate([zero, _cumsum((code == _CODE_NEG).astype(jnp.int32))])
   # A slot is a threshold when the next sample has a different score (or
   # is padding, whose key differs from every real one, or does not exist).
   last_of_group = real & jnp.append(key[1:] != key[:-1], True)
@@ -454,15 +454,21 @@ def _rank(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> _Ranked:
   return _Ranked(tps, fps, thresholds, valid, has_nan)
 
 
-def _previous_on_curve(values: jax.Array, valid: jax.Array) -> jax.Array:
-  """For each slot, ``values`` at the previous valid slot (0 for slot 0).
+# On CPU, XLA lowers lax.cumsum / lax.cummax to a windowed reduction that is
+# 4-7x slower at N = 1e6 than the log-depth associative scan.
+def _cumsum(x: jax.Array) -> jax.Array:
+  return lax.associative_scan(jnp.add, x, axis=x.ndim - 1)
 
-  ``values`` is non-decreasing along the slots, so a running maximum over
-  the valid slots is "the latest valid value".
+
+def _previous_slot(valid: jax.Array) -> jax.Array:
+  """``[N + 1] -> [N + 1]`` index of the previous valid slot (0 for slot 0).
+
+  One running maximum of the valid slot indices; callers gather their
+  cumulative counts there (cheaper than one scan per count on CPU).
   """
-  latest = lax.cummax(jnp.where(valid, values, 0), axis=values.ndim - 1)
-  return jnp.concatenate(
-      [jnp.zeros_like(latest[..., :1]), latest[..., :-1]], axis=-1)
+  slots = jnp.arange(valid.shape[-1], dtype=jnp.int32)
+  latest = lax.associative_scan(jnp.maximum, jnp.where(valid, slots, 0))
+  return jnp.concatenate([jnp.zeros((1,), jnp.int32), latest[:-1]])
 
 
 def _sum(terms: jax.Array) -> jax.Array:
@@ -601,8 +607,8 @@ def _roc_auc(scores, labels, mask) -> jax.Array:
 
 def _auc_from_ranked(r: _Ranked) -> jax.Array:
   total_pos, total_neg = r.tps[-1], r.fps[-1]
-  prev_tps = _previous_on_curve(r.tps, r.valid)
-  prev_fps = _previous_on_curve(r.fps, r.valid)
+  prev = _previous_slot(r.valid)
+  prev_tps, prev_fps = r.tps[prev], r.fps[prev]
   # Trapezoid over each tie group: width in FPR times mean height in TPR.
   width = jnp.where(r.valid, r.fps - prev_fps, 0).astype(jnp.float32)
   height = (r.tps + prev_tps).astype(jnp.float32)
@@ -647,7 +653,7 @@ def _average_precision(scores, labels, mask) -> jax.Array:
 
 def _ap_from_ranked(r: _Ranked) -> jax.Array:
   _, precision = _recall_precision(r)
-  prev_tps = _previous_on_curve(r.tps, r.valid)
+  prev_tps = r.tps[_previous_slot(r.valid)]
   total_pos = jnp.maximum(r.tps[-1], 1).astype(jnp.float32)
   # Recall steps only at thresholds; with no positives every step is 0.
   step = jnp.where(r.valid, r.tps - prev_tps, 0).astype(jnp.float32)
@@ -788,8 +794,8 @@ def _binned_ranked(state: BinnedCounts) -> _Ranked:
   pos = jnp.flip(state.positives, axis=-1)
   neg = jnp.flip(state.negatives, axis=-1)
   zero = jnp.zeros((*pos.shape[:-1], 1), jnp.int32)
-  tps = jnp.concatenate([zero, jnp.cumsum(pos, axis=-1)], axis=-1)
-  fps = jnp.concatenate([zero, jnp.cumsum(neg, axis=-1)], axis=-1)
+  tps = jnp.concatenate([zero, _cumsum(pos)], axis=-1)
+  fps = jnp.concatenate([zero, _cumsum(neg)], axis=-1)
   valid = jnp.concatenate([zero == 0, (pos + neg) > 0], axis=-1)
   num_bins = pos.shape[-1]
   grid = jnp.linspace(1.0, 0.0, num_bins, dtype=jnp.float32)
