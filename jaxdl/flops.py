@@ -349,11 +349,18 @@ class Summary:
   training_flops: float
   convention: str
 
-  def to_markdown(self) -> str:
-    """The table as GitHub markdown (paths indented by depth)."""
+  def to_markdown(self, *, max_depth: int | None = None) -> str:
+    """The table as GitHub markdown.
+
+    Args:
+      max_depth: keep only layers at most this many levels deep (1: the
+        model's direct children); totals always cover the whole model.
+    """
     lines = ["| path | type | output shape | params | formula FLOPs | "
              "XLA FLOPs |", "|---|---|---|---:|---:|---:|"]
     for layer in self.layers:
+      if max_depth is not None and layer.path.count("/") >= max_depth:
+        continue
       formula = "" if layer.formula_flops is None else f"{layer.formula_flops:,}"
       xla = "n/a" if math.isnan(layer.xla_flops) else f"{layer.xla_flops:,.0f}"
       lines.append(f"| {layer.path} | {layer.type} | {layer.output_shape} | "
@@ -460,16 +467,20 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
     jax.eval_shape(forward, variables, *inputs)
 
   layers = []
+  cache = {}  # Repeated identical layers (e.g. transformer blocks) compile once.
   for sub, args, kwargs, out in calls:
     path = tuple(sub.path)
     sub_vars = _subtree(variables, path)
     unbound = sub.clone(parent=None, name=None)
-    try:
-      xla = xla_cost(
-          lambda v, *a, m=unbound, kw=kwargs: m.apply(v, *a, **kw),
-          sub_vars, *args).flops
-    except Exception:  # pylint: disable=broad-except
-      xla = math.nan  # A module that needs its parent's context.
+    key = repr((unbound, args, kwargs, _abstract(sub_vars)))
+    if key not in cache:
+      try:
+        cache[key] = xla_cost(
+            lambda v, *a, m=unbound, kw=kwargs: m.apply(v, *a, **kw),
+            sub_vars, *args).flops
+      except Exception:  # pylint: disable=broad-except
+        cache[key] = math.nan  # A module that needs its parent's context.
+    xla = cache[key]
     first_out = jax.tree.leaves(out)[0] if jax.tree.leaves(out) else None
     layers.append(LayerCost(
         path="/".join(path), type=type(sub).__name__,
