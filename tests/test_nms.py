@@ -307,3 +307,22 @@ def test_bad_input_raises_at_trace_time():
   with pytest.raises(ValueError, match="iou_threshold must be in"):
     jax.jit(functools.partial(nms.nms, iou_threshold=2.0))(
         jnp.zeros((3, 4)), jnp.zeros(3))
+
+
+@pytest.mark.parametrize("ties", ["none", "short runs", "long runs"])
+def test_rank_is_a_stable_descending_sort(ties, rng):
+  """The fast int32-key ranking, its tie rounds and its fallback sort."""
+  n = 500
+  if ties == "none":
+    scores = rng.permutation(n).astype(np.float32) - 100  # Negatives too.
+  elif ties == "short runs":  # Every score 1-3 times: resolved by rounds.
+    values = rng.uniform(-1, 1, n).astype(np.float32)
+    scores = rng.permutation(np.repeat(values, rng.integers(1, 4, n))[:n])
+  else:  # Runs of ~50 exceed the rounds: the two-key sort takes over.
+    scores = rng.integers(0, 10, n).astype(np.float32)
+  scores[:3] = [-0.0, 0.0, -np.inf]
+  candidate = rng.uniform(size=n) < 0.9
+  order = np.asarray(jax.jit(nms._rank)(scores, candidate))
+  idx = np.flatnonzero(candidate)
+  want = idx[np.argsort(-scores[idx], kind="stable")]
+  np.testing.assert_array_equal(order[:len(idx)], want)
