@@ -65,6 +65,16 @@ def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
         f"{tuple(b.shape)}.")
 
 
+def _same_shape_pair(a: ArrayLike, b: ArrayLike, name_a: str,
+                     name_b: str) -> tuple[jax.Array, jax.Array, jnp.dtype]:
+  """``a`` and ``b`` (same shape) in the compute dtype, plus the output dtype."""
+  a = jnp.asarray(a)
+  b = jnp.asarray(b)
+  _check_same_shape(a, b, name_a, name_b)
+  x = _compute(a)
+  return x, b.astype(x.dtype), _out_dtype(a.dtype)
+
+
 def _check_broadcast(value: jax.Array, shape: tuple[int, ...],
                      name: str) -> None:
   try:
@@ -124,12 +134,7 @@ def dice_loss(probs: ArrayLike, targets: ArrayLike, *, smooth: float = 1.0,
   """
   if not smooth >= 0:
     raise ValueError(f"smooth must be >= 0, got {smooth}.")
-  probs = jnp.asarray(probs)
-  targets = jnp.asarray(targets)
-  _check_same_shape(probs, targets, "probs", "targets")
-  out_dtype = _out_dtype(probs.dtype)
-  p = _compute(probs)
-  t = _compute(targets).astype(p.dtype)
+  p, t, out_dtype = _same_shape_pair(probs, targets, "probs", "targets")
   intersection = jnp.sum(p * t, axis=axis)
   total = jnp.sum(p, axis=axis) + jnp.sum(t, axis=axis)
   score = _safe_divide(2 * intersection + smooth, total + smooth, 1.0)
@@ -181,12 +186,7 @@ def binary_cross_entropy_with_logits(
   Array(0.3465736, dtype=float32)
   """
   _check_reduction(reduction)
-  logits = jnp.asarray(logits)
-  targets = jnp.asarray(targets)
-  _check_same_shape(logits, targets, "logits", "targets")
-  out_dtype = _out_dtype(logits.dtype)
-  x = _compute(logits)
-  t = targets.astype(x.dtype)
+  x, t, out_dtype = _same_shape_pair(logits, targets, "logits", "targets")
   if pos_weight is not None:
     pos_weight = jnp.asarray(pos_weight)
     _check_broadcast(pos_weight, x.shape, "pos_weight")
@@ -239,12 +239,7 @@ def sigmoid_focal_loss(logits: ArrayLike, targets: ArrayLike, *,
     raise ValueError(f"alpha must be in [0, 1] or negative, got {alpha}.")
   if not gamma >= 0:
     raise ValueError(f"gamma must be >= 0, got {gamma}.")
-  logits = jnp.asarray(logits)
-  targets = jnp.asarray(targets)
-  _check_same_shape(logits, targets, "logits", "targets")
-  out_dtype = _out_dtype(logits.dtype)
-  x = _compute(logits)
-  t = targets.astype(x.dtype)
+  x, t, out_dtype = _same_shape_pair(logits, targets, "logits", "targets")
   one_minus_p_t = t * jax.nn.sigmoid(-x) + (1 - t) * jax.nn.sigmoid(x)
   loss = _bce_from_logits(x, t) * _safe_power(one_minus_p_t, gamma)
   if alpha >= 0:

@@ -224,8 +224,8 @@ def test_iou_loss_gradient_finite_for_degenerate_boxes():
   pred = jnp.array([[0., 0., 0., 0.], [1., 1., 3., 3.], [2., 2., 2., 5.]])
   target = jnp.array([[0., 0., 0., 0.], [1., 1., 3., 3.], [0., 0., 4., 4.]])
   for variant in boxes.VARIANTS:
-    grad = jax.grad(lambda p: losses.iou_loss(p, target, variant=variant,
-                                              reduction="sum"))(pred)
+    grad = jax.jit(jax.grad(lambda p: losses.iou_loss(
+        p, target, variant=variant, reduction="sum")))(pred)
     assert np.all(np.isfinite(grad)), variant
 
 
@@ -333,43 +333,65 @@ def test_bad_input_raises(call, match):
 # ------------------------------------------------------ PyTorch itself
 
 
-def test_agrees_with_torch(data, rng):
+def _torch_focal(F, x, t, alpha=0.25, gamma=2.0, reduction="none"):
+  """torchvision.ops.sigmoid_focal_loss as in the notes, written in torch."""
+  p = x.sigmoid()
+  ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+  p_t = p * t + (1 - p) * (1 - t)
+  loss = (alpha * t + (1 - alpha) * (1 - t)) * ce * (1 - p_t) ** gamma
+  return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_agrees_with_torch(data, rng, reduction):
+  """Values and gradients (of the sum of the output) against torch float64."""
   torch = pytest.importorskip("torch")
   F = torch.nn.functional
   logits, labels, probs, weight, targets = data
-  t = lambda a: torch.tensor(np.asarray(a, np.float64), requires_grad=True)
-  x_t, w_t = t(logits), torch.tensor(weight, dtype=torch.float64)
+  f64 = lambda a: torch.tensor(np.asarray(a, np.float64))
   y_t = torch.tensor(labels, dtype=torch.long)
   pos_weight = rng.uniform(0.5, 4, C).astype(np.float32)
-  cases = [
-      ("ce_weight_ignore_smooth",
-       lambda x: losses.cross_entropy(x, labels, weight=weight,
-                                      label_smoothing=0.1),
-       lambda x: F.cross_entropy(x, y_t, weight=w_t, label_smoothing=0.1)),
-      ("ce_probs", lambda x: losses.cross_entropy(x, probs, weight=weight),
-       lambda x: F.cross_entropy(x, torch.tensor(probs, dtype=torch.float64),
-                                 weight=w_t)),
-      ("nll_sum", lambda x: losses.nll_loss(x, labels, reduction="sum"),
-       lambda x: F.nll_loss(x, y_t, reduction="sum")),
-      ("bce_pos_weight",
-       lambda x: losses.binary_cross_entropy_with_logits(
-           x, targets, pos_weight=pos_weight),
-       lambda x: F.binary_cross_entropy_with_logits(
-           x, torch.tensor(targets, dtype=torch.float64),
-           pos_weight=torch.tensor(pos_weight, dtype=torch.float64))),
-      ("l1", lambda x: losses.l1_loss(x, probs),
-       lambda x: F.l1_loss(x, torch.tensor(probs, dtype=torch.float64))),
-  ]
-  for name, ours, theirs in cases:
-    x = t(logits)
+  r = reduction
+  cases = {
+      "ce_weight_ignore_smooth": (
+          lambda x: losses.cross_entropy(x, labels, weight=weight,
+                                         label_smoothing=0.1, reduction=r),
+          lambda x: F.cross_entropy(x, y_t, weight=f64(weight),
+                                    label_smoothing=0.1, reduction=r)),
+      "ce_probs": (
+          lambda x: losses.cross_entropy(x, probs, weight=weight,
+                                         reduction=r),
+          lambda x: F.cross_entropy(x, f64(probs), weight=f64(weight),
+                                    reduction=r)),
+      "nll": (lambda x: losses.nll_loss(x, labels, weight=weight,
+                                        reduction=r),
+              lambda x: F.nll_loss(x, y_t, weight=f64(weight), reduction=r)),
+      "bce_weight_pos_weight": (
+          lambda x: losses.binary_cross_entropy_with_logits(
+              x, targets, weight=weight, pos_weight=pos_weight, reduction=r),
+          lambda x: F.binary_cross_entropy_with_logits(
+              x, f64(targets), weight=f64(weight), pos_weight=f64(pos_weight),
+              reduction=r)),
+      "focal": (lambda x: losses.sigmoid_focal_loss(x, targets, reduction=r),
+                lambda x: _torch_focal(F, x, f64(targets), reduction=r)),
+      "l1": (lambda x: losses.l1_loss(x, probs, reduction=r),
+             lambda x: F.l1_loss(x, f64(probs), reduction=r)),
+  }
+  for name, (ours, theirs) in cases.items():
+    x = f64(logits).requires_grad_(True)
     want = theirs(x)
-    want.backward()
-    value, grad = jax.value_and_grad(ours)(logits)
-    np.testing.assert_allclose(value, want.item(), rtol=RTOL, atol=ATOL,
-                               err_msg=name)
+    want.sum().backward()
+    grad = jax.grad(lambda z: jnp.sum(ours(z)))(logits)
+    np.testing.assert_allclose(ours(logits), want.detach().numpy(),
+                               rtol=RTOL, atol=ATOL, err_msg=name)
     np.testing.assert_allclose(grad, x.grad.numpy(), rtol=RTOL, atol=1e-6,
                                err_msg=name)
-  # All ignored: torch's mean is NaN too.
-  all_ignored = torch.full((N,), -100, dtype=torch.long)
-  assert torch.isnan(F.cross_entropy(x_t, all_ignored))
-  assert np.isnan(losses.cross_entropy(logits, np.asarray(all_ignored)))
+
+
+def test_all_ignored_mean_is_nan_in_torch_too(data):
+  torch = pytest.importorskip("torch")
+  logits = data[0]
+  all_ignored = np.full(N, -100, np.int64)
+  assert torch.isnan(torch.nn.functional.cross_entropy(
+      torch.tensor(logits), torch.tensor(all_ignored)))
+  assert np.isnan(losses.cross_entropy(logits, all_ignored))
