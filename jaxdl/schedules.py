@@ -140,7 +140,7 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
     Loshchilov & Hutter, "SGDR: Stochastic gradient descent with warm
     restarts", ICLR 2017.
 
-  >>> cosine_restarts(1.0, 10)(jnp.array([0, 5, 10]))
+  >>> jnp.round(cosine_restarts(1.0, 10)(jnp.array([0, 5, 10])), 4)
   Array([1. , 0.5, 1. ], dtype=float32)
   """
   _check_positive(period, "period")
