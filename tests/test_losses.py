@@ -10,6 +10,9 @@ ones at bfloat16's precision (rtol 2e-2).
 import functools
 
 import chex
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -272,6 +275,40 @@ def test_half_precision_agrees_with_float32(data, dtype):
     low = fn(jnp.asarray(logits, dtype), y)
     assert low.dtype == dtype
     _close(np.float32(low), np.float32(fn(logits, y)), rtol=2e-2)
+
+
+# ------------------------------------------------------ properties
+
+_finite = st.floats(-30, 30, width=32)
+_unit = st.floats(0, 1, width=32)
+
+
+@jax.jit
+def _properties(logits, probs, targets, perm):
+  bce = losses.binary_cross_entropy_with_logits(logits, targets,
+                                                reduction="none")
+  focal = losses.sigmoid_focal_loss(logits, targets, alpha=-1, gamma=1.5)
+  labels = jnp.argmax(targets, -1)
+  ce = losses.cross_entropy(logits, labels, reduction="none")
+  # Permuting the classes (and relabelling) leaves cross-entropy unchanged.
+  ce_perm = losses.cross_entropy(logits[:, perm], jnp.argsort(perm)[labels],
+                                 reduction="none")
+  return dict(bce=bce, focal=focal, ce=ce, ce_perm=ce_perm,
+              dice=losses.dice_loss(probs, targets, axis=-1))
+
+
+@hypothesis.settings(max_examples=30)
+@hypothesis.given(
+    logits=hnp.arrays(np.float32, (3, 4), elements=_finite),
+    probs=hnp.arrays(np.float32, (3, 4), elements=_unit),
+    targets=hnp.arrays(np.float32, (3, 4), elements=st.sampled_from([0., 1.])),
+    perm=st.permutations(range(4)))
+def test_loss_properties(logits, probs, targets, perm):
+  out = _properties(logits, probs, targets, np.asarray(perm))
+  assert np.all(out["bce"] >= 0)
+  assert np.all(out["focal"] <= out["bce"] + 1e-6)  # (1 - p_t)**gamma <= 1
+  assert np.all((out["dice"] >= -1e-6) & (out["dice"] <= 1 + 1e-6))
+  np.testing.assert_allclose(out["ce_perm"], out["ce"], rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------ jit, vmap, retrace
