@@ -443,8 +443,12 @@ def _rank(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> _Ranked:
   key, code = _sort_by_key(key, code)
   real = code != _CODE_PAD
   zero = jnp.zeros((1,), jnp.int32)
-  tps = jnp.concatenate([zero, _cumsum((code == _CODE_POS).astype(jnp.int32))])
-  fps = jnp.concatenate([zero, _cumsum((code == _CODE_NEG).astype(jnp.int32))])
+  tps = jnp.concatenate(
+      [zero, _scan(jnp.add, (code == _CODE_POS).astype(jnp.int32))])
+  # Real samples fill the first slots, so slot i holds min(i, #real) of
+  # them: the negatives follow without a second scan.
+  slots = jnp.arange(tps.shape[0], dtype=jnp.int32)
+  fps = jnp.minimum(slots, jnp.sum(mask, dtype=jnp.int32)) - tps
   # A slot is a threshold when the next sample has a different score (or
   # is padding, whose key differs from every real one, or does not exist).
   last_of_group = real & jnp.append(key[1:] != key[:-1], True)
@@ -454,10 +458,18 @@ def _rank(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> _Ranked:
   return _Ranked(tps, fps, thresholds, valid, has_nan)
 
 
-# On CPU, XLA lowers lax.cumsum / lax.cummax to a windowed reduction that is
-# 4-7x slower at N = 1e6 than the log-depth associative scan.
-def _cumsum(x: jax.Array) -> jax.Array:
-  return lax.associative_scan(jnp.add, x, axis=x.ndim - 1)
+# XLA:CPU runs lax.cumsum / lax.cummax as a windowed reduction, 4-7x slower
+# at N = 1e6 than a log-depth associative scan; the scan compiles slower
+# (~0.5 s more), so it is used only for long inputs (a static choice).
+_ASSOCIATIVE_SCAN_MIN = 1 << 15
+
+
+def _scan(op, x: jax.Array) -> jax.Array:
+  """Inclusive running ``op`` (``jnp.add`` or ``jnp.maximum``) along axis -1."""
+  axis = x.ndim - 1
+  if x.shape[-1] >= _ASSOCIATIVE_SCAN_MIN:
+    return lax.associative_scan(op, x, axis=axis)
+  return (lax.cumsum if op is jnp.add else lax.cummax)(x, axis=axis)
 
 
 def _previous_slot(valid: jax.Array) -> jax.Array:
@@ -467,7 +479,7 @@ def _previous_slot(valid: jax.Array) -> jax.Array:
   cumulative counts there (cheaper than one scan per count on CPU).
   """
   slots = jnp.arange(valid.shape[-1], dtype=jnp.int32)
-  latest = lax.associative_scan(jnp.maximum, jnp.where(valid, slots, 0))
+  latest = _scan(jnp.maximum, jnp.where(valid, slots, 0))
   return jnp.concatenate([jnp.zeros((1,), jnp.int32), latest[:-1]])
 
 
@@ -794,8 +806,8 @@ def _binned_ranked(state: BinnedCounts) -> _Ranked:
   pos = jnp.flip(state.positives, axis=-1)
   neg = jnp.flip(state.negatives, axis=-1)
   zero = jnp.zeros((*pos.shape[:-1], 1), jnp.int32)
-  tps = jnp.concatenate([zero, _cumsum(pos)], axis=-1)
-  fps = jnp.concatenate([zero, _cumsum(neg)], axis=-1)
+  tps = jnp.concatenate([zero, _scan(jnp.add, pos)], axis=-1)
+  fps = jnp.concatenate([zero, _scan(jnp.add, neg)], axis=-1)
   valid = jnp.concatenate([zero == 0, (pos + neg) > 0], axis=-1)
   num_bins = pos.shape[-1]
   grid = jnp.linspace(1.0, 0.0, num_bins, dtype=jnp.float32)

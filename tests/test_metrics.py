@@ -186,6 +186,18 @@ def test_curves_auc_ap_match_sklearn_with_masked_padding(rng):
   _check_curves(*_pad(scores, labels, rng=rng))
 
 
+def test_long_input_associative_scan_path(rng):
+  n = metrics._ASSOCIATIVE_SCAN_MIN + 7
+  scores, labels = _tied_data(rng, n, decimals=2)
+  mask = rng.random(n) < 0.9
+  np.testing.assert_allclose(
+      metrics.roc_auc(scores, labels, mask=mask),
+      skm.roc_auc_score(labels[mask], scores[mask]), atol=ATOL)
+  np.testing.assert_allclose(
+      metrics.average_precision(scores, labels, mask=mask),
+      skm.average_precision_score(labels[mask], scores[mask]), atol=ATOL)
+
+
 def test_auc_ap_extreme_scores_and_negatives(rng):
   scores = np.array([-3e38, -3.5, -0.0, 0.0, 1e-30, 2.5, 3e38, -3.5] * 8,
                     np.float32)  # -0.0 ties with 0.0
