@@ -96,7 +96,7 @@ def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
 
 def _safe_divide(numerator: jax.Array, denominator: jax.Array,
                  if_zero: float) -> jax.Array:
-  """``numerator / denominator``, ``if_zero`` (zero gradient) where 0 / 0."""
+  """``numerator / denominator``; ``if_zero`` (zero gradient) where it is 0."""
   nonzero = denominator != 0
   return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1),
                    if_zero)
@@ -135,6 +135,8 @@ def dice_loss(probs: ArrayLike, targets: ArrayLike, *, smooth: float = 1.0,
   if not smooth >= 0:
     raise ValueError(f"smooth must be >= 0, got {smooth}.")
   p, t, out_dtype = _same_shape_pair(probs, targets, "probs", "targets")
+  if isinstance(axis, Sequence):
+    axis = tuple(axis)
   intersection = jnp.sum(p * t, axis=axis)
   total = jnp.sum(p, axis=axis) + jnp.sum(t, axis=axis)
   score = _safe_divide(2 * intersection + smooth, total + smooth, 1.0)
