@@ -15,7 +15,6 @@ import os
 import statistics
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
