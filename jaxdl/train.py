@@ -42,7 +42,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxdl import data
+from jaxdl import data, losses
 
 DATA_AXIS = "data"
 
@@ -117,6 +117,9 @@ def create_train_state(key: jax.Array, model: nn.Module,
                        sample_inputs: ArrayLike) -> TrainState:
   """Initialises a model and its optimizer.
 
+  Initialisation is jitted and cached per (model, optimizer, input shape):
+  a second state for the same model and optimizer does not recompile.
+
   Args:
     key: PRNG key; split into the parameter, dropout and training keys.
     model: a Flax module called as ``model.apply(variables, x, train=...)``.
@@ -126,10 +129,17 @@ def create_train_state(key: jax.Array, model: nn.Module,
   Returns:
     A :class:`TrainState` at step 0.
   """
+  sample = jnp.asarray(sample_inputs)
+  return _init_state(model, tx, key,
+                     jax.ShapeDtypeStruct(sample.shape, sample.dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 3))
+def _init_state(model: nn.Module, tx: optax.GradientTransformation,
+                key: jax.Array, sample: jax.ShapeDtypeStruct) -> TrainState:
   params_key, dropout_key, rng = jax.random.split(key, 3)
-  init = jax.jit(functools.partial(model.init, train=False))
-  variables = init({"params": params_key, "dropout": dropout_key},
-                   jnp.zeros_like(jnp.asarray(sample_inputs)))
+  variables = model.init({"params": params_key, "dropout": dropout_key},
+                         jnp.zeros(sample.shape, sample.dtype), train=False)
   params = variables["params"]
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
@@ -175,8 +185,8 @@ def _apply(state: TrainState, params: Any, images: jax.Array, *,
 def _metrics(logits: jax.Array, labels: jax.Array,
              mask: jax.Array) -> Metrics:
   """Summed masked cross-entropy and accuracy of one batch."""
-  per_example = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), labels)  # [B]
+  per_example = losses.cross_entropy(logits.astype(jnp.float32), labels,
+                                     reduction="none")  # [B]
   correct = (jnp.argmax(logits, axis=-1) == labels) & mask
   return Metrics(loss_sum=jnp.sum(jnp.where(mask, per_example, 0.0)),
                  correct=jnp.sum(correct, dtype=jnp.int32),
@@ -598,8 +608,9 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
       if checkpoint_dir is not None:
         save_checkpoint(checkpoint_dir, state, epoch=epoch, history=history,
                         max_to_keep=max_to_keep)
-      bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()
-                       if k.endswith(("_loss", "_accuracy"))})
+      bar.set_postfix({k: f"{history[k][-1]:.4f}" for k in (
+          "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+                       if k in history})
       bar.update()
       if callback is not None:
         callback(epoch, history)

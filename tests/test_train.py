@@ -1,0 +1,367 @@
+"""Tests for jaxdl.train and the main job experiments/train.py."""
+
+from __future__ import annotations
+
+import os
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxdl import data, optim, train
+from jaxdl.nn import ToyNet
+
+# Shared so that states, steps and fit() epochs compile once per shape.
+MODEL = ToyNet()
+TX = optim.sgd(0.01, momentum=0.9)
+STEP = jax.jit(train.train_step)
+EVAL = jax.jit(train.eval_step)
+
+
+def _images(rng, n, size=32):
+  """Learnable uint8 images: the mean colour depends on the label."""
+  labels = np.arange(n, dtype=np.int32) % 10
+  base = (labels * 25)[:, None, None, None]
+  noise = rng.integers(-20, 20, (n, size, size, 3))
+  return np.clip(base + noise, 0, 255).astype(np.uint8), labels
+
+
+def _state(seed=0, model=MODEL, tx=TX, size=32):
+  return train.create_train_state(jax.random.key(seed), model, tx,
+                                  jnp.zeros((1, size, size, 3)))
+
+
+def _close(a, b, rtol, atol=0.0):
+  chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
+
+
+def test_create_train_state():
+  state = _state()
+  assert int(state.step) == 0 and state.batch_stats == {}
+  # The tutorial Net's 62,006 parameters.
+  assert sum(p.size for p in jax.tree.leaves(state.params)) == 62006
+  _close(state.opt_state, TX.init(state.params), rtol=0)
+
+
+def _torch_net(params):
+  """The notes' Net with ToyNet's weights (NHWC/HWIO -> NCHW/OIHW)."""
+  torch = pytest.importorskip("torch")
+
+  class Net(torch.nn.Module):  # As in the notes.
+
+    def __init__(self):
+      super().__init__()
+      self.conv1 = torch.nn.Conv2d(3, 6, 5)
+      self.pool = torch.nn.MaxPool2d(2, 2)
+      self.conv2 = torch.nn.Conv2d(6, 16, 5)
+      self.fc1 = torch.nn.Linear(16 * 5 * 5, 120)
+      self.fc2 = torch.nn.Linear(120, 84)
+      self.fc3 = torch.nn.Linear(84, 10)
+
+    def forward(self, x):
+      relu = torch.nn.functional.relu
+      x = self.pool(relu(self.conv1(x)))
+      x = self.pool(relu(self.conv2(x)))
+      x = torch.flatten(x, 1)
+      return self.fc3(relu(self.fc2(relu(self.fc1(x)))))
+
+  net = Net()
+  p = jax.tree.map(np.asarray, params)
+  as_t = lambda a: torch.tensor(np.ascontiguousarray(a))
+  with torch.no_grad():
+    for name in ("conv1", "conv2"):
+      layer = getattr(net, name)
+      flax_name = f"Conv_{int(name[-1]) - 1}"
+      layer.weight.copy_(as_t(p[flax_name]["kernel"].transpose(3, 2, 0, 1)))
+      layer.bias.copy_(as_t(p[flax_name]["bias"]))
+    # Flax flattens (h, w, c), torch (c, h, w).
+    fc1 = p["Dense_0"]["kernel"].reshape(5, 5, 16, 120).transpose(3, 2, 0, 1)
+    net.fc1.weight.copy_(as_t(fc1.reshape(120, 400)))
+    net.fc1.bias.copy_(as_t(p["Dense_0"]["bias"]))
+    for i, name in ((1, "fc2"), (2, "fc3")):
+      getattr(net, name).weight.copy_(as_t(p[f"Dense_{i}"]["kernel"].T))
+      getattr(net, name).bias.copy_(as_t(p[f"Dense_{i}"]["bias"]))
+  return torch, net
+
+
+def test_train_step_matches_the_notes_pytorch_loop(rng):
+  """Three steps of the notes' loop (CE + SGD momentum 0.9) in torch."""
+  state = _state()
+  torch, net = _torch_net(state.params)
+  opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+  criterion = torch.nn.CrossEntropyLoss()
+  for _ in range(3):
+    images = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, 4).astype(np.int32)
+    opt.zero_grad()
+    loss = criterion(net(torch.tensor(images.transpose(0, 3, 1, 2))),
+                     torch.tensor(labels, dtype=torch.long))
+    loss.backward()
+    opt.step()
+    state, metrics = STEP(state, images, labels)
+    # float32 on both sides; losses ~2.3, 1e-5 relative covers summation order.
+    np.testing.assert_allclose(metrics.loss, loss.item(), rtol=1e-5)
+  fc3 = net.fc3.weight.detach().numpy().T
+  np.testing.assert_allclose(state.params["Dense_2"]["kernel"], fc3,
+                             rtol=1e-4, atol=1e-6)
+  conv1 = net.conv1.weight.detach().numpy().transpose(2, 3, 1, 0)
+  np.testing.assert_allclose(state.params["Conv_0"]["kernel"], conv1,
+                             rtol=1e-4, atol=1e-6)
+  assert int(state.step) == 3
+
+
+def test_eval_step_matches_numpy(rng):
+  state = _state()
+  images = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+  labels = np.array([0, 1, 2, 3], np.int32)
+  metrics, logits = EVAL(state, images, labels, np.array([1, 1, 1, 0], bool))
+  z = np.asarray(logits, np.float64)[:3]
+  log_probs = z - z.max(1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+  expected = -log_probs[np.arange(3), labels[:3]].mean()
+  np.testing.assert_allclose(metrics.loss, expected, rtol=1e-6)
+  assert int(metrics.correct) == int((z.argmax(1) == labels[:3]).sum())
+  assert int(metrics.count) == 3
+
+
+def test_masked_step_equals_step_on_real_examples(rng):
+  state = _state()
+  images = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, 4).astype(np.int32)
+  mask = np.array([1, 1, 1, 0], bool)
+  padded, m_padded = STEP(state, images, labels, mask)
+  real, m_real = jax.jit(train.train_step)(state, images[:3], labels[:3])
+  # float32, summation over 3 vs 4 terms: 1e-6 relative, 1e-7 absolute.
+  _close(padded.params, real.params, rtol=1e-6, atol=1e-7)
+  _close(m_padded, m_real, rtol=1e-6)
+  # All masked: no example, zero loss and a step that changes nothing.
+  empty, m_empty = STEP(state, images, labels, np.zeros(4, bool))
+  assert int(m_empty.count) == 0 and float(m_empty.loss) == 0.0
+  _close(empty.params, state.params, rtol=0)
+
+
+@pytest.mark.parametrize("labels, mask, message", [
+    (np.zeros(3, np.int32), None, r"labels must have shape \[B\]"),
+    (np.zeros(2, np.float32), None, "labels must be integer"),
+    (np.zeros(2, np.int32), np.ones(3, bool), r"mask must have shape \(2,\)"),
+])
+def test_steps_reject_bad_batches(labels, mask, message):
+  state = _state()
+  images = np.zeros((2, 32, 32, 3), np.float32)
+  for step in (train.train_step, train.eval_step):
+    with pytest.raises(ValueError, match=message):
+      step(state, images, labels, mask)
+
+
+class _BatchNormDropoutNet(nn.Module):
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    x = nn.Conv(4, (3, 3))(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.5)(x)
+    x = nn.Dropout(0.5, deterministic=not train)(nn.relu(x))
+    return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+def test_batch_norm_and_dropout_models(rng):
+  model = _BatchNormDropoutNet()
+  state = _state(model=model, tx=optax.sgd(0.1), size=4)
+  images = rng.normal(size=(8, 4, 4, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, 8).astype(np.int32)
+  step = jax.jit(train.train_step)
+  new, _ = step(state, images, labels)
+  # Running statistics moved half-way to the batch mean (momentum 0.5).
+  mean = new.batch_stats["BatchNorm_0"]["mean"]
+  assert float(jnp.abs(mean).max()) > 0
+  # Evaluation is deterministic (running averages, no dropout) ...
+  evaluate = jax.jit(train.eval_step)
+  a = evaluate(new, images, labels)[1]
+  b = evaluate(new, images, labels)[1]
+  np.testing.assert_array_equal(a, b)
+  # ... while training draws a new dropout mask at every step.
+  _, m1 = step(new, images, labels)
+  _, m2 = step(new.replace(step=new.step + 1), images, labels)
+  assert float(m1.loss) != float(m2.loss)
+
+
+def test_train_step_compiles_once(rng):
+  state = _state(model=_BatchNormDropoutNet(), tx=optax.sgd(0.1), size=4)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(state, images, labels):
+    return train.train_step(state, images, labels)
+
+  images = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+  state, _ = step(state, images, np.array([1, 2], np.int32))
+  step(state, images + 1, np.array([0, 1], np.int32))
+
+
+def test_canonical_convs_keep_values_and_gradients(rng):
+  """The CPU scan workaround rewrites convolutions without changing them."""
+  x = jnp.asarray(rng.normal(size=(2, 9, 9, 4)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 2, 6)), jnp.float32)
+
+  def loss(x, k):
+    y = jax.lax.conv_general_dilated(
+        x, k, (2, 1), ((1, 1), (0, 2)), rhs_dilation=(1, 2),
+        feature_group_count=2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    z = jax.lax.conv_general_dilated(  # Non-canonical layouts.
+        jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(k[..., :2], (3, 2, 0, 1)),
+        (1, 1), "SAME", feature_group_count=2,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    return jnp.sum(jnp.sin(y)) + jnp.sum(z ** 2)
+
+  grad = jax.value_and_grad(loss, argnums=(0, 1))
+  expected = jax.jit(grad)(x, k)
+
+  @jax.jit
+  def in_scan(x, k):
+    fn = train._with_canonical_convs(grad)  # pylint: disable=protected-access
+    return jax.lax.scan(lambda c, _: (c, fn(x, k)), 0.0, length=2)[1]
+
+  got = jax.tree.map(lambda a: a[1], in_scan(x, k))
+  # float32 with reordered accumulation: 1e-5 relative, 1e-5 absolute.
+  _close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- fit
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  rng = np.random.default_rng(1)
+  train_x, train_y = _images(rng, 40)
+  test_x, test_y = _images(rng, 12)
+  return train_x, train_y, test_x, test_y
+
+
+def _fit(dataset, **kwargs):
+  train_x, train_y, test_x, test_y = dataset
+  kwargs.setdefault("epochs", 3)
+  return train.fit(_state(), train_x, train_y, batch_size=8,
+                   test_images=test_x, test_labels=test_y, **kwargs)
+
+
+def test_fit_learns_and_records_history(dataset):
+  result = _fit(dataset, epochs=4)
+  h = result.history
+  assert h["epoch"] == [1.0, 2.0, 3.0, 4.0]
+  assert len(h["step_loss"]) == 4 * 5 and len(h["compile_seconds"]) == 1
+  for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
+              "epoch_seconds"):
+    assert len(h[key]) == 4, key
+  assert h["train_loss"][-1] < h["train_loss"][0]
+  chex.assert_shape(result.test_logits, (12, 10))
+  # The returned logits are the final state's (float32, 1e-5).
+  _, logits = EVAL(result.state, data.normalize(dataset[2][:4]),
+                   dataset[3][:4])
+  np.testing.assert_allclose(result.test_logits[:4], logits, rtol=1e-5,
+                             atol=1e-5)
+  accuracy = np.mean(np.argmax(result.test_logits, 1) == dataset[3])
+  np.testing.assert_allclose(h["test_accuracy"][-1], accuracy)
+  assert int(result.state.step) == 20
+
+
+def test_fit_resume_equals_uninterrupted_run(dataset, tmp_path):
+  full = _fit(dataset, epochs=3)
+
+  def interrupt(epoch, history):
+    if epoch == 2:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    _fit(dataset, epochs=3, checkpoint_dir=tmp_path, callback=interrupt)
+  assert train.latest_checkpoint(tmp_path) == 2
+  resumed = _fit(dataset, epochs=3, checkpoint_dir=tmp_path, resume=True)
+  # Same compiled epochs on the same state: bit-identical parameters.
+  _close(resumed.state.params, full.state.params, rtol=0)
+  _close(resumed.state.opt_state, full.state.opt_state, rtol=0)
+  assert int(resumed.state.step) == int(full.state.step)
+  for key in ("train_loss", "test_accuracy", "step_loss"):
+    assert resumed.history[key] == full.history[key], key
+  # Resuming a finished run trains no more.
+  again = _fit(dataset, epochs=3, checkpoint_dir=tmp_path, resume=True)
+  _close(again.state.params, full.state.params, rtol=0)
+
+
+def _snapshot(folder):
+  files = {}
+  for root, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, folder)] = f.read()
+  return files
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(dataset, tmp_path):
+  _fit(dataset, epochs=2, checkpoint_dir=tmp_path)
+  # Corrupt every file of the latest checkpoint's state.
+  latest = tmp_path / "2"
+  for root, _, names in os.walk(latest / "state"):
+    for name in names:
+      with open(os.path.join(root, name), "r+b") as f:
+        size = f.seek(0, 2)
+        f.seek(0)
+        f.write(b"\xff" * max(size, 1))
+  before = _snapshot(tmp_path)
+  with pytest.raises(ValueError, match=r"checkpoint .*/2 is corrupt.*other "
+                                       r"checkpoints: \[1\]"):
+    _fit(dataset, epochs=4, checkpoint_dir=tmp_path, resume=True)
+  assert _snapshot(tmp_path) == before  # Nothing overwritten or deleted.
+  state, history, epoch = train.restore_checkpoint(tmp_path, _state(),
+                                                   epoch=1)
+  assert epoch == 1 and history["epoch"] == [1.0] and int(state.step) == 5
+
+
+def test_restore_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    train.restore_checkpoint(tmp_path, _state())
+  assert train.latest_checkpoint(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 0}, "batch_size must be a positive multiple"),
+    ({"epochs": -1}, "epochs must be >= 0"),
+    ({"resume": True}, "resume=True needs a checkpoint_dir"),
+    ({"test_images": np.zeros((2, 32, 32, 3), np.uint8)},
+     "test_images and test_labels must be given together"),
+])
+def test_fit_bad_arguments(dataset, kwargs, message):
+  kwargs = {"epochs": 1, "batch_size": 8, **kwargs}
+  with pytest.raises(ValueError, match=message):
+    train.fit(_state(), dataset[0], dataset[1], **kwargs)
+
+
+# ------------------------------------------------------------ the main job
+
+
+def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
+  """experiments.train on a tiny CIFAR-format folder: report and plots."""
+  from experiments import train as main_job  # pylint: disable=g-import-not-at-top
+  from tests.test_data import write_cifar  # pylint: disable=g-import-not-at-top
+
+  folder = write_cifar(str(tmp_path / "data"), rng, n=8)
+  workdir = tmp_path / "run"
+  out = main_job.main([
+      "--dataset", "cifar10", "--data-dir", folder, "--epochs", "3",
+      "--batch-size", "8", "--lr", "0.01", "--optimizer", "adam",
+      "--workdir", str(workdir), "--no-progress"])
+  for name in ("report.md", "curves.png", "roc.png", "pr.png",
+               "confusion.png"):
+    assert (workdir / name).stat().st_size > 0, name
+  assert train.latest_checkpoint(workdir / "checkpoints") == 3
+  history = out["history"]
+  assert len(history["step_loss"]) == 3 * 5  # 40 images, batches of 8.
+  assert history["train_loss"][-1] < history["train_loss"][0]
+  report = (workdir / "report.md").read_text()
+  for text in ("test accuracy", "macro ROC-AUC", "Per-class metrics",
+               "Confusion matrix", "FLOPs", "62,006", "time per epoch",
+               "devices: 1 x cpu"):
+    assert text in report, text
+  assert "| airplane |" in report  # class names from batches.meta
