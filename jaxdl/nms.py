@@ -205,11 +205,50 @@ def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
   return keep
 
 
+def _one_image_at_a_time(fn):
+  """``fn`` of arrays, which ``jax.vmap`` runs on one example after another.
+
+  NMS is a loop whose length depends on the data. Batched by plain
+  ``vmap``, every example runs as many iterations as the slowest, the
+  data-dependent ``cond`` shortcuts turn into ``select`` (both sides run) and
+  slices become gathers: 16 images of 5k boxes took 3-5x longer than 16
+  single-image calls on CPU. ``lax.map`` keeps every example on the fast path.
+  """
+
+  @jax.custom_batching.custom_vmap
+  def wrapped(*args):
+    return fn(*args)
+
+  @wrapped.def_vmap
+  def rule(axis_size, in_batched, *args):
+    args = tuple(x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+                 for x, batched in zip(map(jnp.asarray, args), in_batched))
+    out = lax.map(lambda xs: wrapped(*xs), args)
+    return out, jax.tree.map(lambda _: True, out)
+
+  return wrapped
+
+
 @functools.partial(jax.jit, static_argnames=("max_output", "tile_size"))
 def _greedy(boxes: jax.Array, scores: jax.Array, classes: jax.Array | None,
             candidate: jax.Array, iou_threshold: jax.Array, *,
             max_output: int, tile_size: int) -> jax.Array:
-  """Tiled exact greedy NMS (jitted, so eager calls compile once per shape).
+  """:func:`_greedy_one`, jitted (eager calls compile once per shape)."""
+  run = functools.partial(_greedy_one, max_output=max_output,
+                          tile_size=tile_size)
+  if classes is None:
+    return _one_image_at_a_time(
+        lambda b, s, c, t: run(b, s, None, c, t))(boxes, scores, candidate,
+                                                  iou_threshold)
+  return _one_image_at_a_time(run)(boxes, scores, classes, candidate,
+                                   iou_threshold)
+
+
+def _greedy_one(boxes: jax.Array, scores: jax.Array,
+                classes: jax.Array | None, candidate: jax.Array,
+                iou_threshold: jax.Array, *, max_output: int,
+                tile_size: int) -> jax.Array:
+  """Tiled exact greedy NMS of one image.
 
   Args:
     boxes: ``[N, 4]`` xyxy boxes.
@@ -423,6 +462,16 @@ def _soft_loop(boxes: jax.Array, scores: jax.Array, active: jax.Array,
                iou_threshold: jax.Array, sigma: jax.Array,
                score_threshold: jax.Array, *, method: str,
                max_output: int) -> tuple[jax.Array, jax.Array]:
+  """:func:`_soft_loop_one`, jitted."""
+  return _one_image_at_a_time(functools.partial(
+      _soft_loop_one, method=method, max_output=max_output))(
+          boxes, scores, active, iou_threshold, sigma, score_threshold)
+
+
+def _soft_loop_one(boxes: jax.Array, scores: jax.Array, active: jax.Array,
+                   iou_threshold: jax.Array, sigma: jax.Array,
+                   score_threshold: jax.Array, *, method: str,
+                   max_output: int) -> tuple[jax.Array, jax.Array]:
   """The Soft-NMS selection loop; ``[K]`` indices and selection scores."""
 
   def cond(state):
