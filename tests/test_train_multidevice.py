@@ -1,0 +1,79 @@
+"""Data parallelism on 8 forced CPU devices equals one device.
+
+XLA reads ``--xla_force_host_platform_device_count`` once, when JAX starts,
+so the check runs in a fresh Python subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+_SCRIPT = textwrap.dedent("""
+    import json
+    import jax
+    import numpy as np
+    from jaxdl import optim, train
+    from jaxdl.nn import ToyNet
+
+    assert jax.device_count() == 8, jax.devices()
+    rng = np.random.default_rng(0)
+    labels = (np.arange(64) % 10).astype(np.int32)
+    images = np.clip(labels[:, None, None, None] * 25
+                     + rng.integers(-20, 20, (64, 32, 32, 3)), 0, 255)
+    images = images.astype(np.uint8)
+    state = train.create_train_state(
+        jax.random.key(0), ToyNet(), optim.sgd(0.01, momentum=0.9),
+        np.zeros((1, 32, 32, 3), np.float32))
+    runs = {}
+    for name, mesh in (("one", train.data_mesh(jax.devices()[:1])),
+                       ("eight", train.data_mesh())):
+      runs[name] = train.fit(state, images, labels, epochs=2, batch_size=16,
+                             test_images=images[:20], test_labels=labels[:20],
+                             mesh=mesh)
+    one, eight = runs["one"], runs["eight"]
+    # The 8-device epoch really splits the batch: gradients are all-reduced.
+    sharded = train.data_mesh()
+    hlo = train._train_epoch_jit.lower(
+        jax.device_put(state, jax.NamedSharding(sharded, jax.P())),
+        images, labels, batch_size=16, preprocess=train.data.normalize,
+        sharding=jax.NamedSharding(sharded, jax.P("data"))).compile().as_text()
+    leaves = jax.tree.leaves(eight.state.params)
+    print(json.dumps({
+        "steps": [int(one.state.step), int(eight.state.step)],
+        "devices_of_params": len(leaves[0].sharding.device_set),
+        "all_reduce": "all-reduce" in hlo,
+        "params_one": [np.asarray(x).tolist() for x in
+                       jax.tree.leaves(one.state.params)],
+        "params_eight": [np.asarray(x).tolist() for x in leaves],
+        "loss_one": one.history["step_loss"],
+        "loss_eight": eight.history["step_loss"],
+        "logits": [np.asarray(one.test_logits).tolist(),
+                   np.asarray(eight.test_logits).tolist()],
+    }))
+""")
+
+
+def test_eight_cpu_devices_match_one_device():
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=root,
+                        capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["steps"] == [8, 8]  # 2 epochs x 64 / 16.
+  assert out["devices_of_params"] == 8  # Replicated parameters.
+  assert out["all_reduce"]
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  # float32; only the order of the gradient sums differs (per-device partial
+  # sums, then an all-reduce): rtol 1e-5 as required, atol 1e-7 for zeros.
+  for one, eight in zip(out["params_one"], out["params_eight"]):
+    np.testing.assert_allclose(eight, one, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(out["loss_eight"], out["loss_one"], rtol=1e-5)
+  np.testing.assert_allclose(out["logits"][1], out["logits"][0], rtol=1e-5,
+                             atol=1e-6)
