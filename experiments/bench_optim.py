@@ -11,7 +11,9 @@ Run: ``python -m experiments.bench_optim`` -> ``experiments/results/optim.md``.
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import statistics
 
 import jax
@@ -77,6 +79,27 @@ def _cost(compiled) -> tuple[float, float]:
                                                    float("nan"))
 
 
+# `%name = f32[1536,632]{1,0} multiply(...)` -> "f32[1536,632]{1,0} multiply".
+_INSTRUCTION = re.compile(
+    r"^\s*(?:ROOT\s+)?%\S+\s*=\s*(\S+(?:\s*\{[^}]*\})?)\s+([\w-]+)\(", re.M)
+
+
+def _instructions(compiled) -> collections.Counter:
+  """Multiset of (result type, opcode) of the optimized HLO's instructions."""
+  return collections.Counter(
+      f"{shape} {opcode}"
+      for shape, opcode in _INSTRUCTION.findall(compiled.as_text()))
+
+
+def _difference(extra: collections.Counter) -> str:
+  if not extra:
+    return "none"
+  n = sum(extra.values())
+  if all(key.split()[0].endswith("[]") for key in extra):
+    return f"{n} scalar"
+  return f"{n}: " + ", ".join(f"{k} x{v}" for k, v in sorted(extra.items()))
+
+
 def bench_pair(ours, theirs, params, grads) -> dict[str, float]:
   result = {}
   calls = {}
@@ -85,8 +108,9 @@ def bench_pair(ours, theirs, params, grads) -> dict[str, float]:
     state = opt.init(params)
     result[f"{side}_compile"] = benchutil.first_call_time(
         lambda: step(params, state, grads))
-    result[f"{side}_flops"], result[f"{side}_bytes"] = _cost(
-        step.lower(params, state, grads).compile())
+    compiled = step.lower(params, state, grads).compile()
+    result[f"{side}_flops"], result[f"{side}_bytes"] = _cost(compiled)
+    result[f"{side}_hlo"] = _instructions(compiled)
     calls[side] = (lambda step=step, state=state: step(params, state, grads))
   rounds = {"ours": [], "optax": []}
   for _ in range(ROUNDS):
@@ -118,13 +142,17 @@ def main() -> None:
         f"{r['optax_flops']:.4g}",
         f"{r['ours_flops'] - r['optax_flops']:+.0f}",
         f"{r['optax_bytes'] / 1e6:.1f}",
-        f"{r['ours_bytes'] - r['optax_bytes']:+.0f}"])
+        f"{r['ours_bytes'] - r['optax_bytes']:+.0f}",
+        f"{sum(r['ours_hlo'].values())} / {sum(r['optax_hlo'].values())}",
+        _difference(r["ours_hlo"] - r["optax_hlo"]),
+        _difference(r["optax_hlo"] - r["ours_hlo"])])
     print(rows[-1])
   table = benchutil.markdown_table(
       ["optimizer", "jaxdl step", "optax step", "ratio (jaxdl / optax)",
        "range of per-round ratios", "first call (compile) jaxdl / optax",
        "optax XLA flops", "jaxdl - optax flops", "optax XLA MB accessed",
-       "jaxdl - optax bytes"], rows)
+       "jaxdl - optax bytes", "HLO instructions jaxdl / optax",
+       "only in jaxdl", "only in optax"], rows)
   body = (
       f"One jitted `update` + `apply_updates` step on a pytree of "
       f"{n_params:,} float32 parameters ({len(SHAPES)} leaves). In each of "
@@ -133,11 +161,13 @@ def main() -> None:
       f"over rounds, the ratio is the median of the per-round ratios (robust "
       f"to load changes on a shared machine; their range shows the noise). "
       f"The first-call column is compilation plus one step. Target: ratio "
-      f"within [0.9, 1.1]. The XLA "
-      f"columns come from the compiled executables' cost analysis: a few "
-      f"extra flops/bytes for jaxdl's `sgd` are its int32 step counter "
-      f"(kept for schedules and dampening), which `optax.sgd` with a "
-      f"constant learning rate does not carry.\n\n"
+      f"within [0.9, 1.1]. The XLA columns come from the compiled "
+      f"executables: cost analysis, and the optimized HLO instructions "
+      f"compared as a multiset of (result type, opcode). Instructions only "
+      f"in jaxdl that are all scalar are its int32 step counter (kept for "
+      f"schedules and dampening), which `optax.sgd` / `optax.rmsprop` with "
+      f"a constant learning rate do not carry; every array-sized "
+      f"instruction is shared.\n\n"
       f"{table}\n\n"
       f"1-minute load average of the machine: {load_before:.1f} before, "
       f"{os.getloadavg()[0]:.1f} after the run ({os.cpu_count()} cores).\n")
