@@ -25,7 +25,8 @@ from tests.reference import detection as ref
 
 # One jitted matcher shared by every case (N = 12 detections, M = 6 gts).
 _match = jax.jit(detection.match_detections,
-                 static_argnames=("iou_threshold", "pixel_offset"))
+                 static_argnames=("iou_threshold", "pixel_offset",
+                                  "crowd_iou"))
 
 
 def _match_padded(det, scores, gt, gt_ignore=None, **kwargs):
@@ -61,7 +62,9 @@ def _random_case(rng, num_det=12, num_gt=6):
   # Half the detections near a ground truth so matches compete.
   gt = _int_boxes(rng, num_gt)
   near = rng.integers(0, num_gt, num_det // 2)
-  det[: num_det // 2] = gt[near] + rng.integers(-2, 3, (num_det // 2, 4))
+  shift = rng.integers(-2, 3, (num_det // 2, 2))
+  grow = rng.integers(0, 3, (num_det // 2, 2))  # sides stay >= 4
+  det[: num_det // 2] = gt[near] + np.concatenate([shift, shift + grow], -1)
   scores = rng.integers(0, 4, num_det).astype(np.float32)  # many ties
   ignore = rng.random(num_gt) < 0.3
   return det, scores, gt, ignore
@@ -82,6 +85,24 @@ def test_match_equals_cocoeval_matching(iou_threshold, rng):
     np.testing.assert_array_equal(got.fp, fp)
     np.testing.assert_array_equal(got.gt_index, gt_index)
     np.testing.assert_array_equal(got.ignored, ignored)
+
+
+def test_match_crowd_iou_equals_cocoeval_matching(rng):
+  for _ in range(10):
+    det, scores, gt, ignore = _random_case(rng)
+    got = _match(det, scores, gt, gt_ignore=ignore, crowd_iou=True)
+    ious = _exact_ious(det, gt)
+    d = det.astype(np.float64)
+    g = gt.astype(np.float64)
+    inter_w = np.clip(np.minimum(d[:, None, 2], g[None, :, 2]) -
+                      np.maximum(d[:, None, 0], g[None, :, 0]), 0, None)
+    inter_h = np.clip(np.minimum(d[:, None, 3], g[None, :, 3]) -
+                      np.maximum(d[:, None, 1], g[None, :, 1]), 0, None)
+    det_area = (d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1])
+    ious = np.where(ignore, inter_w * inter_h / det_area[:, None], ious)
+    want = ref.match_image(ious, scores, ignore, ignore, 0.5)
+    for field, value in zip(("tp", "fp", "gt_index", "ignored"), want):
+      np.testing.assert_array_equal(getattr(got, field), value)
 
 
 def test_match_masks_equal_dropping_entries(rng):

@@ -18,6 +18,7 @@ import numpy as np
 from jax import lax
 
 from jaxdl.detection import _dataset
+from jaxdl.detection._match import _coco_iou
 from jaxdl.detection._match import _greedy_match
 
 # COCOeval.Params for iouType="bbox".
@@ -48,26 +49,6 @@ class CocoAccumulation(NamedTuple):
   category_ids: np.ndarray
 
 
-def _coco_iou(det: jax.Array, gt: jax.Array, crowd: jax.Array) -> jax.Array:
-  """``pycocotools.mask.iou`` of ``[D, 4]`` and ``[G, 4]`` xywh boxes.
-
-  The arithmetic follows pycocotools' ``bbIou`` operation by operation
-  (areas ``w * h``, right edges ``x + w``, union ``(da + ga) - i``) so that
-  thresholds and ties compare bit-identically; a crowd ground truth's union
-  is the detection's area. ``jaxdl.boxes.iou`` derives areas from corners,
-  which can differ in the last bit.
-  """
-  dx, dy, dw, dh = (v[:, None] for v in det.T)  # [D, 1]
-  gx, gy, gw, gh = gt.T  # [G]
-  w = jnp.minimum(dw + dx, gw + gx) - jnp.maximum(dx, gx)  # [D, G]
-  h = jnp.minimum(dh + dy, gh + gy) - jnp.maximum(dy, gy)
-  overlap = (w > 0) & (h > 0)
-  inter = w * h
-  det_area = dw * dh
-  union = jnp.where(crowd, det_area, det_area + gw * gh - inter)
-  return jnp.where(overlap, inter / jnp.where(overlap, union, 1.0), 0.0)
-
-
 @jax.jit
 def _match_cells(det_valid, gt_valid, det_boxes, det_area_out, gt_boxes,
                  gt_crowd, gt_ignore, gt_zero_id, thresholds):
@@ -84,7 +65,9 @@ def _match_cells(det_valid, gt_valid, det_boxes, det_area_out, gt_boxes,
     thresholds: ``[T]``.
 
   Returns:
-    ``(tp, fp)``, each ``[P, D, T, A]`` bool.
+    ``(tp, fp)``, each ``[P, D]`` int64: bit ``t * A + a`` is the flag for
+    threshold ``t`` and area range ``a`` (packed so the host moves one word
+    per detection).
   """
   ious = jax.vmap(_coco_iou)(det_boxes, gt_boxes, gt_crowd)  # [P, D, G]
   match = functools.partial(_greedy_match, rule="coco")
@@ -102,7 +85,21 @@ def _match_cells(det_valid, gt_valid, det_boxes, det_area_out, gt_boxes,
   counted = matched & ~matched_zero_id
   ignored = (matched & matched_ignore) | (~counted & det_area_out[:, :, None])
   valid = det_valid[:, :, None, None]
-  return counted & ~ignored & valid, ~counted & ~ignored & valid
+  return (_pack(counted & ~ignored & valid),
+          _pack(~counted & ~ignored & valid))
+
+
+def _pack(flags):
+  """``[..., T, A]`` bool -> ``[...]`` int64 with bit ``t * A + a``."""
+  flat = flags.reshape(flags.shape[:-2] + (-1,)).astype(jnp.int64)
+  return jnp.sum(flat << jnp.arange(flat.shape[-1], dtype=jnp.int64), -1)
+
+
+def _unpack(bits, num_thresholds, num_areas):
+  """Inverse of :func:`_pack`: ``[N]`` int64 -> ``[N, T, A]`` bool."""
+  shifts = jnp.arange(num_thresholds * num_areas, dtype=jnp.int64)
+  flags = (bits[:, None] >> shifts) & 1
+  return flags.reshape(-1, num_thresholds, num_areas).astype(bool)
 
 
 def _gather_ignore(gt_ignore, gt_index):
@@ -128,25 +125,30 @@ def _segmented_reverse_cummax(values, segment):
   return lax.cummax(values + lift, axis=0, reverse=True) - lift
 
 
-@functools.partial(jax.jit, static_argnames=("max_dets",))
-def _accumulate(tp, fp, category, rank, seg_start, need, *, max_dets):
+@functools.partial(jax.jit, static_argnames=("num_thresholds", "max_dets"))
+def _accumulate(tp_bits, fp_bits, category, rank, seg_start, need, *,
+                num_thresholds, max_dets):
   """``COCOeval.accumulate`` over all detections sorted by category, score.
 
   Args:
-    tp, fp: ``[N, T, A]`` bool, in (category, -score, image, list position)
-      order; padding at the end has category ``K``.
+    tp_bits, fp_bits: ``[N]`` packed ``[T, A]`` flags (see :func:`_pack`), in
+      (category, -score, image, list position) order; padding at the end
+      has category ``K``.
     category: ``[N]`` int32 category index, non-decreasing.
     rank: ``[N]`` int32 rank by score within the detection's cell.
     seg_start: ``[K + 1]`` first index of each category (and of padding).
     need: ``[K, A, R]`` true positives needed to reach each recall threshold
       (``searchsorted(arange(npig + 1) / npig, recThrs)``, float64 exact).
+    num_thresholds: T.
     max_dets: the maxDets values.
 
   Returns:
     ``(precision [T, R, K, A] float64 (maxDets = max(max_dets)),
     tp_count [T, K, A, M] int32)``.
   """
-  num_cat = need.shape[0]
+  num_cat, num_areas = need.shape[:2]
+  tp = _unpack(tp_bits, num_thresholds, num_areas)
+  fp = _unpack(fp_bits, num_thresholds, num_areas)
   tp_i = tp.astype(jnp.int32)
   counts = [jax.ops.segment_sum(tp_i * (rank < m)[:, None, None], category,
                                 num_segments=num_cat + 1)[:num_cat]
@@ -250,8 +252,10 @@ def _evaluate(gt: Any, dets: Any) -> CocoAccumulation:
   num_t = len(IOU_THRESHOLDS)
   thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
   # Cells without ground truth: every detection unmatched.
-  tp = np.zeros((order.size, num_t, num_area), bool)
-  fp = np.broadcast_to(~det_area_out[:, None, :], tp.shape).copy()
+  tp = np.zeros(order.size, np.int64)
+  # Unmatched: a false positive unless outside the area range.
+  fp = (~det_area_out).astype(np.int64) @ (1 << np.arange(num_area)) * sum(
+      1 << (t * num_area) for t in range(num_t))
   _dataset.match_cells(
       _match_cells, det_cell, gt_cell, (det_boxes, det_area_out),
       (gt_boxes, gt_crowd, gt_ignore, gt_zero_id), (thresholds,), (tp, fp))
@@ -266,13 +270,12 @@ def _evaluate(gt: Any, dets: Any) -> CocoAccumulation:
   np.add.at(npig, g.category, ~(g.crowd[:, None] | (g.area[:, None] < lo) |
                                 (g.area[:, None] > hi)))
   precision, tp_count = _accumulate(
-      np.pad(tp[acc], ((0, pad), (0, 0), (0, 0))),
-      np.pad(fp[acc], ((0, pad), (0, 0), (0, 0))),
+      np.pad(tp[acc], (0, pad)), np.pad(fp[acc], (0, pad)),
       np.pad(category[acc], (0, pad), constant_values=num_cat).astype(
           np.int32),
       np.pad(rank[acc], (0, pad)).astype(np.int32),
       seg_start.astype(np.int32), _recall_needs(npig).astype(np.int32),
-      max_dets=MAX_DETS)
+      num_thresholds=num_t, max_dets=MAX_DETS)
   precision = np.array(precision)
   no_gt = npig == 0  # [K, A]
   precision[:, :, no_gt] = -1

@@ -30,6 +30,26 @@ class Matches(NamedTuple):
   ignored: jax.Array
 
 
+def _coco_iou(det: jax.Array, gt: jax.Array, crowd: jax.Array) -> jax.Array:
+  """``pycocotools.mask.iou`` of ``[D, 4]`` and ``[G, 4]`` xywh boxes.
+
+  The arithmetic follows pycocotools' ``bbIou`` operation by operation
+  (areas ``w * h``, right edges ``x + w``, union ``(da + ga) - i``) so that
+  thresholds and ties compare bit-identically; a crowd ground truth's union
+  is the detection's area. ``jaxdl.boxes.iou`` derives areas from corners,
+  which can differ in the last bit.
+  """
+  dx, dy, dw, dh = (v[:, None] for v in det.T)  # [D, 1]
+  gx, gy, gw, gh = gt.T  # [G]
+  w = jnp.minimum(dw + dx, gw + gx) - jnp.maximum(dx, gx)  # [D, G]
+  h = jnp.minimum(dh + dy, gh + gy) - jnp.maximum(dy, gy)
+  overlap = (w > 0) & (h > 0)
+  inter = w * h
+  det_area = dw * dh
+  union = jnp.where(crowd, det_area, det_area + gw * gh - inter)
+  return jnp.where(overlap, inter / jnp.where(overlap, union, 1.0), 0.0)
+
+
 def _greedy_match(ious: jax.Array, det_valid: jax.Array, gt_valid: jax.Array,
                   gt_ignore: jax.Array, gt_reusable: jax.Array,
                   threshold: ArrayLike, *, rule: str) -> jax.Array:
@@ -105,7 +125,8 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
                      det_mask: ArrayLike | None = None,
                      gt_mask: ArrayLike | None = None,
                      gt_ignore: ArrayLike | None = None,
-                     pixel_offset: float = 0.0) -> Matches:
+                     pixel_offset: float = 0.0,
+                     crowd_iou: bool = False) -> Matches:
   """Greedy TP / FP matching of one image's detections to its ground truths.
 
   Detections are visited by descending score (stable: ties keep the lower
@@ -115,8 +136,9 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
   matched at most once; an ignored one (crowd / difficult) can absorb any
   number of detections, which are then neither TP nor FP. This is the
   per-image matching of ``COCOeval.evaluateImg`` with ``gt_ignore`` as
-  ``iscrowd``, and the notes' ``get_TP_FP_FN`` corrected (sorted by score,
-  the matched ground truth removed by index, no crash without ground truth).
+  ``iscrowd`` and ``crowd_iou=True``, and the notes' ``get_TP_FP_FN``
+  corrected (sorted by score, the matched ground truth removed by index, no
+  crash without ground truth).
 
   False negatives are the real, non-ignored ground truths that no detection
   took: ``gt_mask & ~gt_ignore & ~jnp.isin(jnp.arange(M), gt_index)``.
@@ -130,6 +152,9 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
     gt_mask: ``[M]`` bool, False for padding.
     gt_ignore: ``[M]`` bool, ground truths whose matches are ignored.
     pixel_offset: 1.0 for the VOC "+1" box size convention.
+    crowd_iou: if True (static), the IoU with an ignored ground truth is the
+      intersection over the detection's area, COCO's rule for crowd regions;
+      with it, ``gt_ignore=iscrowd`` gives exactly ``evaluateImg``'s matches.
 
   Returns:
     :class:`Matches` with ``[N]`` fields in the input order; padded
@@ -162,9 +187,16 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
             _as_mask(gt_ignore, num_gt, "gt_ignore"))
   # Real detections first, then by descending score, stable.
   order = jnp.lexsort((-det_scores, ~det_valid))
-  # eps=0 and 0 for 0 / 0 (point boxes), as pycocotools' bbIou.
-  ious = jnp.nan_to_num(box_ops.pairwise_iou(
-      det_boxes[order], gt_boxes, pixel_offset=pixel_offset, eps=0.0))
+  if crowd_iou:
+    # xywh with the offset in the sides: right edges become x2 + offset.
+    offset = jnp.array([0.0, 0.0, pixel_offset, pixel_offset])
+    ious = _coco_iou(
+        box_ops.convert(det_boxes[order], "xyxy", "xywh") + offset,
+        box_ops.convert(gt_boxes, "xyxy", "xywh") + offset, ignore)
+  else:
+    # eps=0 and 0 for 0 / 0 (point boxes), as pycocotools' bbIou.
+    ious = jnp.nan_to_num(box_ops.pairwise_iou(
+        det_boxes[order], gt_boxes, pixel_offset=pixel_offset, eps=0.0))
   sorted_index = _greedy_match(ious, det_valid[order], gt_valid, ignore,
                                ignore, iou_threshold, rule="coco")
   gt_index = jnp.zeros(num_det, jnp.int32).at[order].set(sorted_index)
