@@ -23,7 +23,7 @@ import optax
 from experiments import benchutil
 from jaxdl import optim
 
-ROUNDS = 21
+ROUNDS = 41
 REPEATS = 3
 
 # A model-like pytree: 10,000,000 float32 parameters in 8 leaves.
