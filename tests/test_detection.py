@@ -401,6 +401,13 @@ def test_coco_evaluate_small_cases_equal_pycocotools():
         _det(image_id=2, bbox=[5, 5, 20, 21], score=0.1)]),
       # No detection hits: every AP and AR is 0.
       (_tiny_gt(), [_det(category_id=2)]),
+      # Areas exactly on the range bounds (inclusive on both sides): a 32x32
+      # gt is small and medium; unmatched 32x32 and 96x96 detections count
+      # as false positives in both ranges they touch.
+      (_tiny_gt(bbox=[0, 0, 32, 32], area=32.0 ** 2),
+       [_det(bbox=[0, 0, 32, 32], score=0.5),
+        _det(bbox=[100, 100, 32, 32], score=0.9),
+        _det(bbox=[200, 200, 96, 96], score=0.8)]),
       # No ground truth at all: every number is -1.
       ({**_tiny_gt(), "annotations": []}, [_det()]),
   ]
@@ -455,6 +462,23 @@ def test_voc_evaluate_equals_voc_eval(dataset, kwargs):
                              list(want["ap"].values()), rtol=0, atol=1e-12)
   np.testing.assert_allclose(got["map"], want["map"], rtol=0, atol=1e-12)
   assert 0 < got["map"] < 1
+
+
+def test_voc_evaluate_argmax_without_fallback():
+  gt = _tiny_gt(bbox=[0, 0, 10, 10])
+  gt["annotations"].append({"id": 2, "image_id": 1, "category_id": 1,
+                            "bbox": [2, 0, 10, 10], "area": 100.0,
+                            "iscrowd": 0})
+  # The second detection's best gt (id 1) is taken; voc_eval does not fall
+  # back to gt 2 (IoU 0.67 > 0.5), COCO does.
+  dets = [_det(bbox=[0, 0, 10, 10], score=0.9),
+          _det(bbox=[0, 0, 10, 10], score=0.8)]
+  got = detection.voc_evaluate(gt, dets, pixel_offset=0.0)
+  want = ref.voc_evaluate(gt, dets, pixel_offset=0.0)
+  assert got["ap"][1] == pytest.approx(want["ap"][1], abs=1e-12)
+  assert got["ap"][1] == pytest.approx(0.5)  # recall 0.5 at precision 1
+  coco = detection.coco_evaluate(gt, dets)
+  assert coco[1] == pytest.approx(1.0)  # AP50: both matched
 
 
 def test_voc_evaluate_difficult_and_duplicates():
