@@ -79,14 +79,14 @@ def xla_cost(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Cost:
               float(costs.get("bytes accessed", 0.0)))
 
 
-def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
-  if isinstance(value, (int, np.integer)):
-    value = (int(value), int(value))
-  value = tuple(int(v) for v in value)
-  if len(value) != 2 or min(value) < 1:
-    raise ValueError(f"{name} must be a positive int or a pair of them, "
+def _pair(value: IntOrPair, name: str, *, minimum: int = 1) -> tuple[int, int]:
+  """``(v, v)`` for an int, the pair itself otherwise; checks ``>= minimum``."""
+  pair = (value, value) if isinstance(value, (int, np.integer)) else value
+  pair = tuple(int(v) for v in pair)
+  if len(pair) != 2 or min(pair) < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, "
                      f"got {value!r}.")
-  return value
+  return pair
 
 
 def _check_convention(convention: str) -> None:

@@ -181,8 +181,9 @@ class ConvTranspose2d(nn.Module):
     kernel_size = flops._pair(self.kernel_size, "kernel_size")
     strides = flops._pair(self.strides, "strides")
     dilation = flops._pair(self.dilation, "dilation")
-    padding = _non_negative_pair(self.padding, "padding")
-    output_padding = _non_negative_pair(self.output_padding, "output_padding")
+    padding = flops._pair(self.padding, "padding", minimum=0)
+    output_padding = flops._pair(self.output_padding, "output_padding",
+                                 minimum=0)
     for n, k, s, p, op, d in zip(x.shape[1:3], kernel_size, strides, padding,
                                  output_padding, dilation):
       if flops.conv_transpose_output_size(n, k, s=s, p=p, output_padding=op,
@@ -200,14 +201,6 @@ class ConvTranspose2d(nn.Module):
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,))
     return y
-
-
-def _non_negative_pair(value, name: str) -> tuple[int, int]:
-  pair = (value, value) if isinstance(value, int) else tuple(value)
-  if len(pair) != 2 or min(pair) < 0:
-    raise ValueError(f"{name} must be a non-negative int or pair, got "
-                     f"{value!r}.")
-  return pair
 
 
 class DepthwiseSeparableConv(nn.Module):
