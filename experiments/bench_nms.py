@@ -192,9 +192,9 @@ def main() -> None:
   tile_rows = compare_tile_sizes()
   body = "\n\n".join([
       "CPU, float32, IoU threshold 0.5, score threshold 0. Median wall time "
-      "after compilation (3-7 runs; a call over 1.5 s is timed once, and the "
-      f"notes' loop is timed once above N = {NUMPY_MAX_N}). Ratios are time / jaxdl "
-      "time (> 1: jaxdl faster). Uniform: corners U(0, 1000), sides "
+      "after compilation (3-7 runs; a call over 1.5 s is timed once, and "
+      f"the notes' loop is timed once above N = {NUMPY_MAX_N}). Ratios are "
+      "time / jaxdl time (> 1: jaxdl faster). Uniform: corners U(0, 1000), sides "
       "U(10, 100), scores U(0, 1). Clustered: N jittered candidates around "
       "20 objects (`tests/reference/nms.py`).",
       "## jaxdl `nms` vs OpenCV `cv2.dnn.NMSBoxes` vs the notes' NumPy loop",

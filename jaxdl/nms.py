@@ -16,9 +16,8 @@ stops once ``max_output`` boxes are kept or the candidates run out.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +96,8 @@ def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
     mask = mask.astype(bool)
   compute = jnp.promote_types(boxes.dtype, jnp.float32)
   boxes = box_ops.convert(boxes.astype(compute), fmt, "xyxy")
-  return boxes, scores.astype(jnp.promote_types(scores.dtype, jnp.float32)), mask
+  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+  return boxes, scores, mask
 
 
 def _output_size(max_output: int | None, n: int) -> int:
@@ -378,7 +378,9 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
   equal to the threshold is kept). Only boxes with ``mask`` True and
   ``score > score_threshold`` are candidates; the others are never kept and
   never suppress. NaN scores are never candidates. Two zero-area boxes have
-  IoU NaN and do not suppress each other (as torchvision).
+  IoU NaN and do not suppress each other (as torchvision), nor does a box
+  with a NaN coordinate suppress or get suppressed. Not differentiable: the
+  result is a set of indices.
 
   ``max_output``, ``fmt``, ``tile_size`` and the shapes are static: changing
   them recompiles. ``iou_threshold`` and ``score_threshold`` may be traced.
@@ -403,7 +405,8 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
     ``torchvision.ops.nms``; the padded, tiled formulation of
     ``tf.image.non_max_suppression_padded``.
 
-  >>> b = jnp.array([[0., 0., 10., 10.], [1., 0., 11., 10.], [20., 20., 30., 30.]])
+  >>> b = jnp.array([[0., 0., 10., 10.], [1., 0., 11., 10.],
+  ...                [20., 20., 30., 30.]])
   >>> nms(b, jnp.array([0.9, 0.8, 0.7]), max_output=3).indices
   Array([ 0,  2, -1], dtype=int32)
   """
@@ -514,7 +517,8 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   below ``score_threshold`` are discarded. As in the paper's reference code a
   box remains while ``score >= score_threshold``; unlike it, the first box
   must pass the threshold too. ``iou_threshold`` is unused by ``"gaussian"``.
-  A pair of zero-area boxes counts as IoU 0. Cost ``O(K * N)``.
+  A pair of zero-area boxes counts as IoU 0. Cost ``O(K * N)``. The scores
+  are not differentiated through (the selection is a ``while_loop``).
 
   Args:
     boxes: ``[N, 4]`` boxes in ``fmt``.
@@ -537,8 +541,8 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
 
   >>> b = jnp.array([[0., 0., 10., 10.], [1., 0., 11., 10.]])
   >>> r = soft_nms(b, jnp.array([0.9, 0.8]), method="linear")
-  >>> r.indices, r.scores
-  (Array([0, 1], dtype=int32), Array([0.9       , 0.14545457], dtype=float32))
+  >>> r.indices.tolist(), round(float(r.scores[1]), 4)  # 0.8 * (1 - 9 / 11)
+  ([0, 1], 0.1455)
   """
   if method not in SOFT_NMS_METHODS:
     raise ValueError(
@@ -553,8 +557,8 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   n = boxes.shape[0]
   k = _output_size(max_output, n)
   if n == 0:
-    return SoftNmsResult(jnp.full((k,), -1, jnp.int32), jnp.zeros((k,), out_dtype),
-                         jnp.zeros((k,), bool))
+    return SoftNmsResult(jnp.full((k,), -1, jnp.int32),
+                         jnp.zeros((k,), out_dtype), jnp.zeros((k,), bool))
   indices, selected = _soft_loop(
       boxes, scores, mask & (scores >= score_threshold),  # False for NaN.
       jnp.asarray(iou_threshold, boxes.dtype), sigma, score_threshold,
