@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 
 import jax
 import numpy as np
@@ -205,13 +206,18 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=7)
   args = parser.parse_args()
   platform = jax.devices()[0].platform
+  load_before = os.getloadavg()[0]
   sections = [
       ("ROC AUC and average precision", bench_auc_ap(args.repeats)),
       ("k-means (Lloyd, same initial centres)", bench_kmeans(args.repeats)),
       ("Silhouette and kNN", bench_silhouette_knn(args.repeats)),
   ]
   body = ("Median wall time after compilation; ratios > 1 mean jaxdl is "
-          "faster. Float32 inputs, the same arrays for every peer.\n\n" +
+          "faster. Float32 inputs, the same arrays for every peer. The "
+          "machine was shared with other jobs: 1-minute load average "
+          f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the "
+          "run, so absolute times are inflated; each ratio compares peers "
+          "timed back to back.\n\n" +
           "\n\n".join(f"## {title}\n\n{table}" for title, table in sections))
   name = "metrics" if platform == "cpu" else f"metrics_{platform}"
   path = benchutil.write_results(
