@@ -447,8 +447,14 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
   """
   _check_convention(convention)
   inputs = _abstract(inputs)
+  # init takes the model's own kwargs; "mutable" and "rngs" are apply's.
+  init_kwargs = {k: v for k, v in apply_kwargs.items()
+                 if k not in ("mutable", "rngs")}
+  layer_kwargs = {k: v for k, v in apply_kwargs.items()
+                  if k in ("mutable", "rngs")}
+  init_rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
   variables = jax.eval_shape(
-      lambda *x: module.init(jax.random.key(0), *x, **apply_kwargs), *inputs)
+      lambda *x: module.init(init_rngs, *x, **init_kwargs), *inputs)
   calls = []
 
   def record(next_fun, args, kwargs, context):
@@ -476,7 +482,8 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
     if key not in cache:
       try:
         cache[key] = xla_cost(
-            lambda v, *a, m=unbound, kw=kwargs: m.apply(v, *a, **kw),
+            lambda v, *a, m=unbound, kw=kwargs: m.apply(v, *a, **kw,
+                                                        **layer_kwargs),
             sub_vars, *args).flops
       except Exception:  # pylint: disable=broad-except
         cache[key] = math.nan  # A module that needs its parent's context.

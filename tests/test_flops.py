@@ -13,6 +13,7 @@ import pytest
 from jax import lax
 
 from jaxdl import flops
+from jaxdl import nn as jnn
 from jaxdl.nn import ToyNet
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -236,3 +237,15 @@ def test_summary_notes_convention_and_nested_paths():
   assert s.formula_flops == conv + dense  # containers are not double counted
   assert s.layers[0].xla_flops == s.xla_flops
   assert s.params == s.layers[0].params == (9 * 2 * 4 + 4) + (4 * 3 + 3)
+
+
+def test_summary_train_mode_with_batch_stats():
+  x = jax.ShapeDtypeStruct((2, 8, 8, 8), jnp.float32)
+  block = jnn.ResNeXtBlock(16, cardinality=2, group_width=4)
+  s = flops.summary(block, x, train=True, mutable=["batch_stats"])
+  assert s.params == flops.count_params(jax.eval_shape(
+      block.init, jax.random.key(0), x)["params"])
+  assert not any(math.isnan(l.xla_flops) for l in s.layers)
+  assert sum(l.xla_flops for l in s.layers if l.type == "Conv") == sum(
+      l.formula_flops for l in s.layers if l.type == "Conv")
+  assert s.training_flops > s.xla_flops > s.formula_flops > 0

@@ -264,16 +264,24 @@ def test_resnext_params_equal_formula_and_notes_claim():
 def test_resnext_shapes_train_and_grad(rng):
   block = jnn.ResNeXtBlock(32, cardinality=4, group_width=4, strides=2)
   x = jnp.asarray(rng.standard_normal((2, 8, 8, 16)), jnp.float32)
-  variables = jax.jit(block.init)(jax.random.key(0), x)
-  y, updates = jax.jit(functools.partial(block.apply, train=True,
-                                         mutable=["batch_stats"]))(variables, x)
+
+  @jax.jit
+  def init_train_grad(key):  # one compilation for init, train step and grad
+    variables = block.init(key, x)
+
+    def loss(params):
+      y, updates = block.apply({**variables, "params": params}, x, train=True,
+                               mutable=["batch_stats"])
+      return jnp.sum(y ** 2), (y, updates)
+
+    grads, (y, updates) = jax.grad(loss, has_aux=True)(variables["params"])
+    return variables, grads, y, updates
+
+  variables, grads, y, updates = init_train_grad(jax.random.key(0))
   assert y.shape == (2, 4, 4, 32) and bool(jnp.all(y >= 0))
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
                        updates["batch_stats"], variables["batch_stats"])
   assert all(jax.tree.leaves(moved))
-  grads = jax.jit(jax.grad(lambda p: jnp.sum(block.apply(
-      {**variables, "params": p}, x, train=True,
-      mutable=["batch_stats"])[0] ** 2)))(variables["params"])
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
@@ -393,8 +401,10 @@ def test_c3_c3tr_bottleneck_shapes_params_and_grads(rng):
   # C3TR: the m branch is TransformerBlock(c_, c_, 4, n): 8x8 linear + layers.
   assert _n_params(jnn.C3TR(16, 2), x) == c3 + (8 * 8 + 8) + 2 * (
       9 * 64 + 4 * 8)
-  for module in (jnn.C3(16, 1, shortcut=False, groups=2), jnn.C3TR(24, 1),
-                 jnn.TransformerBlock(12, 4, 1)):
+  # TransformerBlock's 1x1 ConvBNAct when the channels change (16 -> 12).
+  assert _n_params(jnn.TransformerBlock(12, 4, 1), x) == conv_bn(16, 12, 1) + (
+      12 * 12 + 12) + 9 * 144 + 4 * 12
+  for module in (jnn.C3(16, 1, shortcut=False, groups=2), jnn.C3TR(24, 1)):
 
     @jax.jit
     def init_and_grad(key, module=module):
@@ -438,21 +448,22 @@ def test_vit_shapes_jit_dropout_grads(rng):
 
   @jax.jit
   @chex.assert_max_traces(n=1)
-  def apply(variables, x):
-    return vit.apply(variables, x)
+  def step(params, key):
+    """Eval logits, and train logits and gradients with dropout."""
+    y_eval = vit.apply({"params": params}, x)
 
-  y = apply(variables, x)
-  apply(variables, x + 1)  # second call, same shapes: no retrace
-  assert y.shape == (2, 10)
-  def train_loss(params, key):
-    y = vit.apply({"params": params}, x, train=True, rngs={"dropout": key})
-    return jnp.sum(y ** 2), y
+    def train_loss(params):
+      y = vit.apply({"params": params}, x, train=True, rngs={"dropout": key})
+      return jnp.sum(y ** 2), y
 
-  train_grad = jax.jit(jax.grad(train_loss, has_aux=True))
-  grads, y_train = train_grad(variables["params"], jax.random.key(1))
-  assert not np.allclose(y_train, y)  # dropout active in training
-  np.testing.assert_array_equal(  # same key, same mask
-      train_grad(variables["params"], jax.random.key(1))[1], y_train)
+    grads, y_train = jax.grad(train_loss, has_aux=True)(params)
+    return y_eval, y_train, grads
+
+  y, y_train, grads = step(variables["params"], jax.random.key(1))
+  assert y.shape == y_train.shape == (2, 10)
+  assert not np.allclose(y_train, y)  # dropout active in training only
+  _, y_train2, _ = step(variables["params"], jax.random.key(1))  # no retrace
+  np.testing.assert_array_equal(y_train2, y_train)  # same key, same mask
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   with pytest.raises(ValueError, match="patch_size"):
     vit.init(jax.random.key(0), jnp.ones((1, 15, 16, 3)))
