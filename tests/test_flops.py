@@ -6,10 +6,12 @@ import itertools
 import math
 
 import flax.linen as nn
+import hypothesis
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 from jax import lax
 
 from jaxdl import flops
@@ -249,3 +251,34 @@ def test_summary_train_mode_with_batch_stats():
   assert sum(l.xla_flops for l in s.layers if l.type == "Conv") == sum(
       l.formula_flops for l in s.layers if l.type == "Conv")
   assert s.training_flops > s.xla_flops > s.formula_flops > 0
+
+
+@hypothesis.given(i=st.integers(1, 40), k=st.integers(1, 7), s=st.integers(1, 4),
+                  p=st.integers(0, 3), d=st.integers(1, 3), data=st.data())
+def test_transpose_size_inverts_conv_size(i, k, s, p, d, data):
+  op = data.draw(st.integers(0, s - 1))
+  hypothesis.assume(op < max(s, d))
+  o = flops.conv_transpose_output_size(i, k, s=s, p=p, output_padding=op, d=d)
+  hypothesis.assume(o >= 1 and o + 2 * p >= d * (k - 1) + 1)
+  assert flops.conv_output_size(o, k, s=s, p=p, d=d) == i
+
+
+@hypothesis.given(hw=st.integers(1, 20), k=st.integers(1, 5),
+                  s=st.integers(1, 3), d=st.integers(1, 3),
+                  padding=st.sampled_from(["SAME", "VALID", 0, 1, 2]),
+                  bias=st.booleans())
+def test_xla_convention_is_notes_minus_padded_taps(hw, k, s, d, padding, bias):
+  """0 <= 2·MACs − (xla − bias) with equality iff no tap is padded."""
+  kw = dict(strides=s, dilation=d, padding=padding, bias=bias)
+  pads = flops.resolve_padding(padding, hw, k, strides=s, dilation=d)
+  out = flops.conv_output_size(hw, k, s=s, p=pads[0], d=d)
+  hypothesis.assume(out >= 1)
+  xla = flops.conv2d_flops(hw, 4, 6, k, **kw)
+  macs = flops.conv2d_flops(hw, 4, 6, k, convention="macs", **kw)
+  notes = flops.conv2d_flops(hw, 4, 6, k, convention="notes", **kw)
+  outputs = out * out * 6
+  padded = 2 * macs - (xla - outputs * bias)
+  assert padded >= 0 and padded % (2 * 4 * 6) == 0
+  assert notes - xla == padded - outputs
+  if padding in ("VALID", 0):
+    assert padded == 0
