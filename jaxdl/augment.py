@@ -288,6 +288,9 @@ def perspective_matrix(key: jax.Array, height: int, width: int, *,
                       shear=shear, perspective=perspective)
   border_y, border_x = _pair(border, "border")
   out_h, out_w = height + 2 * border_y, width + 2 * border_x
+  if out_h <= 0 or out_w <= 0:
+    raise ValueError(f"border={border!r} makes the output {(out_h, out_w)};"
+                     " its size must be positive.")
   lo = jnp.array([-perspective, -perspective, -degrees, 1 - scale, -shear,
                   -shear, 0.5 - translate, 0.5 - translate], jnp.float32)
   hi = jnp.array([perspective, perspective, degrees, 1 + scale, shear,
@@ -567,65 +570,79 @@ def _jitter_range(value, name: str, *, center: float, low: float,
   return lo, hi
 
 
+# The colour functions below work on planar ``[C, H, W]`` float32 images:
+# XLA on CPU vectorises arithmetic across contiguous planes but not across
+# the interleaved channels of ``[H, W, C]`` (a grey-level mean was measured
+# 30x slower interleaved).
+
+
 def _grayscale(x: jax.Array, integer: bool) -> jax.Array:
-  """torchvision ``rgb_to_grayscale``: ``[H, W, C] -> [H, W, 1]``."""
-  if x.shape[-1] == 1:
+  """torchvision ``rgb_to_grayscale``: planar ``[C, H, W] -> [1, H, W]``."""
+  if x.shape[0] == 1:
     return x
-  gray = 0.2989 * x[..., 0:1] + 0.587 * x[..., 1:2] + 0.114 * x[..., 2:3]
+  gray = 0.2989 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]
   return jnp.floor(gray) if integer else gray  # .to(uint8) truncates
 
 
-def _blend_step(x: jax.Array, op: jax.Array, factors: jax.Array,
+def _blend_step(x: jax.Array, op: jax.Array, factor: jax.Array,
                 bound: float, integer: bool) -> jax.Array:
   """One of brightness / contrast / saturation, chosen by traced ``op``.
 
   All three are torchvision's ``_blend(img, other, f)``:
   ``clamp(f img + (1 - f) other, 0, bound)`` with ``other`` black, the mean
-  grey level, or the grey image.
+  grey level, or the grey image. ``factor=1`` is exactly the identity.
   """
   gray = _grayscale(x, integer)
-  other = jnp.where(op == _BRIGHTNESS, 0.0,
-                    jnp.where(op == _CONTRAST, jnp.mean(gray), gray))
-  f = factors[op]
-  y = jnp.clip(f * x + (1.0 - f) * other, 0.0, bound)
+  use_mean = jnp.where(op == _CONTRAST, 1.0, 0.0)  # scalar weights: 0 * v
+  use_gray = jnp.where(op == _SATURATION, 1.0, 0.0)  # is exactly 0
+  other = use_mean * jnp.mean(gray) + use_gray * gray
+  y = jnp.clip(factor * x + (1.0 - factor) * other, 0.0, bound)
   return jnp.floor(y) if integer else y
 
 
+def _frac(x: jax.Array) -> jax.Array:
+  """``x % 1.0`` as torch computes it (``x - floor(x)``), without fmod."""
+  return x - jnp.floor(x)
+
+
 def _rgb_to_hsv(rgb: jax.Array):
-  """torchvision ``_rgb2hsv`` on ``[..., 3]`` values in [0, 1]."""
-  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-  maxc = jnp.max(rgb, axis=-1)
-  minc = jnp.min(rgb, axis=-1)
+  """torchvision ``_rgb2hsv``: planar ``[3, ...]`` values in [0, 1]."""
+  r, g, b = rgb
+  # Which channel is the max, decided once: XLA may recompute r, g, b inside
+  # fusions (with FMA), and torchvision's ``maxc == r`` tests on recomputed
+  # values could then disagree by an ulp and pick the wrong hue sector.
+  r_max = (r >= g) & (r >= b)
+  g_max = ~r_max & (g >= b)
+  maxc = jnp.where(r_max, r, jnp.where(g_max, g, b))
+  minc = jnp.minimum(jnp.minimum(r, g), b)
   equal = maxc == minc
   spread = maxc - minc
   s = spread / jnp.where(equal, 1.0, maxc)
   divisor = jnp.where(equal, 1.0, spread)
   rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
-  h = jnp.where(maxc == r, bc - gc,
-                jnp.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-  h = jnp.mod(h / 6.0 + 1.0, 1.0)
-  return h, s, maxc
+  h = jnp.where(r_max, bc - gc, jnp.where(g_max, 2.0 + rc - bc, 4.0 + gc - rc))
+  return _frac(h / 6.0 + 1.0), s, maxc
 
 
 def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
-  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[..., 3]``."""
+  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[3, ...]``."""
   i = jnp.floor(h * 6.0)
   f = h * 6.0 - i
-  i = jnp.mod(i.astype(jnp.int32), 6)
+  i = jnp.where(i >= 6, i - 6, i)  # i % 6 for h in [0, 1]
   p = jnp.clip(v * (1.0 - s), 0.0, 1.0)
   q = jnp.clip(v * (1.0 - s * f), 0.0, 1.0)
   t = jnp.clip(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
   sector = [i == k for k in range(6)]
   pick = lambda *vals: jnp.select(sector, vals)  # noqa: E731
   return jnp.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p),
-                    pick(p, p, t, v, v, q)], axis=-1)
+                    pick(p, p, t, v, v, q)])
 
 
 def _adjust_hue(x: jax.Array, factor: jax.Array, integer: bool) -> jax.Array:
   """torchvision ``adjust_hue``; integers go through float as it does."""
   rgb = x / 255.0 if integer else x
   h, s, v = _rgb_to_hsv(rgb)
-  out = _hsv_to_rgb(jnp.mod(h + factor, 1.0), s, v)
+  out = _hsv_to_rgb(_frac(h + factor), s, v)
   # convert_image_dtype(float -> uint8): multiply by 256 - 1e-3, truncate.
   return jnp.floor(out * (255.0 + 1.0 - 1e-3)) if integer else out
 
@@ -702,20 +719,22 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
   enabled = [op for op in (_BRIGHTNESS, _CONTRAST, _SATURATION) if ranges[op]]
   enabled = jnp.array(enabled, jnp.int32)
   blends = enabled[jnp.argsort(slot[enabled])]  # blend ops in order
-  x = image.astype(jnp.float32)
+  x = jnp.moveaxis(image, -1, 0).astype(jnp.float32)  # planar [C, H, W]
   if ranges[_HUE] is None:
     for op in blends:
-      x = _blend_step(x, op, factors, bound, integer)
+      x = _blend_step(x, op, factors[op], bound, integer)
   else:
+    # Each blend runs twice, before and after hue, with factor 1 (exactly the
+    # identity) in the pass where it does not belong: no image-sized selects.
     before_hue = jnp.sum(slot[enabled] < slot[_HUE])
     for j, op in enumerate(blends):
-      x = jnp.where(j < before_hue,
-                    _blend_step(x, op, factors, bound, integer), x)
+      x = _blend_step(x, op, jnp.where(j < before_hue, factors[op], 1.0),
+                      bound, integer)
     x = _adjust_hue(x, factors[_HUE], integer)
     for j, op in enumerate(blends):
-      x = jnp.where(j >= before_hue,
-                    _blend_step(x, op, factors, bound, integer), x)
-  return x.astype(image.dtype)
+      x = _blend_step(x, op, jnp.where(j >= before_hue, factors[op], 1.0),
+                      bound, integer)
+  return jnp.moveaxis(x, 0, -1).astype(image.dtype)
 
 
 # ------------------------------------------------------ letterbox and flips
