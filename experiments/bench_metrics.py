@@ -1,7 +1,8 @@
 """Classification metrics and clustering: jaxdl vs scikit-learn (and the notes).
 
-Run: ``python -m experiments.bench_metrics`` -> ``experiments/results/metrics.md``
-(or ``metrics_<platform>.md`` on an accelerator).
+Run: ``python -m experiments.bench_metrics`` ->
+``experiments/results/metrics.md`` (``metrics_<platform>.md`` on an
+accelerator).
 
 Same inputs for every peer, float32:
 * AUC / AP: labels 30% positive, scores ``round(clip(N(0.4 + 0.2 y, 0.2),

@@ -71,6 +71,12 @@ def _weights(mask: ArrayLike | None, n: int, dtype) -> jax.Array:
   return mask.astype(bool).astype(dtype)
 
 
+def _check_positive_int(value: int, name: str) -> None:
+  if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+      or value < 1):
+    raise ValueError(f"{name} must be a positive Python int, got {value!r}.")
+
+
 def _check_k(k: int, n: int, name: str = "k") -> None:
   if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
     raise ValueError(f"{name} must be a Python int, got {k!r}.")
@@ -230,9 +236,12 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
     k: number of clusters, ``1 <= k <= N`` (static).
     init: ``"k-means++"`` (greedy, as sklearn), ``"random"`` (``k`` distinct
       points) or a ``[k, D]`` array of initial centres.
-    max_iter: maximum number of Lloyd iterations (a traced bound).
-    tol: relative tolerance on the centre shift.
-    mask: optional ``[N]`` bool, False for padding.
+    max_iter: maximum number of Lloyd iterations (may be traced: no
+      recompilation when it changes).
+    tol: relative tolerance on the centre shift (may be traced).
+    mask: optional ``[N]`` bool, False for padding. At least ``k`` points
+      must be real (this cannot be checked under ``jit``; with fewer, the
+      centres are unspecified).
 
   Returns:
     ``KMeansResult(centers, labels, inertia, n_iter, converged)``.
@@ -258,9 +267,10 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
     if init.shape != (k, dim):
       raise ValueError(f"init must have shape [k, D]=({k}, {dim}), got "
                        f"{tuple(init.shape)}.")
-  if max_iter < 1:
+  # Both may be traced (no recompilation); check them when they are numbers.
+  if isinstance(max_iter, (int, np.integer)) and max_iter < 1:
     raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
-  if tol < 0:
+  if isinstance(tol, (int, float)) and tol < 0:
     raise ValueError(f"tol must be >= 0, got {tol}.")
   return _kmeans(key, x, _weights(mask, n, x.dtype),
                  None if isinstance(init, str) else init, max_iter, tol, k=k,
@@ -340,7 +350,7 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape ({n},), got "
                      f"{tuple(labels.shape)}.")
-  _check_k(num_clusters, max(n, num_clusters), "num_clusters")
+  _check_positive_int(num_clusters, "num_clusters")
   _check_ids(labels, num_clusters, "labels")
   return _silhouette(x, labels, _weights(mask, n, x.dtype),
                      num_clusters=num_clusters)
@@ -414,7 +424,7 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
     raise ValueError(f"train_y must have shape ({n},), got "
                      f"{tuple(train_y.shape)}.")
   _check_k(k, n)
-  _check_k(num_classes, max(num_classes, 1), "num_classes")
+  _check_positive_int(num_classes, "num_classes")
   _check_ids(train_y, num_classes, "train_y")
   return _knn(train_x, train_y, query, _weights(mask, n, train_x.dtype), k=k,
               num_classes=num_classes)

@@ -1,11 +1,11 @@
-"""Classification metrics: counts, P/R/F, confusion matrix, ROC/PR curves, AUC, AP.
+"""Classification metrics: P/R/F, confusion matrix, ROC/PR curves, AUC, AP.
 
 Every function is pure, static-shaped, works under ``jax.jit`` and batches
 with ``jax.vmap``. Padded batches pass ``mask`` (True = real sample); masked
 samples count nowhere. Results equal scikit-learn's:
 
-* ``precision_recall_fscore`` = ``sklearn.metrics.precision_recall_fscore_support``
-  with ``labels=range(num_classes)``;
+* ``precision_recall_fscore`` = ``sklearn.metrics.
+  precision_recall_fscore_support`` with ``labels=range(num_classes)``;
 * ``roc_curve`` / ``precision_recall_curve``: ``x[valid]``, ``y[valid]`` equal
   sklearn's curves (``roc_curve(..., drop_intermediate=False)``);
 * ``roc_auc`` = ``roc_auc_score`` (tied scores share a threshold, so ties
@@ -177,9 +177,10 @@ def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
   Returns:
     ``Counts(tp, fp, fn, tn)``, int32 scalars summed over every axis.
 
-  >>> confusion_counts(jnp.array([0.76, 0.3, 0.5, 0.76]),
-  ...                  jnp.array([1, 0, 0, 1]))
-  Counts(tp=Array(2, dtype=int32), fp=Array(1, dtype=int32), fn=Array(0, dtype=int32), tn=Array(1, dtype=int32))
+  >>> c = confusion_counts(jnp.array([0.76, 0.3, 0.5, 0.76]),
+  ...                      jnp.array([1, 0, 0, 1]))
+  >>> [int(v) for v in c]  # tp, fp, fn, tn
+  [2, 1, 0, 1]
   """
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)

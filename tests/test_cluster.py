@@ -9,6 +9,8 @@ atol 1e-5 of sklearn's float64 (measured <= 2e-8). Clustering is not
 differentiable (argmin), so there are no gradient tests.
 """
 
+import doctest
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -256,3 +258,8 @@ def test_bad_input_raises(call, match, key):
   x = jnp.ones((10, 2))
   with pytest.raises(ValueError, match=match):
     call(x, key)
+
+
+def test_docstring_examples():
+  result = doctest.testmod(cluster, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted >= 3 and result.failed == 0

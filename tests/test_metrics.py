@@ -9,6 +9,8 @@ scores). Metrics are piecewise constant in the scores, so there are no
 gradient tests.
 """
 
+import doctest
+
 import chex
 import hypothesis
 import hypothesis.strategies as st
@@ -456,3 +458,8 @@ def test_out_of_range_labels_under_jit_are_ignored():
   cm = jax.jit(lambda p, y: metrics.confusion_matrix(p, y, num_classes=2))(
       np.array([0, 1, 5]), np.array([0, -1, 1]))
   np.testing.assert_array_equal(cm, [[1, 0], [0, 0]])
+
+
+def test_docstring_examples():
+  result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted >= 6 and result.failed == 0

@@ -55,7 +55,8 @@ def p_r_f1(scores: np.ndarray, labels: np.ndarray, thd: float,
   fp = float(np.sum(pred & ~true))
   fn = float(np.sum(~pred & true))
   tn = float(np.sum(~pred & ~true))
-  return (_ratio(tp, tp + fp, zero_division), _ratio(tp, tp + fn, zero_division),
+  return (_ratio(tp, tp + fp, zero_division),
+          _ratio(tp, tp + fn, zero_division),
           _ratio(2 * tp, 2 * tp + fp + fn, zero_division),
           _ratio(tp + tn, tp + fp + fn + tn, zero_division))
 
