@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import io
 import logging
 
@@ -53,8 +54,9 @@ def make_data(num_images: int):
 
 
 def pycocotools_runner(gt, dets):
-  from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
-  from pycocotools.cocoeval import COCOeval  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from pycocotools.coco import COCO
+  from pycocotools.cocoeval import COCOeval
   with contextlib.redirect_stdout(io.StringIO()):
     coco_gt = COCO()
     coco_gt.dataset = copy.deepcopy(gt)
@@ -72,7 +74,8 @@ def pycocotools_runner(gt, dets):
 
 
 def faster_coco_eval_runner(gt, dets):
-  from faster_coco_eval import COCO, COCOeval_faster  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from faster_coco_eval import COCO, COCOeval_faster
   logging.getLogger("faster_coco_eval").setLevel(logging.ERROR)
   coco_gt = COCO(copy.deepcopy(gt))
   coco_dt = coco_gt.loadRes(copy.deepcopy(dets))
@@ -96,7 +99,7 @@ def run(repeats: int) -> tuple[str, str]:
   stats_rows = []
   for num_images in SIZES:
     gt, dets = make_data(num_images)
-    jaxdl_fn = lambda: detection.coco_evaluate(gt, dets)  # pylint: disable=cell-var-from-loop
+    jaxdl_fn = functools.partial(detection.coco_evaluate, gt, dets)
     jax.clear_caches()
     first = benchutil.first_call_time(jaxdl_fn)
     t_jaxdl = benchutil.median_time(jaxdl_fn, repeats=repeats, warmup=0)

@@ -147,7 +147,8 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
     det_boxes: ``[N, 4]`` detection boxes, ``"xyxy"``.
     det_scores: ``[N]`` scores.
     gt_boxes: ``[M, 4]`` ground-truth boxes, ``"xyxy"`` (``M`` may be 0).
-    iou_threshold: a match needs ``IoU >= iou_threshold``.
+    iou_threshold: a match needs ``IoU >= iou_threshold`` (static, like
+      ``pixel_offset`` and ``crowd_iou``: mark them static under ``jit``).
     det_mask: ``[N]`` bool, False for padding.
     gt_mask: ``[M]`` bool, False for padding.
     gt_ignore: ``[M]`` bool, ground truths whose matches are ignored.

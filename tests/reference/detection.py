@@ -31,7 +31,7 @@ import numpy as np
 
 
 def pycocotools_stats(gt: dict, dets: list) -> np.ndarray:
-  """``COCOeval(coco_gt, coco_dt, "bbox").stats`` after evaluate/accumulate/summarize."""
+  """``COCOeval(gt, dets, "bbox").stats`` (evaluate, accumulate, summarize)."""
   from pycocotools.coco import COCO
   from pycocotools.cocoeval import COCOeval
   with contextlib.redirect_stdout(io.StringIO()):
