@@ -13,6 +13,8 @@ from the 11-point thresholds; in float64 at 1e-12.
 import copy
 
 import chex
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,6 +105,21 @@ def test_match_crowd_iou_equals_cocoeval_matching(rng):
     want = ref.match_image(ious, scores, ignore, ignore, 0.5)
     for field, value in zip(("tp", "fp", "gt_index", "ignored"), want):
       np.testing.assert_array_equal(getattr(got, field), value)
+
+
+@hypothesis.settings(max_examples=25)
+@hypothesis.given(st.integers(0, 2 ** 32 - 1))
+def test_match_permuting_detections_permutes_the_result(seed):
+  rng = np.random.default_rng(seed)
+  det, _, gt, ignore = _random_case(rng)
+  scores = rng.permutation(12).astype(np.float32)  # distinct: no tie order
+  perm = rng.permutation(12)
+  a = _match(det, scores, gt, gt_ignore=ignore)
+  b = _match(det[perm], scores[perm], gt, gt_ignore=ignore)
+  chex.assert_trees_all_equal(jax.tree.map(lambda x: x[perm], a), b)
+  # Every real, non-ignored gt is matched at most once.
+  taken = np.asarray(a.gt_index)[np.asarray(a.tp)]
+  assert len(set(taken)) == len(taken)
 
 
 def test_match_masks_equal_dropping_entries(rng):
