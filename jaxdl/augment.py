@@ -570,17 +570,11 @@ def _jitter_range(value, name: str, *, center: float, low: float,
   return lo, hi
 
 
-# The colour functions below work on planar ``[C, H, W]`` float32 images:
-# XLA on CPU vectorises arithmetic across contiguous planes but not across
-# the interleaved channels of ``[H, W, C]`` (a grey-level mean was measured
-# 30x slower interleaved).
-
-
 def _grayscale(x: jax.Array, integer: bool) -> jax.Array:
-  """torchvision ``rgb_to_grayscale``: planar ``[C, H, W] -> [1, H, W]``."""
-  if x.shape[0] == 1:
+  """torchvision ``rgb_to_grayscale``: ``[H, W, C] -> [H, W, 1]``."""
+  if x.shape[-1] == 1:
     return x
-  gray = 0.2989 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]
+  gray = 0.2989 * x[..., 0:1] + 0.587 * x[..., 1:2] + 0.114 * x[..., 2:3]
   return jnp.floor(gray) if integer else gray  # .to(uint8) truncates
 
 
@@ -590,7 +584,7 @@ def _blend_step(x: jax.Array, op: jax.Array, factor: jax.Array,
 
   All three are torchvision's ``_blend(img, other, f)``:
   ``clamp(f img + (1 - f) other, 0, bound)`` with ``other`` black, the mean
-  grey level, or the grey image. ``factor=1`` is exactly the identity.
+  grey level, or the grey image.
   """
   gray = _grayscale(x, integer)
   use_mean = jnp.where(op == _CONTRAST, 1.0, 0.0)  # scalar weights: 0 * v
@@ -606,8 +600,8 @@ def _frac(x: jax.Array) -> jax.Array:
 
 
 def _rgb_to_hsv(rgb: jax.Array):
-  """torchvision ``_rgb2hsv``: planar ``[3, ...]`` values in [0, 1]."""
-  r, g, b = rgb
+  """torchvision ``_rgb2hsv`` on ``[..., 3]`` values in [0, 1]."""
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
   # Which channel is the max, decided once: XLA may recompute r, g, b inside
   # fusions (with FMA), and torchvision's ``maxc == r`` tests on recomputed
   # values could then disagree by an ulp and pick the wrong hue sector.
@@ -625,7 +619,7 @@ def _rgb_to_hsv(rgb: jax.Array):
 
 
 def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
-  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[3, ...]``."""
+  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[..., 3]``."""
   i = jnp.floor(h * 6.0)
   f = h * 6.0 - i
   i = jnp.where(i >= 6, i - 6, i)  # i % 6 for h in [0, 1]
@@ -635,7 +629,7 @@ def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
   sector = [i == k for k in range(6)]
   pick = lambda *vals: jnp.select(sector, vals)  # noqa: E731
   return jnp.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p),
-                    pick(p, p, t, v, v, q)])
+                    pick(p, p, t, v, v, q)], axis=-1)
 
 
 def _adjust_hue(x: jax.Array, factor: jax.Array, integer: bool) -> jax.Array:
@@ -714,27 +708,27 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
 
   # slot[op] is the position of op in the random order. A disabled blend is
   # the identity, so only the enabled ones (static) run, in slot order; hue
-  # runs once, after the blends that precede it.
+  # runs once, after the blends that precede it (each blend is computed
+  # before and after hue and kept where it belongs: under vmap the order
+  # differs per image, and this costs less than four hue conversions).
   slot = jnp.argsort(order)
   enabled = [op for op in (_BRIGHTNESS, _CONTRAST, _SATURATION) if ranges[op]]
   enabled = jnp.array(enabled, jnp.int32)
   blends = enabled[jnp.argsort(slot[enabled])]  # blend ops in order
-  x = jnp.moveaxis(image, -1, 0).astype(jnp.float32)  # planar [C, H, W]
+  x = image.astype(jnp.float32)
   if ranges[_HUE] is None:
     for op in blends:
       x = _blend_step(x, op, factors[op], bound, integer)
   else:
-    # Each blend runs twice, before and after hue, with factor 1 (exactly the
-    # identity) in the pass where it does not belong: no image-sized selects.
     before_hue = jnp.sum(slot[enabled] < slot[_HUE])
     for j, op in enumerate(blends):
-      x = _blend_step(x, op, jnp.where(j < before_hue, factors[op], 1.0),
-                      bound, integer)
+      x = jnp.where(j < before_hue,
+                    _blend_step(x, op, factors[op], bound, integer), x)
     x = _adjust_hue(x, factors[_HUE], integer)
     for j, op in enumerate(blends):
-      x = _blend_step(x, op, jnp.where(j >= before_hue, factors[op], 1.0),
-                      bound, integer)
-  return jnp.moveaxis(x, 0, -1).astype(image.dtype)
+      x = jnp.where(j >= before_hue,
+                    _blend_step(x, op, factors[op], bound, integer), x)
+  return x.astype(image.dtype)
 
 
 # ------------------------------------------------------ letterbox and flips
