@@ -11,8 +11,6 @@ from jax.typing import ArrayLike
 
 from jaxdl import boxes as box_ops
 
-RULES = ("coco", "voc")
-
 
 class Matches(NamedTuple):
   """Per-detection outcome of :func:`match_detections`, each ``[N]``.
