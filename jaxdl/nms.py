@@ -27,10 +27,10 @@ from jax.typing import ArrayLike
 from jaxdl import boxes as box_ops
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
-# experiments/results/nms.md). Clustered boxes (most suppressed by the first
-# kept boxes) want small tiles, 2-3x faster at 64 than at 256; on uniform
-# boxes the cost is the same N * kept / 2 IoUs at any size, and 64 stays
-# within the measurement noise of the best.
+# experiments/results/nms.md). On clustered boxes, most of which the first
+# kept boxes suppress, 64 was the best or within 10% of it and 256-512 were
+# 3-6x slower. On uniform boxes the work (N * kept / 2 IoUs) does not depend
+# on the tile size and the best size changed from run to run (64 to 512).
 TILE_SIZE = 64
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
