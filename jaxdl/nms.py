@@ -27,10 +27,12 @@ from jax.typing import ArrayLike
 from jaxdl import boxes as box_ops
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
-# experiments/results/nms.md). On clustered boxes, most of which the first
-# kept boxes suppress, 64 was the best or within 10% of it and 256-512 were
-# 3-6x slower. On uniform boxes the work (N * kept / 2 IoUs) does not depend
-# on the tile size and the best size changed from run to run (64 to 512).
+# experiments/results/nms.md, two runs). Clustered boxes, most of which the
+# first kept boxes suppress, want small tiles: 256-512 were 3-6x slower than
+# the best, 32 beat 64 by 1.7-2.7x at 100k boxes and tied it at 5k-20k. On
+# uniform boxes the work (N * kept / 2 IoUs) does not depend on the tile size
+# but loop overhead does: 32 was 2.7x slower than 64 at 5k, and the best size
+# above that changed from run to run (64 to 512). 64 is the compromise.
 TILE_SIZE = 64
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
