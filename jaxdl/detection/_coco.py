@@ -151,18 +151,18 @@ def _accumulate(tp_bits, fp_bits, category, rank, seg_start, need, *,
   num_cat, num_areas = need.shape[:2]
   tp = _unpack(tp_bits, num_thresholds, num_areas)
   fp = _unpack(fp_bits, num_thresholds, num_areas)
-  tp_i = tp.astype(jnp.int32)
-  counts = [jax.ops.segment_sum(tp_i * (rank < m)[:, None, None], category,
-                                num_segments=num_cat + 1)[:num_cat]
-            for m in max_dets]
-  tp_count = jnp.stack(counts, -1)  # [K, T, A, M]
-  tp_cum = jnp.cumsum(tp_i, axis=0)  # [N, T, A]
-  fp_cum = jnp.cumsum(fp.astype(jnp.int32), axis=0)
-  zero = jnp.zeros((1,) + tp.shape[1:], jnp.int32)
-  tp_before = jnp.concatenate([zero, tp_cum])[seg_start]  # [K + 1, T, A]
-  fp_before = jnp.concatenate([zero, fp_cum])[seg_start]
-  tp_local = (tp_cum - tp_before[category]).astype(jnp.float64)
-  fp_local = (fp_cum - fp_before[category]).astype(jnp.float64)
+  # One segment sum for every maxDets and one cumsum for TP and FP: each
+  # scan-like op costs compile time.
+  in_top = rank[:, None] < jnp.asarray(max_dets)  # [N, M]
+  tp_count = jax.ops.segment_sum(
+      (tp[..., None] & in_top[:, None, None]).astype(jnp.int32), category,
+      num_segments=num_cat + 1)[:num_cat]  # [K, T, A, M]
+  cum = jnp.cumsum(jnp.stack([tp, fp]).astype(jnp.int32), axis=1)
+  zero = jnp.zeros((2, 1) + tp.shape[1:], jnp.int32)
+  before = jnp.concatenate([zero, cum], 1)[:, seg_start]  # [2, K + 1, T, A]
+  local = (cum - before[:, category]).astype(jnp.float64)  # in-category
+  tp_cum, tp_before = cum[0], before[0]
+  tp_local, fp_local = local[0], local[1]
   precision = tp_local / (fp_local + tp_local + np.spacing(1))
   envelope = _segmented_reverse_cummax(precision, category)  # [N, T, A]
 
