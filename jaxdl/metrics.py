@@ -147,12 +147,13 @@ def _check_zero_division(zero_division: float) -> None:
         f"zero_division must be 0.0, 1.0 or nan, got {zero_division!r}.")
 
 
-def _divide(num: jax.Array, den: jax.Array, zero_division: float) -> jax.Array:
+def _divide(num: jax.Array, den: jax.Array,
+            zero_division: ArrayLike) -> jax.Array:
   """``num / den`` in float32, ``zero_division`` where ``den == 0``."""
   num = num.astype(jnp.float32)
   den = den.astype(jnp.float32)
   return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0),
-                   jnp.float32(zero_division))
+                   jnp.asarray(zero_division, jnp.float32))
 
 
 # ------------------------------------------------------------------ binary
@@ -337,6 +338,14 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
     raise ValueError(f"beta must be >= 0, got {beta}.")
   _check_zero_division(zero_division)
   cm = confusion_matrix(preds, labels, num_classes=num_classes, mask=mask)
+  # zero_division is traced: a static NaN would never equal itself and so
+  # would recompile on every call.
+  return _precision_recall_fscore(cm, jnp.float32(zero_division),
+                                  average=average, beta=float(beta))
+
+
+@functools.partial(jax.jit, static_argnames=("average", "beta"))
+def _precision_recall_fscore(cm, zero_division, *, average, beta):
   tp = jnp.diagonal(cm)
   pred_sum = jnp.sum(cm, axis=0)
   true_sum = jnp.sum(cm, axis=1)
@@ -350,7 +359,7 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
   elif beta == 0:
     fscore = precision
   else:
-    b2 = float(beta) ** 2
+    b2 = beta ** 2
     fscore = _divide((1 + b2) * tp.astype(jnp.float32),
                      b2 * true_sum.astype(jnp.float32) + pred_sum,
                      zero_division)

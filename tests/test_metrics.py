@@ -138,6 +138,17 @@ def test_prfs_matches_sklearn(average, zero_division, rng):
         got.support, np.bincount(labels[mask], minlength=6))
 
 
+def test_prfs_nan_zero_division_compiles_once(rng):
+  preds, labels = rng.integers(0, 7, 20), rng.integers(0, 7, 20)
+  core = metrics._precision_recall_fscore
+  before = core._cache_size()
+  for zero_division in (np.nan, np.nan, 1.0):
+    metrics.precision_recall_fscore(preds, labels, num_classes=7,
+                                    average="macro",
+                                    zero_division=zero_division)
+  assert core._cache_size() == before + 1
+
+
 def test_prfs_beta_limits_and_micro_is_accuracy(rng):
   preds, labels = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
   kw = dict(num_classes=3)
