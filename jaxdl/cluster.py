@@ -53,10 +53,11 @@ class KMeansResult(NamedTuple):
 
 
 def _as_points(x: ArrayLike, name: str) -> jax.Array:
+  """``[N, D]`` points in float32 (half precision and integers upcast)."""
   x = jnp.asarray(x)
   if x.ndim != 2:
     raise ValueError(f"{name} must have shape [N, D], got {tuple(x.shape)}.")
-  if not jnp.issubdtype(x.dtype, jnp.floating):
+  if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
     x = x.astype(jnp.float32)
   return x
 
@@ -232,7 +233,8 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
 
   Args:
     key: PRNG key for the initialisation (unused for an array ``init``).
-    x: ``[N, D]`` points.
+    x: ``[N, D]`` points (half precision is clustered in float32 and the
+      centres returned in the input dtype).
     k: number of clusters, ``1 <= k <= N`` (static).
     init: ``"k-means++"`` (greedy, as sklearn), ``"random"`` (``k`` distinct
       points) or a ``[k, D]`` array of initial centres.
@@ -255,6 +257,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
   Array([[ 0. ,  0.5],
          [10. , 10.5]], dtype=float32)
   """
+  input_dtype = jnp.asarray(x).dtype
   x = _as_points(x, "x")
   n, dim = x.shape
   _check_k(k, n)
@@ -272,9 +275,12 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
     raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
   if isinstance(tol, (int, float)) and tol < 0:
     raise ValueError(f"tol must be >= 0, got {tol}.")
-  return _kmeans(key, x, _weights(mask, n, x.dtype),
-                 None if isinstance(init, str) else init, max_iter, tol, k=k,
-                 init_kind=init if isinstance(init, str) else "array")
+  result = _kmeans(key, x, _weights(mask, n, x.dtype),
+                   None if isinstance(init, str) else init, max_iter, tol, k=k,
+                   init_kind=init if isinstance(init, str) else "array")
+  if jnp.issubdtype(input_dtype, jnp.floating):  # half precision: return it
+    result = result._replace(centers=result.centers.astype(input_dtype))
+  return result
 
 
 @functools.partial(jax.jit, static_argnames=("k", "init_kind"))
@@ -338,7 +344,8 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
     mask: optional ``[N]`` bool, False for padding.
 
   Returns:
-    float32 scalar in [-1, 1], or NaN.
+    float32 scalar in [-1, 1], or NaN. Differentiable in ``x`` (for fixed
+    labels) with finite gradients, coincident points included.
 
   References:
     Rousseeuw, "Silhouettes: a graphical aid to the interpretation and
@@ -366,7 +373,9 @@ def _silhouette(x, labels, w, *, num_clusters) -> jax.Array:
 
   def cluster_distance_sums(row_ids):  # [block] -> [block, C]
     diff = x[row_ids][:, None, :] - x[None, :, :]  # [block, N, D]
-    d = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+    d2 = jnp.sum(diff * diff, axis=-1)
+    # Double where: sqrt has an infinite slope at 0 (every self-distance).
+    d = jnp.where(d2 > 0, jnp.sqrt(jnp.where(d2 > 0, d2, 1.0)), 0.0)
     return jnp.matmul(d, members, precision=lax.Precision.HIGHEST)
 
   sums = lax.map(cluster_distance_sums, rows).reshape(-1, num_clusters)[:n]

@@ -125,6 +125,20 @@ def test_kmeans_mask_ignores_padding(rng, key):
   assert np.all(np.asarray(got.labels)[len(x):] == -1)
 
 
+def test_kmeans_half_precision_input(rng, key):
+  x = _blobs(rng, n_per=30, k=3)
+  init = x[[0, 30, 60]]
+  got = cluster.kmeans(key, x.astype(jnp.bfloat16), 3,
+                       init=init.astype(jnp.bfloat16))
+  want = cluster.kmeans(key, x.astype(jnp.bfloat16).astype(np.float32), 3,
+                        init=init.astype(jnp.bfloat16).astype(np.float32))
+  assert got.centers.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(got.labels, want.labels)
+  np.testing.assert_allclose(got.centers.astype(np.float32),
+                             want.centers.astype(jnp.bfloat16).astype(
+                                 np.float32))
+
+
 def test_kmeans_vmap_jit_no_retrace(rng):
   xs = np.stack([_blobs(rng, n_per=20, k=3) for _ in range(3)])
   inits = xs[:, [0, 20, 40]]
@@ -183,6 +197,22 @@ def test_silhouette_singleton_absent_cluster_mask_and_degenerate(rng):
   np.testing.assert_allclose(
       cluster.silhouette_score(dupes, dl, num_clusters=2),
       sk_silhouette(dupes, dl), atol=1e-5)
+
+
+def test_silhouette_gradient_finite_and_matches_finite_differences(rng):
+  x = rng.normal(size=(24, 2)).astype(np.float32)
+  x[1] = x[0]  # coincident points: a zero distance off the diagonal too
+  labels = np.arange(24) % 3
+  score = lambda p: cluster.silhouette_score(p, labels, num_clusters=3)
+  grad = np.asarray(jax.grad(score)(x))
+  assert np.all(np.isfinite(grad))
+  # Central differences in float64 on the oracle, along a random direction.
+  direction = rng.normal(size=x.shape)
+  eps = 1e-4
+  x64 = x.astype(np.float64)
+  numeric = (ref.silhouette(x64 + eps * direction, labels) -
+             ref.silhouette(x64 - eps * direction, labels)) / (2 * eps)
+  np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=1e-3)
 
 
 def test_silhouette_vmap(rng):

@@ -222,6 +222,17 @@ def test_auc_ap_extreme_scores_and_negatives(rng):
                              ref.average_precision(labels, scores), atol=ATOL)
 
 
+def test_half_precision_scores_rank_like_their_float32_values(rng):
+  scores, labels = _tied_data(rng, N, decimals=2)
+  half = scores.astype(jnp.bfloat16)  # bfloat16 rounding adds ties
+  exact = np.asarray(half.astype(np.float32))
+  np.testing.assert_allclose(_roc_auc(half, labels),
+                             skm.roc_auc_score(labels, exact), atol=ATOL)
+  np.testing.assert_allclose(_ap(half, labels),
+                             skm.average_precision_score(labels, exact),
+                             atol=ATOL)
+
+
 def test_all_scores_equal():
   labels = np.array([1, 0, 0, 1, 0, 0, 0, 0] * 8, np.int32)
   scores = np.full(N, 0.3, np.float32)
