@@ -11,7 +11,9 @@ processed in tiles of ``tile_size``; each tile is first suppressed by the boxes
 already kept (in chunks of ``tile_size``, stopping as soon as the whole tile is
 suppressed), then resolved internally with a ``[tile, tile]`` IoU block and a
 small fixed-point loop. Peak memory is ``O(N + tile_size**2)`` and the loop
-stops once ``max_output`` boxes are kept or the candidates run out.
+stops once ``max_output`` boxes are kept or the candidates run out. Under
+``jax.vmap`` the images are processed one after another (``lax.map``), which
+keeps each image's early exits.
 """
 
 from __future__ import annotations

@@ -260,6 +260,12 @@ def test_vmap_equals_per_image(rng):
   for i in range(4):
     want = ref.greedy_nms(boxes[i], scores[i], 0.5, mask=mask[i])[:150]
     assert _kept(jax.tree.map(lambda x, i=i: x[i], got)) == want
+  classes = rng.integers(0, 3, scores.shape)
+  aware = jax.vmap(functools.partial(nms.batched_nms, iou_threshold=0.5,
+                                     tile_size=64))(boxes, scores, classes)
+  for i in range(4):
+    assert _kept(jax.tree.map(lambda x, i=i: x[i], aware)) == ref.batched_nms(
+        boxes[i], scores[i], classes[i], 0.5)
   soft = jax.vmap(functools.partial(nms.soft_nms, max_output=20))(
       boxes[:, :40], scores[:, :40])
   for i in range(4):
