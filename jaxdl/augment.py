@@ -11,7 +11,14 @@ entries whose mask is False are returned as zero boxes (and label ``-1``).
 Every function is pure and static-shaped: it works under ``jax.jit``, batches
 with ``jax.vmap`` (a batch of mosaics is ``jax.vmap(mosaic)``), and is
 deterministic for a given key. Python-valued keyword arguments are static:
-changing them recompiles.
+changing them recompiles (``fill`` and an array ``center`` may be traced).
+
+* :func:`mosaic` -- YOLOv5 ``load_mosaic`` (the notes' "Mosaic").
+* :func:`random_perspective` = :func:`perspective_matrix` +
+  :func:`warp_image` + :func:`warp_boxes` (:func:`box_candidates`).
+* :func:`color_jitter` -- torchvision ``ColorJitter`` (tensor definitions).
+* :func:`letterbox` (:func:`letterbox_geometry`), :func:`hflip`,
+  :func:`vflip`.
 """
 
 from __future__ import annotations
@@ -262,7 +269,9 @@ def perspective_matrix(key: jax.Array, height: int, width: int, *,
   ``s ~ U(1 - scale, 1 + scale)``, ``S`` shears by ``tan(U(-shear, shear))``
   degrees on each axis, and ``T`` moves the origin to
   ``U(0.5 - translate, 0.5 + translate)`` times the output size. With all
-  strengths zero and ``border=0`` the matrix is exactly the identity.
+  strengths zero and ``border=0`` the matrix is exactly the identity. The
+  draws are ``jax.random.uniform(key, (8,))`` mapped, in this order, onto
+  the ranges of ``(px, py, angle, s, shear_x, shear_y, tx, ty)``.
 
   Args:
     key: PRNG key.
@@ -372,6 +381,10 @@ def warp_image(image: ArrayLike, matrix: ArrayLike, *,
   (W', H'), flags=INTER_LINEAR, borderValue=fill)`` (``cv2.warpAffine`` with
   ``affine=True``) up to OpenCV's 1/32-pixel fixed-point coordinates.
   Integer images are rounded and saturated.
+
+  As in OpenCV (and so YOLOv5), the warp puts pixel centres at integer
+  coordinates while :func:`warp_boxes` moves continuous box corners by the
+  same matrix; under a scale ``s`` the two differ by ``(s - 1) / 2`` pixel.
 
   Args:
     image: ``[H, W, C]`` image, ``H, W >= 2``.

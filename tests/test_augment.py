@@ -247,9 +247,10 @@ def test_perspective_matrix_is_yolov5_composition(perspective, key):
   keys = jax.random.split(key, 8)
   sample = jax.vmap(lambda k: augment.perspective_matrix(
       k, H, W, perspective=perspective, **_STRONG))(keys)
-  for k, matrix, scale in zip(keys, sample.matrix, sample.scale):
-    # The documented draws: uniform(key, (8,)) mapped onto the ranges.
-    u = np.asarray(jax.random.uniform(k, (8,)), np.float64)
+  # The documented draws: uniform(key, (8,)) mapped onto the ranges.
+  draws = jax.jit(jax.vmap(lambda k: jax.random.uniform(k, (8,))))(keys)
+  for u, matrix, scale in zip(np.asarray(draws, np.float64), sample.matrix,
+                              sample.scale):
     span = lambda lo, hi, x: lo + (hi - lo) * x  # noqa: E731
     want = ref.yolov5_matrix(
         H, W, px=span(-perspective, perspective, u[0]),
