@@ -218,15 +218,17 @@ def main() -> None:
                                   repeats=5)
     out = fn(*device_inputs)
     boxes_kept = float(np.asarray(out[3]).sum(1).mean())
+    ref_kept = float(np.mean([len(lab) for _, lab in ref(tiles, boxes, labels,
+                                                         mask)]))
     rows.append([name, f"{BATCH / jax_s:.0f}", f"{BATCH / ref_s:.0f}",
                  f"{ref_s / jax_s:.2f}x", benchutil.format_ms(jax_s),
                  benchutil.format_ms(ref_s), f"{compile_s:.1f} s",
-                 f"{boxes_kept:.1f}"])
+                 f"{boxes_kept:.1f} / {ref_kept:.1f}"])
     print(rows[-1], flush=True)
   headers = ["pipeline", "jaxdl samples/s", "NumPy/OpenCV samples/s",
              "speed-up (jaxdl / OpenCV)", f"jaxdl batch of {BATCH}",
              f"OpenCV batch of {BATCH}", "jaxdl compile",
-             "boxes kept / sample (jaxdl)"]
+             "boxes kept / sample (jaxdl / OpenCV)"]
   body = (
       f"Batch of {BATCH} samples: mosaic of four {SIZE}x{SIZE}x3 uint8 tiles"
       f" ({BOXES_PER_TILE} boxes each) -> random_perspective to {SIZE}x{SIZE}"
