@@ -7,7 +7,7 @@ data loading, loss, optimizers, metrics and FLOPs, each epoch one jitted
 ``lax.scan``, data-parallel over every device::
 
   python -m experiments.train                      # ToyNet on embedded digits
-  python -m experiments.train --dataset cifar10 --data-dir ~/data/cifar-10-batches-py
+  python -m experiments.train --dataset cifar10 --data-dir ~/cifar-10-batches-py
   python -m experiments.train --model vit --optimizer adam --lr 1e-3
   python -m experiments.train --optimizer optax-adamw --epochs 5 --resume
 
@@ -260,9 +260,10 @@ def write_report(path: str, *, config: dict[str, Any], dataset: data.Dataset,
       "", "## History", "",
       _table(["epoch", "train loss", "train acc", "test loss", "test acc",
               "seconds"],
-             [(int(epoch), *row) for epoch, *row in zip(*(history[k] for k in (
-                 "epoch", "train_loss", "train_accuracy", "test_loss",
-                 "test_accuracy", "epoch_seconds")))]),
+             [(int(epoch), *row) for epoch, *row in zip(*(
+                 history[k] for k in ("epoch", "train_loss", "train_accuracy",
+                                      "test_loss", "test_accuracy",
+                                      "epoch_seconds")))]),
       "", "## FLOPs (one image, forward; jaxdl.flops.summary)", "",
       flops_table, "",
       "Plots: `curves.png`, `roc.png`, `pr.png`, `confusion.png`.", "",

@@ -253,7 +253,8 @@ def load_digits(*, test_fraction: float = 0.2) -> Dataset:
     raise ValueError(
         f"test_fraction must be in (0, 1), got {test_fraction}.")
   # scikit-learn ships the data; it is an optional dependency (extra "train").
-  from sklearn import datasets, model_selection  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from sklearn import datasets, model_selection
 
   digits = datasets.load_digits()
   small = digits.images.astype(np.float32) * (255.0 / 16.0)  # [N, 8, 8]

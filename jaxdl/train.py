@@ -403,7 +403,8 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> int | None:
 
 
 def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
-                    epoch: int, history: Mapping[str, list[float]] | None = None,
+                    epoch: int,
+                    history: Mapping[str, list[float]] | None = None,
                     max_to_keep: int | None = None) -> None:
   """Writes ``state`` and ``history`` as checkpoint ``epoch`` (orbax).
 
@@ -450,6 +451,8 @@ def restore_checkpoint(
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   directory = os.path.abspath(os.fspath(directory))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"checkpoint folder {directory} does not exist.")
   manager = _checkpointer(directory, None)
   steps = manager.all_steps()
   if epoch is None:

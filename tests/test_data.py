@@ -1,4 +1,4 @@
-"""Tests for jaxdl.data: the CIFAR-10 reader, digits, normalisation, batching."""
+"""Tests for jaxdl.data: CIFAR-10 reader, digits, normalisation, batching."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_cifar_folder_layout_and_values(cifar):
   raw = _read_raw(cifar, "data_batch_2")
   # Rows are R, G, B planes: pixel (h, w) of channel c is row[c*1024 + 32h + w].
   row = raw[b"data"][1]
-  np.testing.assert_array_equal(ds.train_images[7, 3, 5], row[[101, 1125, 2149]])
+  np.testing.assert_array_equal(ds.train_images[7, 3, 5],
+                                row[[101, 1125, 2149]])
   np.testing.assert_array_equal(ds.train_labels[6:12], raw[b"labels"])
   np.testing.assert_array_equal(
       ds.test_images.transpose(0, 3, 1, 2).reshape(6, -1),
@@ -129,7 +130,8 @@ def test_cifar_rejects_pickled_code(tmp_path, rng):
   # A pickle that would call os.system must not execute.
   evil = b"cos\nsystem\n(S'echo pwned'\ntR."
   folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_1": evil})
-  with pytest.raises(ValueError, match="data_batch_1.*forbidden global os.system"):
+  with pytest.raises(ValueError,
+                     match="data_batch_1.*forbidden global os.system"):
     data.load_cifar10(folder)
 
 
@@ -170,7 +172,8 @@ def test_load_digits():
   # Stratified: every class has 36 (or 37) test images.
   assert set(np.bincount(ds.test_labels, minlength=10)) <= {35, 36, 37}
   # Channels are equal; resizing keeps the full 0..255 range.
-  np.testing.assert_array_equal(ds.train_images[..., 0], ds.train_images[..., 2])
+  np.testing.assert_array_equal(ds.train_images[..., 0],
+                                ds.train_images[..., 2])
   assert ds.train_images.min() == 0 and ds.train_images.max() == 255
   # The split is a partition of scikit-learn's 1797 labelled images.
   sk = datasets.load_digits()
@@ -186,15 +189,18 @@ def test_load_digits():
 
 def test_normalize_matches_tutorial_transform(rng):
   images = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
-  expected = (images.astype(np.float64) / 255.0 - 0.5) / 0.5  # ToTensor+Normalize
+  # ToTensor + Normalize((0.5,) * 3, (0.5,) * 3) in float64.
+  expected = (images.astype(np.float64) / 255.0 - 0.5) / 0.5
   out = jax.jit(data.normalize)(images)
   assert out.dtype == jnp.float32
   np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
   custom = data.normalize(images, mean=(0.4914, 0.4822, 0.4465),
                           std=(0.247, 0.243, 0.261))
-  np.testing.assert_allclose(
-      custom, (images / 255.0 - [0.4914, 0.4822, 0.4465]) / [0.247, 0.243, 0.261],
-      rtol=1e-5, atol=1e-5)
+  mean = np.array([0.4914, 0.4822, 0.4465])
+  std = np.array([0.247, 0.243, 0.261])
+  # float32 division by std ~0.25: 1e-5 covers the rounding.
+  np.testing.assert_allclose(custom, (images / 255.0 - mean) / std, rtol=1e-5,
+                             atol=1e-5)
   # vmap == jit up to float32 rounding (fused vs unfused: 1 ulp at 1.0).
   np.testing.assert_allclose(jax.vmap(data.normalize)(images), out,
                              rtol=0, atol=2.4e-7)

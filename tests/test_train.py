@@ -322,6 +322,9 @@ def test_corrupt_checkpoint_is_reported_and_kept(dataset, tmp_path):
 def test_restore_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     train.restore_checkpoint(tmp_path, _state())
+  with pytest.raises(FileNotFoundError, match="missing does not exist"):
+    train.restore_checkpoint(tmp_path / "missing", _state())
+  assert not (tmp_path / "missing").exists()  # Restoring creates nothing.
   assert train.latest_checkpoint(tmp_path / "missing") is None
 
 
@@ -343,7 +346,8 @@ def test_fit_bad_arguments(dataset, kwargs, message):
 
 def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
   """experiments.train on a tiny CIFAR-format folder: report and plots."""
-  from experiments import train as main_job  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from experiments import train as main_job
   from tests.test_data import write_cifar  # pylint: disable=g-import-not-at-top
 
   folder = write_cifar(str(tmp_path / "data"), rng, n=8)
