@@ -204,6 +204,44 @@ def numpy_pipeline(perspective: float, seed: int = 0):
 # ------------------------------------------------------------------- main
 
 
+def stage_breakdown(device_inputs, host_inputs):
+  """Each stage alone, jaxdl (jit + vmap) and OpenCV, on the same batch."""
+  keys, *jax_args = device_inputs
+  tiles, boxes, labels, mask = host_inputs
+  rng = np.random.default_rng(1)
+  mosaic_fn = jax.jit(jax.vmap(augment.mosaic))
+  warp_fn = jax.jit(jax.vmap(lambda k, image, b, m: augment.random_perspective(
+      k, image, b, m, border=-SIZE // 2, **HYP)))
+  jitter_fn = jax.jit(jax.vmap(augment.color_jitter))
+  mos = mosaic_fn(keys, *jax_args)
+  warped = warp_fn(keys, mos.image, mos.boxes, mos.mask)
+  np_mosaics = [np_load_mosaic(rng, tiles[b], boxes[b], labels[b], mask[b])
+                for b in range(BATCH)]
+  np_warped = [np_random_perspective(rng, img, lab, perspective=0.0,
+                                     border=-SIZE // 2, **HYP)[0]
+               for img, lab in np_mosaics]
+  stages = [
+      ("mosaic", lambda: mosaic_fn(keys, *jax_args),
+       lambda: [np_load_mosaic(rng, tiles[b], boxes[b], labels[b], mask[b])
+                for b in range(BATCH)]),
+      ("random_perspective",
+       lambda: warp_fn(keys, mos.image, mos.boxes, mos.mask),
+       lambda: [np_random_perspective(rng, img, lab.copy(), perspective=0.0,
+                                      border=-SIZE // 2, **HYP)
+                for img, lab in np_mosaics]),
+      ("color_jitter", lambda: jitter_fn(keys, warped.image),
+       lambda: [cv_color_jitter(rng, img) for img in np_warped]),
+  ]
+  rows = []
+  for name, jax_call, ref_call in stages:
+    jax_s = benchutil.median_time(jax_call, repeats=7)
+    ref_s = benchutil.median_time(ref_call, repeats=5)
+    rows.append([name, benchutil.format_ms(jax_s), benchutil.format_ms(ref_s),
+                 f"{ref_s / jax_s:.2f}x"])
+    print(rows[-1], flush=True)
+  return rows
+
+
 def main() -> None:
   tiles, boxes, labels, mask = make_inputs(np.random.default_rng(0))
   keys = jax.random.split(jax.random.key(0), BATCH)
@@ -225,6 +263,7 @@ def main() -> None:
                  benchutil.format_ms(ref_s), f"{compile_s:.1f} s",
                  f"{boxes_kept:.1f} / {ref_kept:.1f}"])
     print(rows[-1], flush=True)
+  stage_rows = stage_breakdown(device_inputs, (tiles, boxes, labels, mask))
   headers = ["pipeline", "jaxdl samples/s", "NumPy/OpenCV samples/s",
              "speed-up (jaxdl / OpenCV)", f"jaxdl batch of {BATCH}",
              f"OpenCV batch of {BATCH}", "jaxdl compile",
@@ -238,7 +277,11 @@ def main() -> None:
       "`random_perspective` (cv2 warps) + an OpenCV ColorJitter, looped over "
       "the batch. Median of 7 (jaxdl) / 5 (OpenCV) runs after compilation; "
       "speed-up > 1 means jaxdl is faster.\n\n" +
-      benchutil.markdown_table(headers, rows))
+      benchutil.markdown_table(headers, rows) +
+      "\n\n## Per stage (affine configuration, same batch)\n\n" +
+      benchutil.markdown_table(
+          ["stage", f"jaxdl batch of {BATCH}", f"OpenCV batch of {BATCH}",
+           "speed-up (jaxdl / OpenCV)"], stage_rows))
   env = benchutil.environment(["opencv-python-headless"])
   env["opencv threads"] = str(cv2.getNumThreads())
   # Other jobs on a shared machine slow both sides; record the load.
