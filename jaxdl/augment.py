@@ -446,8 +446,11 @@ def box_candidates(before: ArrayLike, after: ArrayLike, *,
   """
   _check_non_negative(min_size=min_size, min_area_ratio=min_area_ratio,
                       max_aspect_ratio=max_aspect_ratio)
-  before = boxes_lib._as_boxes(before, "before")  # pylint: disable=protected-access
-  after = boxes_lib._as_boxes(after, "after")  # pylint: disable=protected-access
+  before, after = jnp.asarray(before), jnp.asarray(after)
+  for name, value in (("before", before), ("after", after)):
+    if value.ndim < 1 or value.shape[-1] != 4:
+      raise ValueError(f"{name} must have shape [..., 4], got "
+                       f"{tuple(value.shape)}.")
   w1, h1 = before[..., 2] - before[..., 0], before[..., 3] - before[..., 1]
   w2, h2 = after[..., 2] - after[..., 0], after[..., 3] - after[..., 1]
   aspect = jnp.maximum(w2 / (h2 + eps), h2 / (w2 + eps))

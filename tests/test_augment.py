@@ -345,7 +345,10 @@ def test_pure_translation_scale_rotation_move_corners_exactly(rng):
   # integers), the image is np.rot90 exactly; about H / 2, continuous box
   # coordinates rotate to [y1, H - x2, y2, H - x1].
   quarter = np.array([[0, 1, 0], [-1, 0, 0], [0, 0, 1]], np.float32)
-  about = lambda c: _translation(c, c) @ quarter @ _translation(-c, -c)  # noqa: E731
+
+  def about(c):
+    return _translation(c, c) @ quarter @ _translation(-c, -c)
+
   np.testing.assert_array_equal(
       warp_image(image, about((H - 1) / 2)),
       np.rot90(image))
