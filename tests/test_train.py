@@ -201,9 +201,11 @@ def test_train_step_compiles_once(rng):
   step(state, images + 1, np.array([0, 1], np.int32))
 
 
-def test_canonical_convs_keep_values_and_gradients(rng):
-  """The CPU scan workaround rewrites convolutions without changing them."""
-  x = jnp.asarray(rng.normal(size=(2, 9, 9, 4)), jnp.float32)
+def test_cpu_fast_path_keeps_values_and_gradients(rng):
+  """The CPU scan rewrites (convolutions, max pooling) change no value."""
+  # Rounded inputs make ties inside pooling windows: the gradient must go to
+  # the first maximum, as XLA's select_and_scatter does.
+  x = jnp.asarray(np.round(rng.normal(size=(2, 8, 8, 4))), jnp.float32)
   k = jnp.asarray(rng.normal(size=(3, 3, 2, 6)), jnp.float32)
 
   def loss(x, k):
@@ -214,19 +216,32 @@ def test_canonical_convs_keep_values_and_gradients(rng):
         jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(k[..., :2], (3, 2, 0, 1)),
         (1, 1), "SAME", feature_group_count=2,
         dimension_numbers=("NCHW", "OIHW", "NCHW"))
-    return jnp.sum(jnp.sin(y)) + jnp.sum(z ** 2)
+    tiled = nn.max_pool(x, (2, 2), strides=(2, 2))  # Rewritten.
+    overlapping = nn.max_pool(x, (3, 3), strides=(2, 2))  # Left as is.
+    return (jnp.sum(jnp.sin(y)) + jnp.sum(z ** 2) + jnp.sum(tiled ** 3)
+            + jnp.sum(jnp.cos(overlapping)))
 
   grad = jax.value_and_grad(loss, argnums=(0, 1))
   expected = jax.jit(grad)(x, k)
 
   @jax.jit
   def in_scan(x, k):
-    fn = train._with_canonical_convs(grad)  # pylint: disable=protected-access
+    fn = train._cpu_fast_path(grad)  # pylint: disable=protected-access
     return jax.lax.scan(lambda c, _: (c, fn(x, k)), 0.0, length=2)[1]
 
   got = jax.tree.map(lambda a: a[1], in_scan(x, k))
   # float32 with reordered accumulation: 1e-5 relative, 1e-5 absolute.
   _close(got, expected, rtol=1e-5, atol=1e-5)
+  # The rewrite happened: every convolution is NHWC/HWIO, and only the
+  # overlapping pool keeps its reduce_window / select_and_scatter pair.
+  rewritten = train._cpu_fast_path(grad)  # pylint: disable=protected-access
+  jaxpr = jax.make_jaxpr(rewritten)(x, k)
+  names = [e.primitive.name for e in jaxpr.eqns]
+  assert names.count("reduce_window_max") == 1
+  assert names.count("select_and_scatter_add") == 1
+  convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+  assert convs and all(e.params["dimension_numbers"] == (
+      train._CANONICAL_CONV) for e in convs)  # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------------- fit
