@@ -25,6 +25,7 @@ checkpointed state.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -661,9 +662,7 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
   _append(history, compile_seconds=time.perf_counter() - compile_start)
 
   test_logits = None
-  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-  with tqdm(total=epochs, initial=start, disable=not progress,
-            unit="epoch") as bar:
+  with _progress_bar(progress, total=epochs, initial=start) as bar:
     for epoch in range(start + 1, epochs + 1):
       epoch_start = time.perf_counter()
       state, steps = jax.block_until_ready(
@@ -690,6 +689,27 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
   if has_test and test_logits is None and epochs > 0:
     _, test_logits = eval_epoch(state, test_images, test_labels)
   return FitResult(state, history, test_logits)
+
+
+class _NoBar(contextlib.AbstractContextManager):
+  """Stands in for a tqdm bar when progress is off."""
+
+  def __exit__(self, *exc_info):
+    return None
+
+  def set_postfix(self, *args, **kwargs):
+    del args, kwargs
+
+  def update(self, *args, **kwargs):
+    del args, kwargs
+
+
+def _progress_bar(show: bool, **kwargs: Any):
+  """A tqdm bar over epochs (tqdm is only needed when ``show``)."""
+  if not show:
+    return _NoBar()
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(unit="epoch", **kwargs)
 
 
 def _append(history: dict[str, list[float]], **values: Any) -> None:

@@ -384,3 +384,24 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
                "devices: 1 x cpu"):
     assert text in report, text
   assert "| airplane |" in report  # class names from batches.meta
+
+
+def test_main_job_options():
+  # pylint: disable-next=g-import-not-at-top
+  from experiments import train as main_job
+  config = main_job.parse_args([])
+  assert (config["dataset"], config["model"], config["optimizer"]) == (
+      "digits", "toynet", "sgd")
+  assert config["workdir"] == os.path.join("runs", "digits-toynet")
+  cifar = main_job.parse_args(["--dataset", "cifar10", "--data-dir", "x"])
+  # The tutorial's settings on CIFAR-10.
+  assert (cifar["epochs"], cifar["batch_size"], cifar["lr"]) == (2, 4, 0.001)
+  for name in (*main_job.OPTIMIZERS, "optax-adamw", "optax-lion"):
+    assert isinstance(main_job.make_optimizer(name, 0.1),
+                      optax.GradientTransformation), name
+  with pytest.raises(ValueError, match="--optimizer must be one of"):
+    main_job.make_optimizer("optax-nothing", 0.1)
+  with pytest.raises(ValueError, match="--model must be one of"):
+    main_job.make_model("lenet", 10)
+  with pytest.raises(ValueError, match="needs --data-dir"):
+    main_job.load_dataset("cifar10", None)
