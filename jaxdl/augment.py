@@ -607,7 +607,8 @@ def _blend_step(x: jax.Array, op: jax.Array, factor: jax.Array,
 
   All three are torchvision's ``_blend(img, other, f)``:
   ``clamp(f img + (1 - f) other, 0, bound)`` with ``other`` black, the mean
-  grey level, or the grey image.
+  grey level, or the grey image. ``factor = 1`` is exactly the identity on
+  values in ``[0, bound]`` (integers for uint8): callers skip a step with 1.
   """
   gray = _grayscale(x, integer)
   use_mean = jnp.where(op == _CONTRAST, 1.0, 0.0)  # scalar weights: 0 * v
@@ -623,7 +624,12 @@ def _frac(x: jax.Array) -> jax.Array:
 
 
 def _rgb_to_hsv(rgb: jax.Array):
-  """torchvision ``_rgb2hsv`` on ``[..., 3]`` values in [0, 1]."""
+  """torchvision ``_rgb2hsv`` on ``[..., 3]`` values in [0, 1].
+
+  One division for the hue (``(g - b) / spread`` where torchvision takes
+  ``(max - b) / spread - (max - g) / spread``: equal up to rounding) and one
+  for the saturation; XLA:CPU stores each divided plane once.
+  """
   r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
   # Which channel is the max, decided once: XLA may recompute r, g, b inside
   # fusions (with FMA), and torchvision's ``maxc == r`` tests on recomputed
@@ -636,23 +642,27 @@ def _rgb_to_hsv(rgb: jax.Array):
   spread = maxc - minc
   s = spread / jnp.where(equal, 1.0, maxc)
   divisor = jnp.where(equal, 1.0, spread)
-  rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
-  h = jnp.where(r_max, bc - gc, jnp.where(g_max, 2.0 + rc - bc, 4.0 + gc - rc))
+  num = jnp.where(r_max, g - b, jnp.where(g_max, b - r, r - g))
+  sector = jnp.where(r_max, 0.0, jnp.where(g_max, 2.0, 4.0))
+  h = sector + num / divisor
   return _frac(h / 6.0 + 1.0), s, maxc
 
 
 def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
-  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[..., 3]``."""
-  i = jnp.floor(h * 6.0)
-  f = h * 6.0 - i
-  i = jnp.where(i >= 6, i - 6, i)  # i % 6 for h in [0, 1]
-  p = jnp.clip(v * (1.0 - s), 0.0, 1.0)
-  q = jnp.clip(v * (1.0 - s * f), 0.0, 1.0)
-  t = jnp.clip(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
-  sector = [i == k for k in range(6)]
-  pick = lambda *vals: jnp.select(sector, vals)  # noqa: E731
-  return jnp.stack([pick(v, q, p, p, t, v), pick(t, v, v, q, p, p),
-                    pick(p, p, t, v, v, q)], axis=-1)
+  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[..., 3]``.
+
+  Branchless: channel ``n`` (5 red, 3 green, 1 blue) is
+  ``v - v s clip(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6``, which
+  is torchvision's six-sector table of ``v, p, q, t`` up to rounding.
+  """
+  h6 = h * 6.0
+  def channel(n):
+    k = n + h6
+    k = jnp.where(k >= 6.0, k - 6.0, k)  # (n + 6h) mod 6 for h in [0, 1)
+    k = jnp.where(k >= 6.0, k - 6.0, k)
+    return jnp.clip(v - v * s * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0),
+                    0.0, 1.0)
+  return jnp.stack([channel(5.0), channel(3.0), channel(1.0)], axis=-1)
 
 
 def _adjust_hue(x: jax.Array, factor: jax.Array, integer: bool) -> jax.Array:
@@ -731,26 +741,41 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
 
   # slot[op] is the position of op in the random order. A disabled blend is
   # the identity, so only the enabled ones (static) run, in slot order; hue
-  # runs once, after the blends that precede it (each blend is computed
-  # before and after hue and kept where it belongs: under vmap the order
-  # differs per image, and this costs less than four hue conversions).
+  # runs once, after the blends that precede it (each blend runs before and
+  # after hue, with factor 1 -- the identity -- where it does not belong:
+  # under vmap the order differs per image, and this costs less than four
+  # hue conversions).
   slot = jnp.argsort(order)
   enabled = [op for op in (_BRIGHTNESS, _CONTRAST, _SATURATION) if ranges[op]]
   enabled = jnp.array(enabled, jnp.int32)
   blends = enabled[jnp.argsort(slot[enabled])]  # blend ops in order
-  x = image.astype(jnp.float32)
+
+  # Between steps a uint8 image is kept as uint8: every step ends on an
+  # integer in [0, 255], so this is exact and moves a quarter of the bytes.
+  carry = jnp.uint8 if image.dtype == jnp.uint8 else jnp.float32
+
+  def run_blends(x, applies):
+    if not len(blends):
+      return x
+    # A loop, not unrolled Python: the loop-carried image is stored once per
+    # step. Unrolled, XLA:CPU fuses every later consumer with the whole chain
+    # of steps before it and recomputes that chain in each fusion.
+    def body(j, x):
+      op = blends[j]
+      factor = jnp.where(applies(j), factors[op], 1.0)
+      return _blend_step(x.astype(jnp.float32), op, factor, bound,
+                         integer).astype(carry)
+    return lax.fori_loop(0, len(blends), body, x)
+
+  x = image.astype(carry)
   if ranges[_HUE] is None:
-    for op in blends:
-      x = _blend_step(x, op, factors[op], bound, integer)
+    x = run_blends(x, lambda j: True)
   else:
     before_hue = jnp.sum(slot[enabled] < slot[_HUE])
-    for j, op in enumerate(blends):
-      x = jnp.where(j < before_hue,
-                    _blend_step(x, op, factors[op], bound, integer), x)
-    x = _adjust_hue(x, factors[_HUE], integer)
-    for j, op in enumerate(blends):
-      x = jnp.where(j >= before_hue,
-                    _blend_step(x, op, factors[op], bound, integer), x)
+    x = run_blends(x, lambda j: j < before_hue)
+    x = _adjust_hue(x.astype(jnp.float32), factors[_HUE],
+                    integer).astype(carry)
+    x = run_blends(x, lambda j: j >= before_hue)
   return x.astype(image.dtype)
 
 
