@@ -587,10 +587,10 @@ def _jitter_range(value, name: str, *, center: float, low: float,
 
 
 def _grayscale(x: jax.Array, integer: bool) -> jax.Array:
-  """torchvision ``rgb_to_grayscale``: ``[H, W, C] -> [H, W, 1]``."""
-  if x.shape[-1] == 1:
+  """torchvision ``rgb_to_grayscale``: planar ``[C, H, W] -> [1, H, W]``."""
+  if x.shape[0] == 1:
     return x
-  gray = 0.2989 * x[..., 0:1] + 0.587 * x[..., 1:2] + 0.114 * x[..., 2:3]
+  gray = 0.2989 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3]
   return jnp.floor(gray) if integer else gray  # .to(uint8) truncates
 
 
@@ -624,13 +624,13 @@ def _frac(x: jax.Array) -> jax.Array:
 
 
 def _rgb_to_hsv(rgb: jax.Array):
-  """torchvision ``_rgb2hsv`` on ``[..., 3]`` values in [0, 1].
+  """torchvision ``_rgb2hsv`` on planar ``[3, ...]`` values in [0, 1].
 
   One division for the hue (``(g - b) / spread`` where torchvision takes
   ``(max - b) / spread - (max - g) / spread``: equal up to rounding) and one
   for the saturation; XLA:CPU stores each divided plane once.
   """
-  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  r, g, b = rgb
   # Which channel is the max, decided once: XLA may recompute r, g, b inside
   # fusions (with FMA), and torchvision's ``maxc == r`` tests on recomputed
   # values could then disagree by an ulp and pick the wrong hue sector.
@@ -649,7 +649,7 @@ def _rgb_to_hsv(rgb: jax.Array):
 
 
 def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
-  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[..., 3]``.
+  """torchvision ``_hsv2rgb``: ``[...]`` h, s, v in [0, 1] -> ``[3, ...]``.
 
   Branchless: channel ``n`` (5 red, 3 green, 1 blue) is
   ``v - v s clip(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6``, which
@@ -662,7 +662,7 @@ def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
     k = jnp.where(k >= 6.0, k - 6.0, k)
     return jnp.clip(v - v * s * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0),
                     0.0, 1.0)
-  return jnp.stack([channel(5.0), channel(3.0), channel(1.0)], axis=-1)
+  return jnp.stack([channel(5.0), channel(3.0), channel(1.0)])
 
 
 def _adjust_hue(x: jax.Array, factor: jax.Array, integer: bool) -> jax.Array:
@@ -767,7 +767,9 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
                          integer).astype(carry)
     return lax.fori_loop(0, len(blends), body, x)
 
-  x = image.astype(carry)
+  # Planar [C, H, W]: contiguous channel planes vectorise far better than
+  # the strided [..., c] reads of the grey level and HSV conversions.
+  x = jnp.moveaxis(image, -1, 0).astype(carry)
   if ranges[_HUE] is None:
     x = run_blends(x, lambda j: True)
   else:
@@ -776,7 +778,7 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
     x = _adjust_hue(x.astype(jnp.float32), factors[_HUE],
                     integer).astype(carry)
     x = run_blends(x, lambda j: j >= before_hue)
-  return x.astype(image.dtype)
+  return jnp.moveaxis(x, 0, -1).astype(image.dtype)
 
 
 # ------------------------------------------------------ letterbox and flips
