@@ -754,30 +754,37 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
   # integer in [0, 255], so this is exact and moves a quarter of the bytes.
   carry = jnp.uint8 if image.dtype == jnp.uint8 else jnp.float32
 
-  def run_blends(x, applies):
+  def run_blends(x, start, stop):
+    """Blend steps ``start <= j < stop``, in a loop, not unrolled Python:
+    the loop-carried image is stored once per step. Unrolled, XLA:CPU fuses
+    every later consumer with the whole chain of steps before it and
+    recomputes that chain in each fusion."""
     if not len(blends):
       return x
-    # A loop, not unrolled Python: the loop-carried image is stored once per
-    # step. Unrolled, XLA:CPU fuses every later consumer with the whole chain
-    # of steps before it and recomputes that chain in each fusion.
-    def body(j, x):
-      op = blends[j]
-      factor = jnp.where(applies(j), factors[op], 1.0)
-      return _blend_step(x.astype(jnp.float32), op, factor, bound,
+    def step(j, x, factor):
+      return _blend_step(x.astype(jnp.float32), blends[j], factor, bound,
                          integer).astype(carry)
-    return lax.fori_loop(0, len(blends), body, x)
+    if integer:
+      # Traced bounds: one image (lax.map) runs only its own steps. Integer
+      # images have no gradient, which this while loop could not carry.
+      return lax.fori_loop(start, stop,
+                           lambda j, x: step(j, x, factors[blends[j]]), x)
+    # Static bounds (differentiable); the other steps blend with factor 1.
+    return lax.fori_loop(0, len(blends), lambda j, x: step(
+        j, x, jnp.where((j >= start) & (j < stop), factors[blends[j]], 1.0)),
+                         x)
 
   # Planar [C, H, W]: contiguous channel planes vectorise far better than
   # the strided [..., c] reads of the grey level and HSV conversions.
   x = jnp.moveaxis(image, -1, 0).astype(carry)
   if ranges[_HUE] is None:
-    x = run_blends(x, lambda j: True)
+    x = run_blends(x, 0, len(blends))
   else:
     before_hue = jnp.sum(slot[enabled] < slot[_HUE])
-    x = run_blends(x, lambda j: j < before_hue)
+    x = run_blends(x, 0, before_hue)
     x = _adjust_hue(x.astype(jnp.float32), factors[_HUE],
                     integer).astype(carry)
-    x = run_blends(x, lambda j: j >= before_hue)
+    x = run_blends(x, before_hue, len(blends))
   return jnp.moveaxis(x, 0, -1).astype(image.dtype)
 
 
