@@ -70,6 +70,9 @@ def environment(extra_packages: Sequence[str] = ()) -> dict[str, str]:
       "cpu": f"{platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} logical cores",
       "python": platform.python_version(),
+      # Other work on the machine inflates absolute times; ratios of peers
+      # timed back to back in one run are the robust figures.
+      "load average (1 min) when written": f"{os.getloadavg()[0]:.2f}",
   }
   for package in ("jax", "jaxlib", "numpy", *extra_packages):
     version = _version(package)
