@@ -97,12 +97,11 @@ def main() -> None:
   args = parser.parse_args()
   table = run(args.repeats)
   platform = jax.devices()[0].platform
-  name = "boxes" if platform == "cpu" else f"boxes_{platform}"
   body = ("Pairwise IoU and CIoU, float32, boxes uniform in a 640 px image. "
           "Median wall time after compilation; ratios > 1 mean jaxdl is "
           "faster.\n\n" + table)
   path = benchutil.write_results(
-      name, f"Pairwise IoU benchmark ({platform})", body,
+      "boxes", f"Pairwise IoU benchmark ({platform})", body,
       benchutil.environment(extra_packages=("torch",)))
   print(open(path).read())
 

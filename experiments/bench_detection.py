@@ -130,7 +130,6 @@ def main() -> None:
   args = parser.parse_args()
   timing, stats = run(args.repeats)
   platform = jax.devices()[0].platform
-  name = "detection" if platform == "cpu" else f"detection_{platform}"
   body = (
       f"COCO bbox evaluation (the 12 `COCOeval.stats`), {NUM_CATEGORIES} "
       f"categories, {DETS_PER_IMAGE} detections per image, COCO-like "
@@ -144,7 +143,7 @@ def main() -> None:
       "\n\njaxdl's stats (equal to pycocotools' to the digits shown):\n\n" +
       stats)
   path = benchutil.write_results(
-      name, f"COCO evaluation benchmark ({platform})", body,
+      "detection", f"COCO evaluation benchmark ({platform})", body,
       benchutil.environment(extra_packages=("pycocotools",
                                             "faster-coco-eval")))
   print(open(path).read())

@@ -220,9 +220,8 @@ def main() -> None:
           "run, so absolute times are inflated; each ratio compares peers "
           "timed back to back.\n\n" +
           "\n\n".join(f"## {title}\n\n{table}" for title, table in sections))
-  name = "metrics" if platform == "cpu" else f"metrics_{platform}"
   path = benchutil.write_results(
-      name, f"Metrics and clustering benchmark ({platform})", body,
+      "metrics", f"Metrics and clustering benchmark ({platform})", body,
       benchutil.environment(extra_packages=("scikit-learn",)))
   print(open(path).read())
 
