@@ -222,9 +222,14 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
       [jnp.concatenate([images[0], images[1]], axis=1),
        jnp.concatenate([images[2], images[3]], axis=1)], axis=0)
   fill_value = jnp.asarray(fill).astype(images.dtype)
-  padded = jnp.pad(block, ((size, size), (size, size), (0, 0)),
-                   constant_values=fill_value)  # [4S, 4S, C]
-  image = lax.dynamic_slice(padded, (2 * size - yc, 2 * size - xc, 0),
+  # The block's offset (yc - S, xc - S) lies in [-pad, pad], so it sits in a
+  # canvas-sized slice of the block padded by pad. The drawn centre needs
+  # only S - S // 2; the pad matters when a warp's gather (as in
+  # random_perspective) reads through the slice: XLA then stores it padded.
+  pad = size if center is not None else size - size // 2
+  padded = jnp.pad(block, ((pad, pad), (pad, pad), (0, 0)),
+                   constant_values=fill_value)  # [2S + 2 pad, 2S + 2 pad, C]
+  image = lax.dynamic_slice(padded, (size + pad - yc, size + pad - xc, 0),
                             (2 * size, 2 * size, images.shape[3]))
 
   dx = jnp.stack([xc - size, xc, xc - size, xc]).astype(boxes.dtype)
