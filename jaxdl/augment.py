@@ -359,16 +359,14 @@ def _bilinear_sample(image: jax.Array, x: jax.Array, y: jax.Array,
   height, width, channels = image.shape
   x0, wx0, wx1 = _axis_taps(x, width)
   y0, wy0, wy1 = _axis_taps(y, height)
-  # The 2x2 neighbourhood of every output pixel, as two gathers of one row's
-  # two pixels each: XLA:CPU runs these ~3x faster than one gather of a
-  # two-row window.
+  # One gather of the 2x2 neighbourhood of every output pixel.
   rows = image.reshape(height, width * channels)
-  dims = lax.GatherDimensionNumbers(offset_dims=(2,), collapsed_slice_dims=(0,),
+  starts = jnp.stack([y0, x0 * channels], axis=-1)  # [Ho, Wo, 2]
+  dims = lax.GatherDimensionNumbers(offset_dims=(2, 3),
+                                    collapsed_slice_dims=(),
                                     start_index_map=(0, 1))
-  window = jnp.stack(
-      [lax.gather(rows, jnp.stack([y0 + dy, x0 * channels], axis=-1), dims,
-                  slice_sizes=(1, 2 * channels), mode="promise_in_bounds")
-       for dy in (0, 1)], axis=-2)  # [Ho, Wo, 2, 2C]
+  window = lax.gather(rows, starts, dims, slice_sizes=(2, 2 * channels),
+                      mode="promise_in_bounds")
   window = window.reshape(*x.shape, 2, 2, channels).astype(jnp.float32)
   e = lambda w: w[..., None]  # noqa: E731  [Ho, Wo] -> [Ho, Wo, 1]
   top = e(wx0) * window[..., 0, 0, :] + e(wx1) * window[..., 0, 1, :]
