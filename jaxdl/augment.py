@@ -33,6 +33,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import boxes as boxes_lib
+from jaxdl._checks import int_pair
 
 
 class Mosaic(NamedTuple):
@@ -95,17 +96,6 @@ def _check_non_negative(**values: float) -> None:
   for name, value in values.items():
     if value < 0:
       raise ValueError(f"{name} must be >= 0, got {value}.")
-
-
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-  """``(height, width)`` from an int or a pair."""
-  if isinstance(value, int):
-    return value, value
-  value = tuple(value)
-  if len(value) != 2:
-    raise ValueError(f"{name} must be an int or a pair (height, width), "
-                     f"got {value!r}.")
-  return int(value[0]), int(value[1])
 
 
 def _finish(values: jax.Array, dtype) -> jax.Array:
@@ -300,7 +290,7 @@ def perspective_matrix(key: jax.Array, height: int, width: int, *,
   """
   _check_non_negative(degrees=degrees, translate=translate, scale=scale,
                       shear=shear, perspective=perspective)
-  border_y, border_x = _pair(border, "border")
+  border_y, border_x = int_pair(border, "border")
   out_h, out_w = height + 2 * border_y, width + 2 * border_x
   if out_h <= 0 or out_w <= 0:
     raise ValueError(f"border={border!r} makes the output {(out_h, out_w)};"
@@ -409,7 +399,7 @@ def warp_image(image: ArrayLike, matrix: ArrayLike, *,
   matrix = jnp.asarray(matrix, jnp.float32)
   if matrix.shape != (3, 3):
     raise ValueError(f"matrix must have shape [3, 3], got {matrix.shape}.")
-  out_h, out_w = _pair(size, "size")
+  out_h, out_w = int_pair(size, "size")
   if out_h <= 0 or out_w <= 0:
     raise ValueError(f"size must be positive, got {(out_h, out_w)}.")
   inverse = _inverse3x3(matrix)
@@ -490,7 +480,7 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
   """
   boxes, mask = _as_box_set(boxes, mask)
   matrix = jnp.asarray(matrix, boxes.dtype)
-  out_h, out_w = _pair(size, "size")
+  out_h, out_w = int_pair(size, "size")
   x1, y1, x2, y2 = boxes.T
   corners = jnp.stack([jnp.stack([x1, y1]), jnp.stack([x2, y2]),
                        jnp.stack([x1, y2]), jnp.stack([x2, y1])])  # [4, 2, M]
@@ -549,7 +539,7 @@ def random_perspective(key: jax.Array, image: ArrayLike, boxes: ArrayLike,
   image = _as_image(image)
   boxes, mask = _as_box_set(boxes, mask)  # validate before any work
   height, width = image.shape[:2]
-  border_y, border_x = _pair(border, "border")
+  border_y, border_x = int_pair(border, "border")
   size = (height + 2 * border_y, width + 2 * border_x)
   warp = perspective_matrix(key, height, width, degrees=degrees,
                             translate=translate, scale=scale, shear=shear,
@@ -807,7 +797,7 @@ def letterbox_geometry(height: int, width: int,
   Returns:
     ``(new_h, new_w, top, bottom, left, right)``.
   """
-  out_h, out_w = _pair(size, "size")
+  out_h, out_w = int_pair(size, "size")
   if out_h <= 0 or out_w <= 0:
     raise ValueError(f"size must be positive, got {(out_h, out_w)}.")
   r = min(out_h / height, out_w / width)

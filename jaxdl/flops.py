@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from jax import lax
 
+from jaxdl._checks import int_pair
+
 CONVENTIONS = ("xla", "notes", "macs")
 
 IntOrPair = int | Sequence[int]
@@ -79,16 +81,6 @@ def xla_cost(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Cost:
               float(costs.get("bytes accessed", 0.0)))
 
 
-def _pair(value: IntOrPair, name: str, *, minimum: int = 1) -> tuple[int, int]:
-  """``(v, v)`` for an int, the pair itself otherwise; checks ``>= minimum``."""
-  pair = (value, value) if isinstance(value, (int, np.integer)) else value
-  pair = tuple(int(v) for v in pair)
-  if len(pair) != 2 or min(pair) < minimum:
-    raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, "
-                     f"got {value!r}.")
-  return pair
-
-
 def _check_convention(convention: str) -> None:
   if convention not in CONVENTIONS:
     raise ValueError(
@@ -112,10 +104,10 @@ def resolve_padding(padding: Padding, in_hw: IntOrPair, kernel: IntOrPair, *,
     Two ``(low, high)`` pairs. ``"SAME"`` puts the odd pixel at the end,
     as ``lax.padtype_to_pads``.
   """
-  in_hw = _pair(in_hw, "in_hw")
-  kernel = _pair(kernel, "kernel")
-  strides = _pair(strides, "strides")
-  dilation = _pair(dilation, "dilation")
+  in_hw = int_pair(in_hw, "in_hw", minimum=1)
+  kernel = int_pair(kernel, "kernel", minimum=1)
+  strides = int_pair(strides, "strides", minimum=1)
+  dilation = int_pair(dilation, "dilation", minimum=1)
   if isinstance(padding, str):
     if padding.upper() not in ("SAME", "VALID"):
       raise ValueError(
@@ -233,10 +225,10 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   if groups < 1 or c_in % groups or c_out % groups:
     raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
                      f"got {groups}.")
-  kernel, strides, dilation = (_pair(kernel, "kernel"),
-                               _pair(strides, "strides"),
-                               _pair(dilation, "dilation"))
-  in_hw = _pair(in_hw, "in_hw")
+  kernel, strides, dilation = (int_pair(kernel, "kernel", minimum=1),
+                               int_pair(strides, "strides", minimum=1),
+                               int_pair(dilation, "dilation", minimum=1))
+  in_hw = int_pair(in_hw, "in_hw", minimum=1)
   pads = resolve_padding(padding, in_hw, kernel, strides=strides,
                          dilation=dilation)
   out_hw = [conv_output_size(n, k, s=s, p=p, d=d) for n, k, s, p, d in
@@ -296,7 +288,7 @@ def conv2d_params(c_in: int, c_out: int, kernel: IntOrPair, *, groups: int = 1,
   if groups < 1 or c_in % groups or c_out % groups:
     raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
                      f"got {groups}.")
-  kh, kw = _pair(kernel, "kernel")
+  kh, kw = int_pair(kernel, "kernel", minimum=1)
   return kh * kw * (c_in // groups) * c_out + (c_out if bias else 0)
 
 

@@ -15,6 +15,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import flops
+from jaxdl._checks import int_pair
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -72,8 +73,8 @@ def conv2d_im2col(x: ArrayLike, kernel: ArrayLike, *, strides=1,
         f"groups={groups} does not fit x channels {c_in} and kernel shape "
         f"{tuple(kernel.shape)}: need Cin = groups * kernel.shape[2] and "
         "groups dividing Cout.")
-  (sh, sw), (dh, dw) = flops._pair(strides, "strides"), flops._pair(
-      dilation, "dilation")
+  (sh, sw), (dh, dw) = int_pair(strides, "strides", minimum=1), int_pair(
+      dilation, "dilation", minimum=1)
   pads = flops.resolve_padding(padding, (h, w), (kh, kw), strides=(sh, sw),
                                dilation=(dh, dw))
   ho = flops.conv_output_size(h, kh, s=sh, p=pads[0], d=dh)
@@ -178,11 +179,11 @@ class ConvTranspose2d(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
     _check_rank4(x, "x")
-    kernel_size = flops._pair(self.kernel_size, "kernel_size")
-    strides = flops._pair(self.strides, "strides")
-    dilation = flops._pair(self.dilation, "dilation")
-    padding = flops._pair(self.padding, "padding", minimum=0)
-    output_padding = flops._pair(self.output_padding, "output_padding",
+    kernel_size = int_pair(self.kernel_size, "kernel_size", minimum=1)
+    strides = int_pair(self.strides, "strides", minimum=1)
+    dilation = int_pair(self.dilation, "dilation", minimum=1)
+    padding = int_pair(self.padding, "padding", minimum=0)
+    output_padding = int_pair(self.output_padding, "output_padding",
                                  minimum=0)
     for n, k, s, p, op, d in zip(x.shape[1:3], kernel_size, strides, padding,
                                  output_padding, dilation):
