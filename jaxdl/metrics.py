@@ -625,9 +625,9 @@ def roc_auc(scores: ArrayLike, labels: ArrayLike, *,
   return _roc_auc(*_binary_inputs(scores, labels, mask))
 
 
-@jax.jit
-def _roc_auc(scores, labels, mask) -> jax.Array:
-  return _auc_from_ranked(_rank(scores, labels, mask))
+def _jit_reduce(reduce, ranked=_rank):
+  """``jax.jit`` of ``reduce(ranked(*args))``: a ranking, then a summary."""
+  return jax.jit(lambda *args: reduce(ranked(*args)))
 
 
 def _auc_from_ranked(r: _Ranked) -> jax.Array:
@@ -641,6 +641,9 @@ def _auc_from_ranked(r: _Ranked) -> jax.Array:
   area = _sum(width * height / jnp.where(scale > 0, scale, 1.0))
   area = jnp.where((total_pos > 0) & (total_neg > 0), area, jnp.nan)
   return _poison(area, r.has_nan)
+
+
+_roc_auc = _jit_reduce(_auc_from_ranked)
 
 
 def average_precision(scores: ArrayLike, labels: ArrayLike, *,
@@ -671,11 +674,6 @@ def average_precision(scores: ArrayLike, labels: ArrayLike, *,
   return _average_precision(*_binary_inputs(scores, labels, mask))
 
 
-@jax.jit
-def _average_precision(scores, labels, mask) -> jax.Array:
-  return _ap_from_ranked(_rank(scores, labels, mask))
-
-
 def _ap_from_ranked(r: _Ranked) -> jax.Array:
   _, precision = _recall_precision(r)
   prev_tps = r.tps[_previous_slot(r.valid)]
@@ -683,6 +681,9 @@ def _ap_from_ranked(r: _Ranked) -> jax.Array:
   # Recall steps only at thresholds; with no positives every step is 0.
   step = jnp.where(r.valid, r.tps - prev_tps, 0).astype(jnp.float32)
   return _poison(_sum(step / total_pos * precision), r.has_nan)
+
+
+_average_precision = _jit_reduce(_ap_from_ranked)
 
 
 def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
@@ -828,9 +829,8 @@ def _binned_ranked(state: BinnedCounts) -> _Ranked:
   return _Ranked(tps, fps, thresholds, valid, jnp.zeros((), bool))
 
 
-_binned_roc_auc = jax.jit(lambda state: _auc_from_ranked(_binned_ranked(state)))
-_binned_average_precision = jax.jit(
-    lambda state: _ap_from_ranked(_binned_ranked(state)))
+_binned_roc_auc = _jit_reduce(_auc_from_ranked, _binned_ranked)
+_binned_average_precision = _jit_reduce(_ap_from_ranked, _binned_ranked)
 
 
 def binned_roc_auc(state: BinnedCounts) -> jax.Array:
