@@ -462,7 +462,7 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
     return module.apply(variables, *inputs, **apply_kwargs)
 
   with nn.intercept_methods(record):
-    jax.eval_shape(forward, variables, *inputs)
+    out = jax.eval_shape(forward, variables, *inputs)
 
   layers = []
   cache = {}  # Repeated identical layers (e.g. transformer blocks) compile once.
@@ -498,22 +498,28 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
       layers=tuple(layers), params=count_params(variables.get("params", {})),
       formula_flops=formula_total,
       xla_flops=xla_cost(forward, variables, *inputs).flops,
-      training_flops=_training_flops(forward, variables, inputs),
+      training_flops=_training_flops(forward, variables, inputs,
+                                     _model_output(out)),
       convention=convention)
 
 
-def _training_flops(forward: Callable[..., Any], variables: Any,
-                    inputs: tuple[Any, ...]) -> float:
-  """XLA FLOPs of forward + VJP with respect to ``variables["params"]``."""
-  out = jax.eval_shape(forward, variables, *inputs)
-  if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
-    out = out[0]  # apply(..., mutable=...) returns (output, state).
+def _model_output(y: Any) -> Any:
+  """The output of ``apply``, without the state ``apply(..., mutable=...)``
+  returns next to it."""
+  if isinstance(y, tuple) and len(y) == 2 and isinstance(y[1], dict):
+    return y[0]
+  return y
 
+
+def _training_flops(forward: Callable[..., Any], variables: Any,
+                    inputs: tuple[Any, ...], out: Any) -> float:
+  """XLA FLOPs of forward + VJP with respect to ``variables["params"]``.
+
+  ``out`` is the (abstract) model output, the shape of the cotangent.
+  """
   def loss_grad(variables, cotangent, *inputs):
     def f(params):
-      y = forward({**variables, "params": params}, *inputs)
-      return y[0] if isinstance(y, tuple) and len(y) == 2 and isinstance(
-          y[1], dict) else y
+      return _model_output(forward({**variables, "params": params}, *inputs))
     _, vjp = jax.vjp(f, variables["params"])
     return vjp(cotangent)
 
