@@ -399,9 +399,7 @@ def warp_image(image: ArrayLike, matrix: ArrayLike, *,
   matrix = jnp.asarray(matrix, jnp.float32)
   if matrix.shape != (3, 3):
     raise ValueError(f"matrix must have shape [3, 3], got {matrix.shape}.")
-  out_h, out_w = int_pair(size, "size")
-  if out_h <= 0 or out_w <= 0:
-    raise ValueError(f"size must be positive, got {(out_h, out_w)}.")
+  out_h, out_w = int_pair(size, "size", minimum=1)
   inverse = _inverse3x3(matrix)
   ys, xs = jnp.meshgrid(jnp.arange(out_h, dtype=jnp.float32),
                         jnp.arange(out_w, dtype=jnp.float32), indexing="ij")
@@ -797,9 +795,7 @@ def letterbox_geometry(height: int, width: int,
   Returns:
     ``(new_h, new_w, top, bottom, left, right)``.
   """
-  out_h, out_w = int_pair(size, "size")
-  if out_h <= 0 or out_w <= 0:
-    raise ValueError(f"size must be positive, got {(out_h, out_w)}.")
+  out_h, out_w = int_pair(size, "size", minimum=1)
   r = min(out_h / height, out_w / width)
   new_h, new_w = int(round(height * r)), int(round(width * r))
   dh, dw = (out_h - new_h) / 2, (out_w - new_w) / 2
