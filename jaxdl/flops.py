@@ -87,6 +87,12 @@ def _check_convention(convention: str) -> None:
         f"convention must be one of {CONVENTIONS}, got {convention!r}.")
 
 
+def _check_groups(groups: int, c_in: int, c_out: int) -> None:
+  if groups < 1 or c_in % groups or c_out % groups:
+    raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
+                     f"got {groups}.")
+
+
 def resolve_padding(padding: Padding, in_hw: IntOrPair, kernel: IntOrPair, *,
                     strides: IntOrPair = 1,
                     dilation: IntOrPair = 1) -> tuple[tuple[int, int], ...]:
@@ -222,9 +228,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   (19360, 22720)
   """
   _check_convention(convention)
-  if groups < 1 or c_in % groups or c_out % groups:
-    raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
-                     f"got {groups}.")
+  _check_groups(groups, c_in, c_out)
   kernel, strides, dilation = (int_pair(kernel, "kernel", minimum=1),
                                int_pair(strides, "strides", minimum=1),
                                int_pair(dilation, "dilation", minimum=1))
@@ -285,9 +289,7 @@ def conv2d_params(c_in: int, c_out: int, kernel: IntOrPair, *, groups: int = 1,
   >>> conv2d_params(128, 128, 3, groups=32, bias=False)
   4608
   """
-  if groups < 1 or c_in % groups or c_out % groups:
-    raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
-                     f"got {groups}.")
+  _check_groups(groups, c_in, c_out)
   kh, kw = int_pair(kernel, "kernel", minimum=1)
   return kh * kw * (c_in // groups) * c_out + (c_out if bias else 0)
 
