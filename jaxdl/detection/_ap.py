@@ -8,6 +8,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from jaxdl.detection._match import _as_mask
+
 # py-faster-rcnn's np.arange(0., 1.1, 0.1): 0.30000000000000004 and all.
 _VOC07_RECALLS = np.arange(0.0, 1.1, 0.1)
 
@@ -62,13 +64,7 @@ def voc_ap(recall: ArrayLike, precision: ArrayLike, *,
   recall = recall.astype(dtype)
   precision = precision.astype(dtype)
   size = recall.shape[0]
-  if mask is None:
-    valid = jnp.ones(size, bool)
-  else:
-    valid = jnp.asarray(mask)
-    if valid.shape != (size,):
-      raise ValueError(f"mask must have shape ({size},), got {valid.shape}.")
-    valid = valid.astype(bool)
+  valid = _as_mask(mask, size, "mask")
 
   if use_07_metric:
     thresholds = jnp.asarray(_VOC07_RECALLS, dtype)
