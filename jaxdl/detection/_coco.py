@@ -220,11 +220,6 @@ def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
   return np.asarray(stats)
 
 
-def _next_size(n: int) -> int:
-  """Padded length: the next power of two, at least 256."""
-  return 1 << max(int(n) - 1, 255).bit_length()
-
-
 def _outside(area: np.ndarray) -> np.ndarray:
   """``[n, A]``: area outside each range (the bounds belong to the range)."""
   return ((area[:, None] < AREA_RANGES[:, 0]) |
@@ -267,7 +262,7 @@ def _evaluate(gt: Any, dets: Any) -> CocoAccumulation:
   # Accumulation order: category, -score, image, list position (stable).
   category = d.category[order]
   acc = np.lexsort((order, d.image[order], -d.scores[order], category))
-  size = _next_size(order.size)
+  size = _dataset.padded_length(order.size, 256)
   pad = size - order.size
   seg_start = np.searchsorted(category[acc], np.arange(num_cat + 1))
   npig = np.zeros((num_cat, num_area), np.int64)  # non-ignored gts

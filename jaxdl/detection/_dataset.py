@@ -171,6 +171,11 @@ def bucket_size(n: int | np.ndarray, minimum: int) -> np.ndarray:
   return (minimum * 4 ** np.maximum(power, 0)).astype(np.int64)
 
 
+def padded_length(n: int, minimum: int) -> int:
+  """The next power of two ``>= n``, at least ``minimum`` (a power of two)."""
+  return 1 << max(int(n) - 1, minimum - 1).bit_length()
+
+
 class Bucket(NamedTuple):
   """Padded cells of one size: indices into the sorted det / gt arrays."""
   det_index: np.ndarray      # [P, D] int64, -1 for padding

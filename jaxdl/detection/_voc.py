@@ -95,8 +95,8 @@ def _evaluate(gt: Any, dets: Any, iou_threshold: float, use_07_metric: bool,
   precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
 
   # One padded row per category for the batched voc_ap.
-  length = 1 << max(int(np.max(np.bincount(category, minlength=1))) - 1,
-                    15).bit_length()
+  length = _dataset.padded_length(np.max(np.bincount(category, minlength=1)),
+                                  16)
   column = np.arange(category.size) - _dataset.group_starts(category)
   rows = np.zeros((num_cat, length))
   padded = (rows.copy(), rows.copy(), np.zeros((num_cat, length), bool))
