@@ -31,6 +31,7 @@ import numpy as np
 
 from experiments import benchutil
 from jaxdl import augment
+from tests.reference import augment as ref
 
 BATCH = 64
 SIZE = 320
@@ -131,15 +132,6 @@ def np_load_mosaic(rng, tiles, boxes, labels, mask):
   return img4, labels4
 
 
-def np_box_candidates(box1, box2, wh_thr=2, ar_thr=100, area_thr=0.1,
-                      eps=1e-16):
-  w1, h1 = box1[2] - box1[0], box1[3] - box1[1]
-  w2, h2 = box2[2] - box2[0], box2[3] - box2[1]
-  ar = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
-  return ((w2 > wh_thr) & (h2 > wh_thr) &
-          (w2 * h2 / (w1 * h1 + eps) > area_thr) & (ar < ar_thr))
-
-
 def np_random_perspective(rng, img, targets, *, degrees, translate, scale,
                           shear, perspective, border):
   """YOLOv5 random_perspective (boxes only, no segments)."""
@@ -178,7 +170,7 @@ def np_random_perspective(rng, img, targets, *, degrees, translate, scale,
                           y.max(1))).reshape(4, n).T
     new[:, [0, 2]] = new[:, [0, 2]].clip(0, width)
     new[:, [1, 3]] = new[:, [1, 3]].clip(0, height)
-    keep = np_box_candidates(targets[:, 1:5].T * s, new.T)
+    keep = ref.box_candidates(targets[:, 1:5] * s, new)
     targets = targets[keep]
     targets[:, 1:5] = new[keep]
   return img, targets
@@ -275,16 +267,16 @@ def main() -> None:
     jax_s, compile_s = timings[best]
     batching_rows += [[name, batching, benchutil.format_ms(s),
                        f"{c:.1f} s"] for batching, (s, c) in timings.items()]
-    ref = numpy_pipeline(perspective)
-    ref_call = functools.partial(ref, tiles, boxes, labels, mask)
+    peer = numpy_pipeline(perspective)
+    ref_call = functools.partial(peer, tiles, boxes, labels, mask)
     ref_s = benchutil.median_time(ref_call, repeats=5)
     outs = {b: batched(one, b)(*device_inputs) for b in ("vmap", best)}
     # The batchings agree up to float rounding in the warp (a few pixels
     # can differ by a few levels); boxes are checked, not just counted.
     np.testing.assert_allclose(outs[best][1], outs["vmap"][1], atol=1e-3)
     boxes_kept = float(np.asarray(outs[best][3]).sum(1).mean())
-    ref_kept = float(np.mean([len(lab) for _, lab in ref(tiles, boxes, labels,
-                                                         mask)]))
+    ref_kept = float(np.mean([len(lab) for _, lab in peer(tiles, boxes, labels,
+                                                          mask)]))
     rows.append([name, best, f"{BATCH / jax_s:.0f}", f"{BATCH / ref_s:.0f}",
                  f"{ref_s / jax_s:.2f}x", benchutil.format_ms(jax_s),
                  benchutil.format_ms(ref_s), f"{compile_s:.1f} s",
