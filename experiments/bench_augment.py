@@ -67,8 +67,12 @@ def make_inputs(rng: np.random.Generator):
 # ------------------------------------------------------------------ jaxdl
 
 
+@functools.cache
 def batched(fn, batching: str):
-  """``fn`` over a leading batch axis, jitted: vmap or lax.map in groups."""
+  """``fn`` over a leading batch axis, jitted: vmap or lax.map in groups.
+
+  Cached, so a batching timed by :func:`fastest` is not compiled again when
+  its outputs are checked."""
   if batching == "vmap":
     return jax.jit(jax.vmap(fn))
   size = int(batching.rsplit("=", 1)[1])
