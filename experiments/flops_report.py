@@ -46,11 +46,10 @@ MODELS = {
 }
 
 
-def summary_section() -> tuple[str, dict[str, flops.Summary]]:
-  parts, summaries = [], {}
+def summary_section() -> str:
+  parts = []
   for name, (model, x, depth) in MODELS.items():
     s = flops.summary(model, x, train=False)
-    summaries[name] = s
     detail = ""
     if depth == 1:  # Identical blocks: show the first one's layers.
       first = dataclasses.replace(s, layers=tuple(
@@ -68,7 +67,7 @@ def summary_section() -> tuple[str, dict[str, flops.Summary]]:
         f"({s.xla_flops - conv_dense_xla:,.0f}) is activations, pooling, "
         f"normalisation, attention products and softmax. Training (forward "
         f"+ VJP) / forward = {s.training_flops / s.xla_flops:.2f}.\n")
-  return "\n".join(parts), summaries
+  return "\n".join(parts)
 
 
 def gap_section() -> str:
@@ -115,10 +114,8 @@ def gap_section() -> str:
       "taps to the border.\n\n" + table)
 
 
-def _time_conv(x, kernel, groups):
-  fn = jax.jit(functools.partial(
-      jax.lax.conv_general_dilated, window_strides=(1, 1), padding="SAME",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups))
+def _time_conv(conv, x, kernel):
+  fn = jax.jit(conv)
   compile_s = benchutil.first_call_time(lambda: fn(x, kernel))
   return benchutil.median_time(lambda: fn(x, kernel), repeats=7,
                                min_time=0.5), compile_s
@@ -151,7 +148,7 @@ def grouped_section() -> str:
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
     cost = flops.xla_cost(conv, x, kernel)
     conv_bytes.append(cost.bytes_accessed)
-    t, compile_s = _time_conv(x, kernel, groups)
+    t, compile_s = _time_conv(conv, x, kernel)
     t_torch = _time_torch_conv(x, kernel, groups)
     rate = cost.flops / t
     dense_time = dense_time or t
@@ -257,9 +254,8 @@ def rate_section() -> str:
 
 
 def main() -> None:
-  summaries_md, _ = summary_section()
   body = "\n\n".join([
-      "## Per-layer summaries (`flops.summary`, batch 1)", summaries_md,
+      "## Per-layer summaries (`flops.summary`, batch 1)", summary_section(),
       "## The notes' formula against XLA: padding", gap_section(),
       "## Grouped vs dense convolution (notes 1.4)", grouped_section(),
       "## Achieved FLOP/s of training steps", rate_section(),
