@@ -72,12 +72,12 @@ def _evaluate(gt: Any, dets: Any, iou_threshold: float, use_07_metric: bool,
 
   det_cell = d.image * num_cat + d.category
   order = np.lexsort((-d.scores, det_cell))  # stable: list order on ties
-  gt_order = np.argsort(g.image * num_cat + g.category, kind="stable")
+  gt_cell = g.image * num_cat + g.category
+  gt_order = np.argsort(gt_cell, kind="stable")
   tp = np.zeros(order.size, bool)
   fp = np.ones(order.size, bool)  # no ground truth in the cell: a miss
   _dataset.match_cells(
-      _match_cells, det_cell[order],
-      (g.image * num_cat + g.category)[gt_order],
+      _match_cells, det_cell[order], gt_cell[gt_order],
       (corners(d.boxes[order]),),
       (corners(g.boxes[gt_order]), g.crowd[gt_order]),
       (np.float64(iou_threshold), np.float64(pixel_offset)), (tp, fp))
@@ -98,8 +98,8 @@ def _evaluate(gt: Any, dets: Any, iou_threshold: float, use_07_metric: bool,
   length = _dataset.padded_length(np.max(np.bincount(category, minlength=1)),
                                   16)
   column = np.arange(category.size) - _dataset.group_starts(category)
-  rows = np.zeros((num_cat, length))
-  padded = (rows.copy(), rows.copy(), np.zeros((num_cat, length), bool))
+  padded = (np.zeros((num_cat, length)), np.zeros((num_cat, length)),
+            np.zeros((num_cat, length), bool))
   padded[0][category, column] = recall
   padded[1][category, column] = precision
   padded[2][category, column] = True
