@@ -263,7 +263,7 @@ _CANONICAL_CONV = jax.lax.ConvDimensionNumbers(
     lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 
 
-def _canonical_conv(lhs: jax.Array, rhs: jax.Array, *,
+def _canonical_conv(primitive: Any, lhs: jax.Array, rhs: jax.Array, *,
                     dimension_numbers: jax.lax.ConvDimensionNumbers,
                     **params: Any) -> jax.Array:
   """A 2-D convolution as transposes around an NHWC/HWIO one.
@@ -274,13 +274,11 @@ def _canonical_conv(lhs: jax.Array, rhs: jax.Array, *,
   """
   dn = dimension_numbers
   if len(dn.lhs_spec) != 4 or dn == _CANONICAL_CONV:
-    return jax.lax.conv_general_dilated_p.bind(
-        lhs, rhs, dimension_numbers=dn, **params)
+    return primitive.bind(lhs, rhs, dimension_numbers=dn, **params)
   l, r, o = dn.lhs_spec, dn.rhs_spec, dn.out_spec
   lhs = jax.lax.transpose(lhs, (l[0], l[2], l[3], l[1]))
   rhs = jax.lax.transpose(rhs, (r[2], r[3], r[1], r[0]))
-  out = jax.lax.conv_general_dilated_p.bind(
-      lhs, rhs, dimension_numbers=_CANONICAL_CONV, **params)
+  out = primitive.bind(lhs, rhs, dimension_numbers=_CANONICAL_CONV, **params)
   return jax.lax.transpose(out, tuple(np.argsort((o[0], o[2], o[3], o[1]))))
 
 
@@ -313,19 +311,18 @@ def _is_tiling(params: dict[str, Any]) -> bool:
           and all(d == 1 for d in params.get("window_dilation", ())))
 
 
-def _window_max(x: jax.Array, **params: Any) -> jax.Array:
+def _window_max(primitive: Any, x: jax.Array, **params: Any) -> jax.Array:
   """``reduce_window`` max pooling of non-overlapping windows as a reduce."""
   tiles = _tiles(x, params["window_dimensions"]) if _is_tiling(params) else None
   if tiles is None:
-    return jax.lax.reduce_window_max_p.bind(x, **params)
+    return primitive.bind(x, **params)
   return jnp.max(tiles, axis=-1)
 
 
-def _window_max_scatter(source: jax.Array, operand: jax.Array,
+def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
                         **params: Any) -> jax.Array:
   """Max-pooling gradient (``select_and_scatter_add`` with ``ge``): each
   window's ``source`` value goes to its first maximal element."""
-  primitive = _PRIMITIVES["select_and_scatter_add"]
   tiles = (_tiles(operand, params["window_dimensions"])
            if _is_tiling(params) and params["select_prim"] is jax.lax.ge_p
            else None)
@@ -336,7 +333,9 @@ def _window_max_scatter(source: jax.Array, operand: jax.Array,
   return _untile(first_max * source[..., None], params["window_dimensions"])
 
 
-_PRIMITIVES: dict[str, Any] = {}  # Filled lazily: not all are public.
+# Each rewrite is called as ``rewrite(primitive, *inputs, **params)`` with the
+# equation's own primitive (select_and_scatter_add is not public), which it
+# binds unchanged when its special form does not apply.
 _CPU_REWRITES = {
     "conv_general_dilated": _canonical_conv,
     "reduce_window_max": _window_max,
@@ -358,8 +357,7 @@ def _eval_for_cpu(jaxpr: jex_core.Jaxpr, consts: list[Any],
     inputs = [read(v) for v in eqn.invars]
     name = eqn.primitive.name
     if name in _CPU_REWRITES:
-      _PRIMITIVES.setdefault(name, eqn.primitive)
-      outputs = [_CPU_REWRITES[name](*inputs, **eqn.params)]
+      outputs = [_CPU_REWRITES[name](eqn.primitive, *inputs, **eqn.params)]
     elif name in ("jit", "pjit"):  # Inline nested jits.
       inner = eqn.params["jaxpr"]
       outputs = _eval_for_cpu(inner.jaxpr, inner.consts, *inputs)
