@@ -169,14 +169,14 @@ def main() -> None:
     jax_time, first_time = time_jaxdl(images, labels, batch_size)
     torch_times = (time_torch(images, labels, batch_size)
                    if torch is not None else None)
-    row = [batch_size, steps, f"{jax_time / steps * 1e3:.3g} ms",
+    row = [batch_size, steps, benchutil.format_ms(jax_time / steps),
            f"{first_time:.2f} s"]
     if torch_times is None:
       row += ["n/a", "n/a", "n/a"]
     else:
       best = min(torch_times.values())
-      row += [f"{torch_times['dataloader'] / steps * 1e3:.3g} ms",
-              f"{torch_times['tensors'] / steps * 1e3:.3g} ms",
+      row += [benchutil.format_ms(torch_times["dataloader"] / steps),
+              benchutil.format_ms(torch_times["tensors"] / steps),
               f"{best / jax_time:.2f}x"]
     row.append(f"{batch_size * steps / jax_time:,.0f}")
     rows.append(row)
@@ -226,8 +226,8 @@ Output: `{last_line}`
 """
   env = benchutil.environment(["flax", "optax", "torch", "orbax-checkpoint"])
   env["load average at end"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-  print(benchutil.write_results("train", "Training loop: jaxdl vs the notes' "
-                                "PyTorch loop", body, env))
+  benchutil.write_and_print(
+      "train", "Training loop: jaxdl vs the notes' PyTorch loop", body, env)
 
 
 if __name__ == "__main__":

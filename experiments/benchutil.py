@@ -81,13 +81,14 @@ def environment(extra_packages: Sequence[str] = ()) -> dict[str, str]:
   return info
 
 
-def markdown_table(headers: Sequence[str],
-                   rows: Sequence[Sequence[Any]]) -> str:
-  """A GitHub markdown table; floats are printed with 4 significant digits."""
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                   float_format: str = ".4g") -> str:
+  """A GitHub markdown table; floats are printed with ``float_format`` (by
+  default 4 significant digits)."""
 
   def cell(value: Any) -> str:
     if isinstance(value, float):
-      return f"{value:.4g}"
+      return format(value, float_format)
     return str(value)
 
   lines = ["| " + " | ".join(headers) + " |",
@@ -109,4 +110,13 @@ def write_results(name: str, title: str, body: str,
   path = os.path.join(RESULTS_DIR, f"{name}.md")
   with open(path, "w") as f:
     f.write(text)
+  return path
+
+
+def write_and_print(name: str, title: str, body: str,
+                    env: dict[str, str]) -> str:
+  """:func:`write_results`, then prints the file written; returns its path."""
+  path = write_results(name, title, body, env)
+  with open(path) as f:
+    print(f.read())
   return path
