@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import benchutil
 from jaxdl import data, flops, metrics, optim, train
 from jaxdl.nn import ResNeXtBlock, ToyNet, ViT
 
@@ -219,12 +220,10 @@ def plot_confusion(path: str, confusion: np.ndarray,
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  def cell(v):
-    return f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
-  lines = ["| " + " | ".join(headers) + " |",
-           "|" + "|".join("---" for _ in headers) + "|"]
-  return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |"
-                            for row in rows])
+  """A markdown table with floats to 4 decimals (NumPy floats included)."""
+  rows = [[float(v) if isinstance(v, np.floating) else v for v in row]
+          for row in rows]
+  return benchutil.markdown_table(headers, rows, float_format=".4f")
 
 
 def write_report(path: str, *, config: dict[str, Any], dataset: data.Dataset,
