@@ -40,11 +40,7 @@ index), so its output can differ slightly; it is timed, not compared."""
 
 
 def make_inputs(kind: str, n: int, seed: int = 0):
-  rng = np.random.default_rng(seed)
-  if kind == "uniform":
-    return ref.uniform_boxes(rng, n)
-  boxes, scores, _ = ref.clustered_boxes(rng, n)
-  return boxes, scores
+  return ref.generated_boxes(kind, np.random.default_rng(seed), n)
 
 
 def to_xywh(boxes: np.ndarray) -> np.ndarray:

@@ -42,10 +42,7 @@ def _kept(result) -> list[int]:
 
 
 def _inputs(kind: str, rng: np.random.Generator, n: int = N):
-  if kind == "uniform":
-    return ref.uniform_boxes(rng, n)
-  boxes, scores, _ = ref.clustered_boxes(rng, n)
-  return boxes, scores
+  return ref.generated_boxes(kind, rng, n)
 
 
 # ------------------------------------------------------------ oracle, greedy

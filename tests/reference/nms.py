@@ -11,8 +11,8 @@ never suppresses. ``batched_nms`` runs it per class and merges by score;
 ``notes_nms`` and ``notes_nms_first`` are the notes' two snippets, kept as
 written: the second is the benchmark's NumPy baseline; the first takes
 ``xxr``/``yyr`` from ``xl`` (the known error) and is a regression case.
-``uniform_boxes`` and ``clustered_boxes`` generate the inputs shared by the
-tests, the benchmark and the notebook.
+``uniform_boxes`` and ``clustered_boxes`` (both behind ``generated_boxes``)
+generate the inputs shared by the tests, the benchmark and the notebook.
 """
 
 from __future__ import annotations
@@ -186,3 +186,12 @@ def clustered_boxes(rng: np.random.Generator, n: int, *, num_objects=20,
   scores = (confidence[owner] * np.exp(-np.abs(noise).mean(-1) / jitter) +
             rng.uniform(0, 0.05, n))
   return (boxes.astype(np.float32), scores.astype(np.float32), owner)
+
+
+def generated_boxes(kind: str, rng: np.random.Generator, n: int):
+  """``(boxes [n, 4], scores [n])`` from ``uniform_boxes`` (``kind=
+  "uniform"``) or ``clustered_boxes`` (``"clustered"``), defaults for both."""
+  if kind == "uniform":
+    return uniform_boxes(rng, n)
+  boxes, scores, _ = clustered_boxes(rng, n)
+  return boxes, scores
