@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from experiments import benchutil
-from jaxdl import optim
+from jaxdl import flops, optim
 
 ROUNDS = 41
 REPEATS = 3
@@ -70,15 +70,6 @@ def _step_fn(opt: optax.GradientTransformation):
   return step
 
 
-def _cost(compiled) -> tuple[float, float]:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  cost = cost or {}
-  return cost.get("flops", float("nan")), cost.get("bytes accessed",
-                                                   float("nan"))
-
-
 # `%name = f32[1536,632]{1,0} multiply(...)` -> "f32[1536,632]{1,0} multiply".
 _INSTRUCTION = re.compile(
     r"^\s*(?:ROOT\s+)?%\S+\s*=\s*(\S+(?:\s*\{[^}]*\})?)\s+([\w-]+)\(", re.M)
@@ -109,7 +100,9 @@ def bench_pair(ours, theirs, params, grads) -> dict[str, float]:
     result[f"{side}_compile"] = benchutil.first_call_time(
         lambda: step(params, state, grads))
     compiled = step.lower(params, state, grads).compile()
-    result[f"{side}_flops"], result[f"{side}_bytes"] = _cost(compiled)
+    cost = flops.compiled_cost(compiled)
+    result[f"{side}_flops"], result[f"{side}_bytes"] = (cost.flops,
+                                                        cost.bytes_accessed)
     result[f"{side}_hlo"] = _instructions(compiled)
     calls[side] = (lambda step=step, state=state: step(params, state, grads))
   rounds = {"ours": [], "optax": []}

@@ -73,6 +73,15 @@ def xla_cost(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Cost:
   210.0
   """
   compiled = jax.jit(functools.partial(fn, **kwargs)).lower(*args).compile()
+  return compiled_cost(compiled)
+
+
+def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
+  """:class:`Cost` of an already compiled executable (see :func:`xla_cost`).
+
+  For callers that keep the ``Compiled`` object for other uses (its HLO
+  text, or running it), so it is not compiled twice.
+  """
   costs = _cost_dict(compiled.cost_analysis())
   if costs is None:
     return Cost(math.nan, math.nan, math.nan)
