@@ -4,8 +4,8 @@ Run: ``python -m experiments.bench_boxes`` -> ``experiments/results/boxes.md``
 (or ``boxes_<platform>.md`` on an accelerator).
 
 Peers, float32, the same boxes:
-* NumPy: the notes' vectorised formulas (``get_max_IoU`` / YOLOv5
-  ``bbox_iou``, corrected) broadcast over ``[N, 1, 4] x [1, M, 4]``.
+* NumPy: the notes' vectorised YOLOv5 ``bbox_iou`` (corrected,
+  ``tests/reference/boxes.bbox_iou``) broadcast over ``[N, 1, 4] x [1, M, 4]``.
 * torch: the notes' YOLOv5 ``bbox_iou`` in torch, broadcast the same way
   (torchvision's compiled ops are not available for this torch build).
 """

@@ -110,10 +110,7 @@ def notes_iou_xywh(x1, y1, w1, h1, x2, y2, w2, h2) -> float:
 
 
 def notes_get_max_iou(pred_bboxes: np.ndarray, gt_bbox: np.ndarray):
-  """The notes' vectorised ``get_max_IoU`` (003, "IoU"), "+1" pixels.
-
-  Also the NumPy baseline of the boxes benchmark.
-  """
+  """The notes' vectorised ``get_max_IoU`` (003, "IoU"), "+1" pixels."""
   xmin = np.maximum(pred_bboxes[:, 0], gt_bbox[0])
   ymin = np.maximum(pred_bboxes[:, 1], gt_bbox[1])
   xmax = np.minimum(pred_bboxes[:, 2], gt_bbox[2])
