@@ -134,7 +134,7 @@ def test_masked_step_equals_step_on_real_examples(rng):
   labels = rng.integers(0, 10, 4).astype(np.int32)
   mask = np.array([1, 1, 1, 0], bool)
   padded, m_padded = STEP(state, images, labels, mask)
-  real, m_real = jax.jit(train.train_step)(state, images[:3], labels[:3])
+  real, m_real = STEP(state, images[:3], labels[:3])
   # float32, summation over 3 vs 4 terms: 1e-6 relative, 1e-7 absolute.
   _close(padded.params, real.params, rtol=1e-6, atol=1e-7)
   _close(m_padded, m_real, rtol=1e-6)
@@ -172,19 +172,17 @@ def test_batch_norm_and_dropout_models(rng):
   state = _state(model=model, tx=optax.sgd(0.1), size=4)
   images = rng.normal(size=(8, 4, 4, 3)).astype(np.float32)
   labels = rng.integers(0, 3, 8).astype(np.int32)
-  step = jax.jit(train.train_step)
-  new, _ = step(state, images, labels)
+  new, _ = STEP(state, images, labels)
   # Running statistics moved half-way to the batch mean (momentum 0.5).
   mean = new.batch_stats["BatchNorm_0"]["mean"]
   assert float(jnp.abs(mean).max()) > 0
   # Evaluation is deterministic (running averages, no dropout) ...
-  evaluate = jax.jit(train.eval_step)
-  a = evaluate(new, images, labels)[1]
-  b = evaluate(new, images, labels)[1]
+  a = EVAL(new, images, labels)[1]
+  b = EVAL(new, images, labels)[1]
   np.testing.assert_array_equal(a, b)
   # ... while training draws a new dropout mask at every step.
-  _, m1 = step(new, images, labels)
-  _, m2 = step(new.replace(step=new.step + 1), images, labels)
+  _, m1 = STEP(new, images, labels)
+  _, m2 = STEP(new.replace(step=new.step + 1), images, labels)
   assert float(m1.loss) != float(m2.loss)
 
 
