@@ -49,6 +49,12 @@ def _read_raw(folder: str, name: str) -> dict[bytes, object]:
     return pickle.load(f)
 
 
+def _archive(folder: str, path) -> None:
+  """Packs a CIFAR folder as the release's .tar.gz."""
+  with tarfile.open(path, "w:gz") as archive:
+    archive.add(folder, arcname=data.CIFAR10_FOLDER)
+
+
 @pytest.fixture
 def cifar(tmp_path, rng) -> str:
   return write_cifar(str(tmp_path), rng)
@@ -74,8 +80,7 @@ def test_cifar_folder_layout_and_values(cifar):
 def test_cifar_parent_folder_and_archive_agree(cifar, tmp_path):
   parent = data.load_cifar10(tmp_path)
   archive_path = tmp_path / "cifar-10-python.tar.gz"
-  with tarfile.open(archive_path, "w:gz") as archive:
-    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  _archive(cifar, archive_path)
   from_archive = data.load_cifar10(archive_path)
   for a, b in zip(parent, from_archive):
     np.testing.assert_array_equal(a, b)
@@ -144,8 +149,7 @@ def test_cifar_bad_meta(tmp_path, rng):
 
 def test_cifar_truncated_archive(cifar, tmp_path):
   archive_path = tmp_path / "cifar.tar.gz"
-  with tarfile.open(archive_path, "w:gz") as archive:
-    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  _archive(cifar, archive_path)
   raw = archive_path.read_bytes()
   archive_path.write_bytes(raw[: len(raw) // 2])
   with pytest.raises(ValueError, match="cifar.tar.gz.*cannot be read"):
@@ -155,8 +159,7 @@ def test_cifar_truncated_archive(cifar, tmp_path):
 def test_cifar_archive_missing_member(cifar, tmp_path):
   archive_path = tmp_path / "cifar.tar.gz"
   os.remove(os.path.join(cifar, "data_batch_5"))
-  with tarfile.open(archive_path, "w:gz") as archive:
-    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  _archive(cifar, archive_path)
   with pytest.raises(FileNotFoundError, match="cifar.tar.gz has no batch file "
                                               "data_batch_5"):
     data.load_cifar10(archive_path)
