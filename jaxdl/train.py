@@ -169,17 +169,16 @@ def _apply(state: TrainState, params: Any, images: jax.Array, *,
            train: bool) -> tuple[jax.Array, Any]:
   """Logits and the (possibly updated) batch statistics."""
   variables = {"params": params}
-  if not state.batch_stats:  # Static: the collection's structure.
-    logits = state.apply_fn(
-        variables, images, train=train,
-        rngs={"dropout": jax.random.fold_in(state.rng, state.step)})
-    return logits, state.batch_stats
-  variables["batch_stats"] = state.batch_stats
-  if not train:
-    return state.apply_fn(variables, images, train=False), state.batch_stats
-  logits, updates = state.apply_fn(
-      variables, images, train=True, mutable=["batch_stats"],
+  if state.batch_stats:  # Static: the collection's structure.
+    variables["batch_stats"] = state.batch_stats
+  update_stats = train and bool(state.batch_stats)
+  out = state.apply_fn(
+      variables, images, train=train,
+      mutable=["batch_stats"] if update_stats else False,
       rngs={"dropout": jax.random.fold_in(state.rng, state.step)})
+  if not update_stats:
+    return out, state.batch_stats
+  logits, updates = out
   return logits, updates["batch_stats"]
 
 
