@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 
 def int_pair(value: int | Sequence[int], name: str, *,
@@ -24,3 +27,13 @@ def int_pair(value: int | Sequence[int], name: str, *,
     raise ValueError(f"{name} must be an int{bound} or a pair of them "
                      f"(height, width), got {value!r}.")
   return pair
+
+
+def as_boxes(boxes: ArrayLike, name: str) -> jax.Array:
+  """``boxes`` as an array; raises ``ValueError`` naming ``name`` unless its
+  shape is ``[..., 4]``."""
+  boxes = jnp.asarray(boxes)
+  if boxes.ndim < 1 or boxes.shape[-1] != 4:
+    raise ValueError(
+        f"{name} must have shape [..., 4], got shape {tuple(boxes.shape)}.")
+  return boxes

@@ -33,7 +33,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import boxes as boxes_lib
-from jaxdl._checks import int_pair
+from jaxdl._checks import as_boxes, int_pair
 
 
 class Mosaic(NamedTuple):
@@ -439,11 +439,7 @@ def box_candidates(before: ArrayLike, after: ArrayLike, *,
   """
   _check_non_negative(min_size=min_size, min_area_ratio=min_area_ratio,
                       max_aspect_ratio=max_aspect_ratio)
-  before, after = jnp.asarray(before), jnp.asarray(after)
-  for name, value in (("before", before), ("after", after)):
-    if value.ndim < 1 or value.shape[-1] != 4:
-      raise ValueError(f"{name} must have shape [..., 4], got "
-                       f"{tuple(value.shape)}.")
+  before, after = as_boxes(before, "before"), as_boxes(after, "after")
   w1, h1 = before[..., 2] - before[..., 0], before[..., 3] - before[..., 1]
   w2, h2 = after[..., 2] - after[..., 0], after[..., 3] - after[..., 1]
   aspect = jnp.maximum(w2 / (h2 + eps), h2 / (w2 + eps))

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxdl._checks import as_boxes
+
 FORMATS = ("xyxy", "xywh", "cxcywh")
 VARIANTS = ("iou", "giou", "diou", "ciou")
 
@@ -31,12 +33,6 @@ VARIANTS = ("iou", "giou", "diou", "ciou")
 def _check_format(fmt: str, name: str = "fmt") -> None:
   if fmt not in FORMATS:
     raise ValueError(f"{name} must be one of {FORMATS}, got {fmt!r}.")
-
-
-def _check_boxes(boxes: jax.Array, name: str) -> None:
-  if boxes.ndim < 1 or boxes.shape[-1] != 4:
-    raise ValueError(
-        f"{name} must have shape [..., 4], got shape {tuple(boxes.shape)}.")
 
 
 def _compute_dtype(dtype) -> jnp.dtype:
@@ -48,12 +44,6 @@ def _compute_dtype(dtype) -> jnp.dtype:
 
 def _result_dtype(dtype) -> jnp.dtype:
   return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
-
-
-def _as_boxes(boxes: ArrayLike, name: str) -> jax.Array:
-  boxes = jnp.asarray(boxes)
-  _check_boxes(boxes, name)
-  return boxes
 
 
 def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
@@ -75,7 +65,7 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
   """
   _check_format(src, "src")
   _check_format(dst, "dst")
-  boxes = _as_boxes(boxes, "boxes")
+  boxes = as_boxes(boxes, "boxes")
   if src == dst:
     return boxes
   a, b, c, d = jnp.moveaxis(boxes, -1, 0)
@@ -112,7 +102,7 @@ def area(boxes: ArrayLike, *, fmt: str = "xyxy",
     ``[...]`` areas in the input dtype (float32 for integer input).
   """
   _check_format(fmt)
-  boxes = _as_boxes(boxes, "boxes")
+  boxes = as_boxes(boxes, "boxes")
   out_dtype = _result_dtype(boxes.dtype)
   *_, w, h = _sides(boxes.astype(_compute_dtype(boxes.dtype)), fmt,
                     pixel_offset)
@@ -219,8 +209,8 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
   """
   _check_variant(variant)
   _check_format(fmt)
-  a = _as_boxes(a, "a")
-  b = _as_boxes(b, "b")
+  a = as_boxes(a, "a")
+  b = as_boxes(b, "b")
   try:
     np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
   except ValueError:
@@ -274,7 +264,7 @@ def clip(boxes: ArrayLike, height: ArrayLike, width: ArrayLike, *,
     ``[..., 4]`` clipped boxes.
   """
   _check_format(fmt)
-  boxes = _as_boxes(boxes, "boxes")
+  boxes = as_boxes(boxes, "boxes")
   x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
   width = jnp.asarray(width, boxes.dtype)
   height = jnp.asarray(height, boxes.dtype)
@@ -303,7 +293,7 @@ def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",
   _check_format(fmt)
   if min_size < 0:
     raise ValueError(f"min_size must be >= 0, got {min_size}.")
-  boxes = _as_boxes(boxes, "boxes")
+  boxes = as_boxes(boxes, "boxes")
   x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
   finite = jnp.all(jnp.isfinite(boxes), axis=-1)
   return finite & (x2 - x1 > min_size) & (y2 - y1 > min_size)
