@@ -50,26 +50,9 @@ def test_create_train_state():
 def _torch_net(params):
   """The notes' Net with ToyNet's weights (NHWC/HWIO -> NCHW/OIHW)."""
   torch = pytest.importorskip("torch")
-
-  class Net(torch.nn.Module):  # As in the notes.
-
-    def __init__(self):
-      super().__init__()
-      self.conv1 = torch.nn.Conv2d(3, 6, 5)
-      self.pool = torch.nn.MaxPool2d(2, 2)
-      self.conv2 = torch.nn.Conv2d(6, 16, 5)
-      self.fc1 = torch.nn.Linear(16 * 5 * 5, 120)
-      self.fc2 = torch.nn.Linear(120, 84)
-      self.fc3 = torch.nn.Linear(84, 10)
-
-    def forward(self, x):
-      relu = torch.nn.functional.relu
-      x = self.pool(relu(self.conv1(x)))
-      x = self.pool(relu(self.conv2(x)))
-      x = torch.flatten(x, 1)
-      return self.fc3(relu(self.fc2(relu(self.fc1(x)))))
-
-  net = Net()
+  # pylint: disable-next=g-import-not-at-top
+  from experiments.bench_train import _torch_net as notes_net
+  net = notes_net(torch)  # The notes' Net, as benchmarked.
   p = jax.tree.map(np.asarray, params)
   as_t = lambda a: torch.tensor(np.ascontiguousarray(a))
   with torch.no_grad():
