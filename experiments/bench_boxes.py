@@ -107,10 +107,9 @@ def main() -> None:
           "Median wall time after compilation (each peer repeated for at "
           f"least {MIN_TIME:g} s); ratios > 1 mean jaxdl is faster.\n\n"
           + table)
-  path = benchutil.write_results(
+  benchutil.write_and_print(
       "boxes", f"Pairwise IoU benchmark ({platform})", body,
       benchutil.environment(extra_packages=("torch",)))
-  print(open(path).read())
 
 
 if __name__ == "__main__":

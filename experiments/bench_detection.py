@@ -142,11 +142,10 @@ def main() -> None:
       "on a cleared cache minus a steady call).\n\n" + timing +
       "\n\njaxdl's stats (equal to pycocotools' to the digits shown):\n\n" +
       stats)
-  path = benchutil.write_results(
+  benchutil.write_and_print(
       "detection", f"COCO evaluation benchmark ({platform})", body,
       benchutil.environment(extra_packages=("pycocotools",
                                             "faster-coco-eval")))
-  print(open(path).read())
 
 
 if __name__ == "__main__":

@@ -220,10 +220,9 @@ def main() -> None:
           "run, so absolute times are inflated; each ratio compares peers "
           "timed back to back.\n\n" +
           "\n\n".join(f"## {title}\n\n{table}" for title, table in sections))
-  path = benchutil.write_results(
+  benchutil.write_and_print(
       "metrics", f"Metrics and clustering benchmark ({platform})", body,
       benchutil.environment(extra_packages=("scikit-learn",)))
-  print(open(path).read())
 
 
 if __name__ == "__main__":
