@@ -29,11 +29,13 @@ def int_pair(value: int | Sequence[int], name: str, *,
   return pair
 
 
-def as_boxes(boxes: ArrayLike, name: str) -> jax.Array:
+def as_boxes(boxes: ArrayLike, name: str, *,
+             flat: bool = False) -> jax.Array:
   """``boxes`` as an array; raises ``ValueError`` naming ``name`` unless its
-  shape is ``[..., 4]``."""
+  shape is ``[..., 4]`` (``[N, 4]`` with ``flat``)."""
   boxes = jnp.asarray(boxes)
-  if boxes.ndim < 1 or boxes.shape[-1] != 4:
+  if (boxes.ndim != 2 if flat else boxes.ndim < 1) or boxes.shape[-1] != 4:
+    shape = "[N, 4]" if flat else "[..., 4]"
     raise ValueError(
-        f"{name} must have shape [..., 4], got shape {tuple(boxes.shape)}.")
+        f"{name} must have shape {shape}, got shape {tuple(boxes.shape)}.")
   return boxes

@@ -238,12 +238,8 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, **kwargs) -> jax.Array:
   Returns:
     ``[N, M]`` with entry ``[i, j] = iou(a[i], b[j])``.
   """
-  a = jnp.asarray(a)
-  b = jnp.asarray(b)
-  for name, boxes in (("a", a), ("b", b)):
-    if boxes.ndim != 2 or boxes.shape[-1] != 4:
-      raise ValueError(
-          f"{name} must have shape [N, 4], got {tuple(boxes.shape)}.")
+  a = as_boxes(a, "a", flat=True)
+  b = as_boxes(b, "b", flat=True)
   row = jax.vmap(lambda x, y: iou(x, y, **kwargs), in_axes=(None, 0))
   return jax.vmap(row, in_axes=(0, None))(a, b)
 

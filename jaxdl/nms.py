@@ -27,6 +27,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import boxes as box_ops
+from jaxdl._checks import as_boxes
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md, two runs). Clustered boxes, most of which the
@@ -81,11 +82,8 @@ def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
                   fmt: str) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Validates shapes; returns xyxy float boxes, float scores, bool mask."""
   box_ops._check_format(fmt)  # pylint: disable=protected-access
-  boxes = jnp.asarray(boxes)
+  boxes = as_boxes(boxes, "boxes", flat=True)
   scores = jnp.asarray(scores)
-  if boxes.ndim != 2 or boxes.shape[-1] != 4:
-    raise ValueError(
-        f"boxes must have shape [N, 4], got {tuple(boxes.shape)}.")
   n = boxes.shape[0]
   if scores.shape != (n,):
     raise ValueError(
