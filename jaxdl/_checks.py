@@ -39,3 +39,99 @@ def as_boxes(boxes: ArrayLike, name: str, *,
     raise ValueError(
         f"{name} must have shape {shape}, got shape {tuple(boxes.shape)}.")
   return boxes
+
+
+def one_of(value, options: Sequence, name: str, *,
+           alternative: str = "") -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is in ``options``.
+
+  Args:
+    value: the static choice to check (a format, variant, reduction, ...).
+    options: the accepted choices.
+    name: the argument's name, for the message.
+    alternative: what else the caller accepts and checks itself (e.g.
+      ``"a [k, D] array"``); the message then reads ``one of ... or ...``.
+
+  >>> one_of("sum", ("none", "mean", "sum"), "reduction")
+  >>> one_of("max", ("none", "mean", "sum"), "reduction")
+  Traceback (most recent call last):
+  ...
+  ValueError: reduction must be one of ('none', 'mean', 'sum'), got 'max'.
+  """
+  if value not in options:
+    alternative = f" or {alternative}" if alternative else ""
+    raise ValueError(
+        f"{name} must be one of {tuple(options)}{alternative}, got {value!r}.")
+
+
+def positive_int(value: int, name: str, *, allow_bool: bool = False) -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is an int ``>= 1``.
+
+  Python and NumPy integers pass; floats and arrays do not. ``bool`` is
+  rejected unless ``allow_bool`` (``True`` then counts as 1).
+
+  >>> positive_int(3, "num_classes")
+  >>> positive_int(0, "num_classes")
+  Traceback (most recent call last):
+  ...
+  ValueError: num_classes must be a positive int, got 0.
+  """
+  if (not isinstance(value, (int, np.integer))
+      or (isinstance(value, bool) and not allow_bool) or value < 1):
+    raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def class_ids(ids: jax.Array, num: int, name: str, *,
+              num_name: str = "num_classes", allow_bool: bool = False) -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``ids`` lie in ``[0, num)``.
+
+  The dtype must be integer (or bool, with ``allow_bool``). The range is
+  checked only when the values are known (outside ``jit``); under ``jit``
+  the caller documents what happens to out-of-range ids.
+
+  Args:
+    ids: ``[...]`` class (or cluster) ids.
+    num: the number of ids, ``num_name`` in the message.
+    name: the argument's name, for the message.
+    num_name: the name of the argument that gave ``num``.
+    allow_bool: accept a bool array (False / True read as 0 / 1).
+
+  >>> class_ids(jnp.array([0, 2]), 3, "labels")
+  >>> class_ids(jnp.array([0, 3]), 3, "labels")
+  Traceback (most recent call last):
+  ...
+  ValueError: labels must lie in [0, num_classes=3), got values in [0, 3].
+  """
+  if not (jnp.issubdtype(ids.dtype, jnp.integer)
+          or (allow_bool and ids.dtype == bool)):
+    kind = "an integer (or bool)" if allow_bool else "an integer"
+    raise ValueError(f"{name} must be {kind} array, got {ids.dtype}.")
+  if not isinstance(ids, jax.core.Tracer) and ids.size:
+    values = np.asarray(ids)
+    if values.min() < 0 or values.max() >= num:
+      raise ValueError(
+          f"{name} must lie in [0, {num_name}={num}), got values in "
+          f"[{values.min()}, {values.max()}].")
+
+
+def mask_or_ones(mask: ArrayLike | None, shape: tuple[int, ...], *,
+                 name: str = "mask") -> jax.Array:
+  """``mask`` as a bool array of ``shape`` (all True when None).
+
+  Raises ``ValueError`` naming ``name`` unless ``mask`` has exactly
+  ``shape`` (no broadcasting).
+
+  >>> mask_or_ones(None, (2,))
+  Array([ True,  True], dtype=bool)
+  >>> mask_or_ones([1, 0, 1], (2,))
+  Traceback (most recent call last):
+  ...
+  ValueError: mask must have shape (2,), got (3,).
+  """
+  if mask is None:
+    return jnp.ones(shape, bool)
+  mask = jnp.asarray(mask)
+  if mask.shape != tuple(shape):
+    raise ValueError(
+        f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}.")
+  return mask.astype(bool)

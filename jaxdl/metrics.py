@@ -41,6 +41,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from jaxdl._checks import class_ids, mask_or_ones, one_of, positive_int
+
 AVERAGES = (None, "micro", "macro", "weighted")
 ROC_AVERAGES = (None, "micro", "macro", "weighted")
 
@@ -93,10 +95,6 @@ class Curve(NamedTuple):
 # ------------------------------------------------------------------ checks
 
 
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
 def _as_1d(x: ArrayLike, name: str) -> jax.Array:
   x = jnp.asarray(x)
   if x.ndim != 1:
@@ -109,39 +107,6 @@ def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
   if a.shape != b.shape:
     raise ValueError(f"{name_a} and {name_b} must have the same shape, got "
                      f"{tuple(a.shape)} and {tuple(b.shape)}.")
-
-
-def _mask_or_ones(mask: ArrayLike | None, shape: tuple[int, ...]) -> jax.Array:
-  if mask is None:
-    return jnp.ones(shape, bool)
-  mask = jnp.asarray(mask)
-  if mask.shape != shape:
-    raise ValueError(
-        f"mask must have shape {shape}, got {tuple(mask.shape)}.")
-  return mask.astype(bool)
-
-
-def _check_num_classes(num_classes: int) -> None:
-  if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-    raise ValueError(
-        f"num_classes must be a positive int, got {num_classes!r}.")
-
-
-def _check_class_ids(ids: jax.Array, num_classes: int, name: str) -> None:
-  """Raises for out-of-range ids when they are known (outside jit).
-
-  Under jit the values are unknown; out-of-range entries are then ignored
-  (counted nowhere), which is documented by every caller.
-  """
-  if not (jnp.issubdtype(ids.dtype, jnp.integer) or ids.dtype == bool):
-    raise ValueError(
-        f"{name} must be an integer (or bool) array, got {ids.dtype}.")
-  if _is_concrete(ids) and ids.size:
-    values = np.asarray(ids)
-    if values.min() < 0 or values.max() >= num_classes:
-      raise ValueError(
-          f"{name} must lie in [0, num_classes={num_classes}), got values in "
-          f"[{values.min()}, {values.max()}].")
 
 
 def _check_zero_division(zero_division: float) -> None:
@@ -189,7 +154,7 @@ def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   _check_same_shape(scores, labels, "scores", "labels")
-  mask = _mask_or_ones(mask, scores.shape)
+  mask = mask_or_ones(mask, scores.shape)
   predicted = scores >= threshold
   positive = labels > 0
 
@@ -265,13 +230,13 @@ def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
   Array([[1, 1],
          [0, 1]], dtype=int32)
   """
-  _check_num_classes(num_classes)
+  positive_int(num_classes, "num_classes", allow_bool=True)
   preds = _as_1d(preds, "preds")
   labels = _as_1d(labels, "labels")
   _check_same_shape(preds, labels, "preds", "labels")
-  _check_class_ids(preds, num_classes, "preds")
-  _check_class_ids(labels, num_classes, "labels")
-  return _confusion_matrix(preds, labels, _mask_or_ones(mask, preds.shape),
+  class_ids(preds, num_classes, "preds", allow_bool=True)
+  class_ids(labels, num_classes, "labels", allow_bool=True)
+  return _confusion_matrix(preds, labels, mask_or_ones(mask, preds.shape),
                            num_classes=num_classes)
 
 
@@ -335,8 +300,7 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
   ...                         num_classes=2, average="macro").fscore
   Array(0.6666667, dtype=float32)
   """
-  if average not in AVERAGES:
-    raise ValueError(f"average must be one of {AVERAGES}, got {average!r}.")
+  one_of(average, AVERAGES, "average")
   if beta < 0:
     raise ValueError(f"beta must be >= 0, got {beta}.")
   _check_zero_division(zero_division)
@@ -444,7 +408,7 @@ def _binary_inputs(scores: ArrayLike, labels: ArrayLike,
   scores = _as_1d(scores, "scores")
   labels = _as_1d(labels, "labels")
   _check_same_shape(scores, labels, "scores", "labels")
-  return scores, labels, _mask_or_ones(mask, scores.shape)
+  return scores, labels, mask_or_ones(mask, scores.shape)
 
 
 def _rank(scores: jax.Array, labels: jax.Array, mask: jax.Array) -> _Ranked:
@@ -712,9 +676,7 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
     Provost & Domingos, "Well-trained PETs", 2000; scikit-learn
     ``roc_auc_score``.
   """
-  if average not in ROC_AVERAGES:
-    raise ValueError(
-        f"average must be one of {ROC_AVERAGES}, got {average!r}.")
+  one_of(average, ROC_AVERAGES, "average")
   probs = jnp.asarray(probs)
   if probs.ndim != 2:
     raise ValueError(f"probs must have shape [N, C], got {tuple(probs.shape)}.")
@@ -723,8 +685,8 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape [N]=({n},), got "
                      f"{tuple(labels.shape)}.")
-  _check_class_ids(labels, num_classes, "labels")
-  return _multiclass_roc_auc(probs, labels, _mask_or_ones(mask, (n,)),
+  class_ids(labels, num_classes, "labels", allow_bool=True)
+  return _multiclass_roc_auc(probs, labels, mask_or_ones(mask, (n,)),
                              average=average)
 
 
@@ -793,7 +755,7 @@ def binned_update(state: BinnedCounts, scores: ArrayLike, labels: ArrayLike,
   labels = jnp.asarray(labels)
   _check_same_shape(scores, labels, "scores", "labels")
   return _binned_update(state, scores, labels,
-                        _mask_or_ones(mask, scores.shape))
+                        mask_or_ones(mask, scores.shape))
 
 
 @jax.jit
