@@ -26,6 +26,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from jaxdl._checks import class_ids, mask_or_ones, one_of, positive_int
+
 INITS = ("k-means++", "random")
 _BLOCK_ELEMENTS = 1 << 22  # float32 elements per silhouette distance block
 
@@ -62,39 +64,12 @@ def _as_points(x: ArrayLike, name: str) -> jax.Array:
   return x
 
 
-def _weights(mask: ArrayLike | None, n: int, dtype) -> jax.Array:
-  """``[n]`` 0/1 weights from an optional ``[n]`` mask."""
-  if mask is None:
-    return jnp.ones((n,), dtype)
-  mask = jnp.asarray(mask)
-  if mask.shape != (n,):
-    raise ValueError(f"mask must have shape ({n},), got {tuple(mask.shape)}.")
-  return mask.astype(bool).astype(dtype)
-
-
-def _check_positive_int(value: int, name: str) -> None:
-  if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-      or value < 1):
-    raise ValueError(f"{name} must be a positive Python int, got {value!r}.")
-
-
 def _check_k(k: int, n: int, name: str = "k") -> None:
   if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
     raise ValueError(f"{name} must be a Python int, got {k!r}.")
   if not 1 <= k <= n:
     raise ValueError(
         f"{name} must satisfy 1 <= {name} <= N={n} points, got {k}.")
-
-
-def _check_ids(ids: jax.Array, num: int, name: str) -> None:
-  """Raises for ids outside ``[0, num)`` when their values are known."""
-  if not jnp.issubdtype(ids.dtype, jnp.integer):
-    raise ValueError(f"{name} must be an integer array, got {ids.dtype}.")
-  if not isinstance(ids, jax.core.Tracer) and ids.size:
-    values = np.asarray(ids)
-    if values.min() < 0 or values.max() >= num:
-      raise ValueError(f"{name} must lie in [0, {num}), got values in "
-                       f"[{values.min()}, {values.max()}].")
 
 
 # --------------------------------------------------------------- distances
@@ -262,9 +237,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
   n, dim = x.shape
   _check_k(k, n)
   if isinstance(init, str):
-    if init not in INITS:
-      raise ValueError(f"init must be one of {INITS} or a [k, D] array, got "
-                       f"{init!r}.")
+    one_of(init, INITS, "init", alternative="a [k, D] array")
   else:
     init = jnp.asarray(init, x.dtype)
     if init.shape != (k, dim):
@@ -275,7 +248,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
     raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
   if isinstance(tol, (int, float)) and tol < 0:
     raise ValueError(f"tol must be >= 0, got {tol}.")
-  result = _kmeans(key, x, _weights(mask, n, x.dtype),
+  result = _kmeans(key, x, mask_or_ones(mask, (n,)).astype(x.dtype),
                    None if isinstance(init, str) else init, max_iter, tol, k=k,
                    init_kind=init if isinstance(init, str) else "array")
   if jnp.issubdtype(input_dtype, jnp.floating):  # half precision: return it
@@ -357,9 +330,9 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape ({n},), got "
                      f"{tuple(labels.shape)}.")
-  _check_positive_int(num_clusters, "num_clusters")
-  _check_ids(labels, num_clusters, "labels")
-  return _silhouette(x, labels, _weights(mask, n, x.dtype),
+  positive_int(num_clusters, "num_clusters")
+  class_ids(labels, num_clusters, "labels", num_name="num_clusters")
+  return _silhouette(x, labels, mask_or_ones(mask, (n,)).astype(x.dtype),
                      num_clusters=num_clusters)
 
 
@@ -433,10 +406,10 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
     raise ValueError(f"train_y must have shape ({n},), got "
                      f"{tuple(train_y.shape)}.")
   _check_k(k, n)
-  _check_positive_int(num_classes, "num_classes")
-  _check_ids(train_y, num_classes, "train_y")
-  return _knn(train_x, train_y, query, _weights(mask, n, train_x.dtype), k=k,
-              num_classes=num_classes)
+  positive_int(num_classes, "num_classes")
+  class_ids(train_y, num_classes, "train_y")
+  weights = mask_or_ones(mask, (n,)).astype(train_x.dtype)
+  return _knn(train_x, train_y, query, weights, k=k, num_classes=num_classes)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
