@@ -24,15 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdl._checks import as_boxes
+from jaxdl._checks import as_boxes, one_of
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 VARIANTS = ("iou", "giou", "diou", "ciou")
 
 
 def _check_format(fmt: str, name: str = "fmt") -> None:
-  if fmt not in FORMATS:
-    raise ValueError(f"{name} must be one of {FORMATS}, got {fmt!r}.")
+  one_of(fmt, FORMATS, name)
 
 
 def _compute_dtype(dtype) -> jnp.dtype:
@@ -166,11 +165,6 @@ def _iou_from_overlap(o: _Overlap, variant: str, eps: float) -> jax.Array:
   return diou - alpha * v
 
 
-def _check_variant(variant: str) -> None:
-  if variant not in VARIANTS:
-    raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
-
-
 def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
         fmt: str = "xyxy", eps: float = 1e-7,
         pixel_offset: float = 0.0) -> jax.Array:
@@ -207,7 +201,7 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
   >>> iou(jnp.array([0., 0., 2., 2.]), jnp.array([1., 0., 3., 2.]))
   Array(0.33333334, dtype=float32)
   """
-  _check_variant(variant)
+  one_of(variant, VARIANTS, "variant")
   _check_format(fmt)
   a = as_boxes(a, "a")
   b = as_boxes(b, "b")

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from jaxdl._checks import int_pair
+from jaxdl._checks import int_pair, one_of
 
 CONVENTIONS = ("xla", "notes", "macs")
 
@@ -88,12 +88,6 @@ def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
   return Cost(float(costs.get("flops", 0.0)),
               float(costs.get("transcendentals", 0.0)),
               float(costs.get("bytes accessed", 0.0)))
-
-
-def _check_convention(convention: str) -> None:
-  if convention not in CONVENTIONS:
-    raise ValueError(
-        f"convention must be one of {CONVENTIONS}, got {convention!r}.")
 
 
 def _check_groups(groups: int, c_in: int, c_out: int) -> None:
@@ -236,7 +230,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   >>> conv2d_flops(8, 4, 5, 3), conv2d_flops(8, 4, 5, 3, convention="notes")
   (19360, 22720)
   """
-  _check_convention(convention)
+  one_of(convention, CONVENTIONS, "convention")
   _check_groups(groups, c_in, c_out)
   kernel, strides, dilation = (int_pair(kernel, "kernel", minimum=1),
                                int_pair(strides, "strides", minimum=1),
@@ -282,7 +276,7 @@ def dense_flops(in_features: int, out_features: int, *, batch: int = 1,
   >>> dense_flops(400, 120), dense_flops(400, 120, convention="notes")
   (96120, 96000)
   """
-  _check_convention(convention)
+  one_of(convention, CONVENTIONS, "convention")
   if convention == "macs":
     return batch * in_features * out_features
   per_output = 2 * in_features - int(convention == "notes") + int(bias)
@@ -448,7 +442,7 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
     ``flax.linen.Module.tabulate`` (which this extends with formulas and
     training FLOPs).
   """
-  _check_convention(convention)
+  one_of(convention, CONVENTIONS, "convention")
   inputs = _abstract(inputs)
   # init takes the model's own kwargs; "mutable" and "rngs" are apply's.
   init_kwargs = {k: v for k, v in apply_kwargs.items()

@@ -32,18 +32,13 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxdl import boxes
+from jaxdl._checks import one_of
 
 REDUCTIONS = ("none", "mean", "sum")
 
 
 # --------------------------------------------------------------------------
 # Shared helpers.
-
-
-def _check_reduction(reduction: str) -> None:
-  if reduction not in REDUCTIONS:
-    raise ValueError(
-        f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
 
 
 def _out_dtype(dtype) -> jnp.dtype:
@@ -187,7 +182,7 @@ def binary_cross_entropy_with_logits(
   ...                                  jnp.array([1.0, 1.0]))
   Array(0.3465736, dtype=float32)
   """
-  _check_reduction(reduction)
+  one_of(reduction, REDUCTIONS, "reduction")
   x, t, out_dtype = _same_shape_pair(logits, targets, "logits", "targets")
   if pos_weight is not None:
     pos_weight = jnp.asarray(pos_weight)
@@ -236,7 +231,7 @@ def sigmoid_focal_loss(logits: ArrayLike, targets: ArrayLike, *,
     Lin et al., "Focal loss for dense object detection", ICCV 2017;
     ``torchvision.ops.sigmoid_focal_loss``.
   """
-  _check_reduction(reduction)
+  one_of(reduction, REDUCTIONS, "reduction")
   if alpha > 1:
     raise ValueError(f"alpha must be in [0, 1] or negative, got {alpha}.")
   if not gamma >= 0:
@@ -331,7 +326,7 @@ def nll_loss(log_probs: ArrayLike, labels: ArrayLike, *,
   References:
     ``torch.nn.functional.nll_loss``.
   """
-  _check_reduction(reduction)
+  one_of(reduction, REDUCTIONS, "reduction")
   log_probs = jnp.asarray(log_probs)
   labels = jnp.asarray(labels)
   _check_class_axis(log_probs, "log_probs")
@@ -377,7 +372,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
   >>> cross_entropy(jnp.array([[0.0, 0.0]]), jnp.array([1]))
   Array(0.6931472, dtype=float32)
   """
-  _check_reduction(reduction)
+  one_of(reduction, REDUCTIONS, "reduction")
   if not 0.0 <= label_smoothing <= 1.0:
     raise ValueError(
         f"label_smoothing must be in [0, 1], got {label_smoothing}.")
@@ -421,7 +416,7 @@ def l1_loss(pred: ArrayLike, target: ArrayLike, *,
   References:
     ``torch.nn.L1Loss``.
   """
-  _check_reduction(reduction)
+  one_of(reduction, REDUCTIONS, "reduction")
   pred = jnp.asarray(pred)
   target = jnp.asarray(target)
   try:
@@ -465,6 +460,6 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
   >>> iou_loss(jnp.array([0., 0., 2., 2.]), jnp.array([0., 0., 2., 2.]))
   Array(0., dtype=float32)
   """
-  _check_reduction(reduction)
+  one_of(reduction, REDUCTIONS, "reduction")
   value = boxes.iou(pred, target, variant=variant, fmt=fmt, eps=eps)
   return _reduce(1 - value, reduction)
