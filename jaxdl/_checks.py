@@ -41,6 +41,24 @@ def as_boxes(boxes: ArrayLike, name: str, *,
   return boxes
 
 
+def as_rank(x: ArrayLike, name: str, dims: Sequence[str]) -> jax.Array:
+  """``x`` as an array; raises ``ValueError`` naming ``name`` unless it has
+  one axis per entry of ``dims`` (the axis names, for the message).
+
+  >>> as_rank([[1.0, 2.0]], "x", ("N", "D")).shape
+  (1, 2)
+  >>> as_rank([1.0, 2.0], "x", ("N", "D"))
+  Traceback (most recent call last):
+  ...
+  ValueError: x must have shape [N, D], got (2,).
+  """
+  x = jnp.asarray(x)
+  if x.ndim != len(dims):
+    raise ValueError(f"{name} must have shape [{', '.join(dims)}], got "
+                     f"{tuple(x.shape)}.")
+  return x
+
+
 def one_of(value, options: Sequence, name: str, *,
            alternative: str = "") -> None:
   """Raises ``ValueError`` naming ``name`` unless ``value`` is in ``options``.

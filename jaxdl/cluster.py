@@ -26,7 +26,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxdl._checks import class_ids, mask_or_ones, one_of, positive_int
+from jaxdl._checks import (as_rank, class_ids, mask_or_ones, one_of,
+                           positive_int)
 
 INITS = ("k-means++", "random")
 _BLOCK_ELEMENTS = 1 << 22  # float32 elements per silhouette distance block
@@ -56,9 +57,7 @@ class KMeansResult(NamedTuple):
 
 def _as_points(x: ArrayLike, name: str) -> jax.Array:
   """``[N, D]`` points in float32 (half precision and integers upcast)."""
-  x = jnp.asarray(x)
-  if x.ndim != 2:
-    raise ValueError(f"{name} must have shape [N, D], got {tuple(x.shape)}.")
+  x = as_rank(x, name, ("N", "D"))
   if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
     x = x.astype(jnp.float32)
   return x

@@ -41,7 +41,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxdl._checks import class_ids, mask_or_ones, one_of, positive_int
+from jaxdl._checks import (as_rank, class_ids, mask_or_ones, one_of,
+                           positive_int)
 
 AVERAGES = (None, "micro", "macro", "weighted")
 ROC_AVERAGES = (None, "micro", "macro", "weighted")
@@ -93,13 +94,6 @@ class Curve(NamedTuple):
 
 
 # ------------------------------------------------------------------ checks
-
-
-def _as_1d(x: ArrayLike, name: str) -> jax.Array:
-  x = jnp.asarray(x)
-  if x.ndim != 1:
-    raise ValueError(f"{name} must have shape [N], got {tuple(x.shape)}.")
-  return x
 
 
 def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
@@ -231,8 +225,8 @@ def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
          [0, 1]], dtype=int32)
   """
   positive_int(num_classes, "num_classes", allow_bool=True)
-  preds = _as_1d(preds, "preds")
-  labels = _as_1d(labels, "labels")
+  preds = as_rank(preds, "preds", ("N",))
+  labels = as_rank(labels, "labels", ("N",))
   _check_same_shape(preds, labels, "preds", "labels")
   class_ids(preds, num_classes, "preds", allow_bool=True)
   class_ids(labels, num_classes, "labels", allow_bool=True)
@@ -405,8 +399,8 @@ class _Ranked(NamedTuple):
 def _binary_inputs(scores: ArrayLike, labels: ArrayLike,
                    mask: ArrayLike | None):
   """Checked ``[N]`` scores, labels and bool mask."""
-  scores = _as_1d(scores, "scores")
-  labels = _as_1d(labels, "labels")
+  scores = as_rank(scores, "scores", ("N",))
+  labels = as_rank(labels, "labels", ("N",))
   _check_same_shape(scores, labels, "scores", "labels")
   return scores, labels, mask_or_ones(mask, scores.shape)
 
@@ -677,11 +671,9 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
     ``roc_auc_score``.
   """
   one_of(average, ROC_AVERAGES, "average")
-  probs = jnp.asarray(probs)
-  if probs.ndim != 2:
-    raise ValueError(f"probs must have shape [N, C], got {tuple(probs.shape)}.")
+  probs = as_rank(probs, "probs", ("N", "C"))
   n, num_classes = probs.shape
-  labels = _as_1d(labels, "labels")
+  labels = as_rank(labels, "labels", ("N",))
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape [N]=({n},), got "
                      f"{tuple(labels.shape)}.")
