@@ -27,7 +27,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import boxes as box_ops
-from jaxdl._checks import as_boxes
+from jaxdl._checks import as_boxes, one_of, positive_int
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md, two runs). Clustered boxes, most of which the
@@ -111,11 +111,6 @@ def _output_size(max_output: int | None, n: int) -> int:
   if max_output < 1:
     raise ValueError(f"max_output must be >= 1, got {max_output}.")
   return max_output
-
-
-def _check_tile_size(tile_size: int) -> None:
-  if not isinstance(tile_size, int) or tile_size < 1:
-    raise ValueError(f"tile_size must be a positive int, got {tile_size!r}.")
 
 
 def _stable_rank(neg_scores: jax.Array, candidate: jax.Array) -> jax.Array:
@@ -348,7 +343,7 @@ def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
               max_output, mask, fmt, tile_size) -> NmsResult:
   """Shared body of :func:`nms` and :func:`batched_nms`."""
   _check_unit_interval(iou_threshold, "iou_threshold")
-  _check_tile_size(tile_size)
+  positive_int(tile_size, "tile_size")
   boxes, scores, mask = _check_inputs(boxes, scores, mask, fmt)
   n = boxes.shape[0]
   if classes is not None:
@@ -546,9 +541,7 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   >>> r.indices.tolist(), round(float(r.scores[1]), 4)  # 0.8 * (1 - 9 / 11)
   ([0, 1], 0.1455)
   """
-  if method not in SOFT_NMS_METHODS:
-    raise ValueError(
-        f"method must be one of {SOFT_NMS_METHODS}, got {method!r}.")
+  one_of(method, SOFT_NMS_METHODS, "method")
   if not isinstance(sigma, jax.core.Tracer) and not float(sigma) > 0:
     raise ValueError(f"sigma must be > 0, got {sigma}.")
   _check_unit_interval(iou_threshold, "iou_threshold")
