@@ -34,11 +34,15 @@ from experiments import benchutil
 from jaxdl import optim, train
 from jaxdl.nn import ToyNet
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR, MOMENTUM = 0.001, 0.9
 # (batch size, steps): the tutorial's batch size 4, and a large batch.
 CASES = ((4, 250), (128, 30))
 REPEATS = 5
 TORCH_REPEATS = 3  # per thread setting and data path
+# jaxdl is also timed on a ("data",) mesh of this many CPU devices (one per
+# core), in a subprocess, since the device count is fixed when JAX starts.
+MESH_DEVICES = 2
 
 
 def _cifar_like(rng: np.random.Generator, n: int):
@@ -56,6 +60,32 @@ def time_jaxdl(images: np.ndarray, labels: np.ndarray,
                           batch_size=batch_size).state
   compile_and_run = benchutil.first_call_time(run)
   return benchutil.median_time(run, repeats=REPEATS, warmup=1), compile_and_run
+
+
+def _case_data(batch_size: int, steps: int):
+  """The random CIFAR-shaped data of one case (same in every process)."""
+  return _cifar_like(np.random.default_rng(batch_size), batch_size * steps)
+
+
+def time_jaxdl_on_mesh(batch_size: int, steps: int,
+                       devices: int = MESH_DEVICES) -> float:
+  """Median seconds of one epoch via fit, batches sharded over ``devices``
+  forced CPU devices (a subprocess running this module's ``--mesh-worker``)."""
+  env = dict(os.environ, XLA_FLAGS=" ".join(
+      [os.environ.get("XLA_FLAGS", ""),
+       f"--xla_force_host_platform_device_count={devices}"]))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.bench_train", "--mesh-worker",
+       str(batch_size), str(steps)], cwd=_ROOT, env=env, capture_output=True,
+      text=True, check=True)
+  return float(proc.stdout.strip().splitlines()[-1])
+
+
+def _mesh_worker(batch_size: int, steps: int) -> None:
+  """Prints the median epoch seconds of :func:`time_jaxdl` on all devices."""
+  if jax.device_count() < 2:
+    raise SystemExit("--mesh-worker needs several devices (XLA_FLAGS).")
+  print(time_jaxdl(*_case_data(batch_size, steps), batch_size)[0])
 
 
 def _torch_net(torch):
@@ -145,19 +175,17 @@ def _torch_loops(torch, images: np.ndarray, labels: np.ndarray,
 
 def time_main_job() -> tuple[float, str]:
   """Wall time and final line of the default ``python -m experiments.train``."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.train", "--workdir", workdir,
-         "--no-progress"], cwd=root, capture_output=True, text=True,
+         "--no-progress"], cwd=_ROOT, capture_output=True, text=True,
         check=True)
     wall = time.perf_counter() - start
   return wall, proc.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
-  rng = np.random.default_rng(0)
   rows = []
   try:
     import torch  # pylint: disable=g-import-not-at-top
@@ -165,28 +193,32 @@ def main() -> None:
   except ImportError:
     torch, torch_threads = None, "n/a"
   for batch_size, steps in CASES:
-    images, labels = _cifar_like(rng, batch_size * steps)
+    images, labels = _case_data(batch_size, steps)
     jax_time, first_time = time_jaxdl(images, labels, batch_size)
+    mesh_time = time_jaxdl_on_mesh(batch_size, steps)
     torch_times = (time_torch(images, labels, batch_size)
                    if torch is not None else None)
     row = [batch_size, steps, benchutil.format_ms(jax_time / steps),
-           f"{first_time:.2f} s"]
+           benchutil.format_ms(mesh_time / steps), f"{first_time:.2f} s"]
     if torch_times is None:
-      row += ["n/a", "n/a", "n/a"]
+      row += ["n/a", "n/a", "n/a", "n/a"]
     else:
       best = min(torch_times.values())
       row += [benchutil.format_ms(torch_times["dataloader"] / steps),
               benchutil.format_ms(torch_times["tensors"] / steps),
-              f"{best / jax_time:.2f}x"]
-    row.append(f"{batch_size * steps / jax_time:,.0f}")
+              f"{best / jax_time:.2f}x", f"{best / mesh_time:.2f}x"]
+    row.append(f"{batch_size * steps / min(jax_time, mesh_time):,.0f}")
     rows.append(row)
     print(row, flush=True)
 
   table = benchutil.markdown_table(
-      ["batch size", "steps", "jaxdl per step", "jaxdl first epoch "
-       "(incl. compile)", "torch per step (DataLoader)",
-       "torch per step (tensors)", "speed-up vs faster torch",
-       "jaxdl images/s"], rows)
+      ["batch size", "steps", "jaxdl per step (1 device)",
+       f"jaxdl per step ({MESH_DEVICES} devices)",
+       "jaxdl first epoch (incl. compile, 1 device)",
+       "torch per step (DataLoader)", "torch per step (tensors)",
+       "speed-up vs faster torch (1 device)",
+       f"speed-up vs faster torch ({MESH_DEVICES} devices)",
+       "jaxdl images/s (faster)"], rows)
   wall, last_line = time_main_job()
   accuracy = float(re.search(r"test accuracy ([0-9.]+)", last_line).group(1))
   print(f"main job: {wall:.1f} s, {last_line}", flush=True)
@@ -200,6 +232,14 @@ per setting (PyTorch). jaxdl: ``train.fit(epochs=1)``
 PyTorch: the notes' loop with ``loss.item()`` every step, fed by a
 shuffling ``DataLoader`` (num_workers=0) or by slices of one tensor, each
 the faster of 1 and {torch_threads} (default) torch threads.
+jaxdl ({MESH_DEVICES} devices): the same ``fit`` with every batch sharded over a
+``("data",)`` mesh of {MESH_DEVICES} CPU devices, one per core
+(``XLA_FLAGS=--xla_force_host_platform_device_count={MESH_DEVICES}``, set in a
+subprocess because the device count is fixed when JAX starts). On one device
+XLA:CPU keeps only part of the second core busy in this loop; on the mesh
+each device runs its share of the batch on its own thread, at the price of
+a cross-device gradient sum every step, which costs more than it saves at
+batch size 4.
 
 {table}
 
@@ -231,4 +271,7 @@ Output: `{last_line}`
 
 
 if __name__ == "__main__":
-  main()
+  if sys.argv[1:2] == ["--mesh-worker"]:
+    _mesh_worker(int(sys.argv[2]), int(sys.argv[3]))
+  else:
+    main()
