@@ -187,11 +187,18 @@ def conv_transpose_output_size(i: int, k: int, *, s: int = 1, p: int = 0,
   return (i - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
 
 
-def _valid_taps(n: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
-  """(output position, kernel tap) pairs whose input index lies in [0, n)."""
+def _valid_taps(n: int, k: int, s: int, d: int, lo: int, hi: int,
+                ld: int = 1) -> int:
+  """(output position, kernel tap) pairs that read a real input element.
+
+  The input of length ``n`` is dilated by ``ld`` (``ld − 1`` holes between
+  elements, as a transposed convolution does) and padded by ``(lo, hi)``;
+  taps on padding or on holes do no work.
+  """
+  n = (n - 1) * ld + 1
   out = conv_output_size(n, k, s=s, p=(lo, hi), d=d)
   o = np.arange(out)[:, None] * s + np.arange(k)[None, :] * d - lo
-  return int(np.count_nonzero((o >= 0) & (o < n)))
+  return int(np.count_nonzero((o >= 0) & (o < n) & (o % ld == 0)))
 
 
 def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
@@ -254,6 +261,94 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   valid = math.prod(_valid_taps(n, k, s, d, *p) for n, k, s, p, d in
                     zip(in_hw, kernel, strides, pads, dilation))
   return 2 * batch * valid * (c_in // groups) * c_out + outputs * int(bias)
+
+
+def _transpose_padding(padding: Padding, kernel: tuple[int, int],
+                       strides: tuple[int, int],
+                       dilation: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+  """Padding of the dilated input in ``lax.conv_transpose`` (and so Flax's
+  ``nn.ConvTranspose``): explicit ``(low, high)`` pairs are used as given;
+  ``"SAME"`` gives an output ``s`` times the input, ``"VALID"`` one of
+  ``(i − 1)s + max(k', s)`` for the dilated kernel size ``k'``."""
+  if not isinstance(padding, str):
+    pads = tuple(tuple(int(v) for v in p) for p in padding)
+    if len(pads) != 2 or any(len(p) != 2 for p in pads):
+      raise ValueError(
+          f"padding must be 'SAME', 'VALID' or two (low, high) pairs, got "
+          f"{padding!r}.")
+    return pads
+  one_of(padding, ("SAME", "VALID"), "padding",
+         alternative="two (low, high) pairs")
+  pads = []
+  for k, s, d in zip(kernel, strides, dilation):
+    k = (k - 1) * d + 1
+    if padding == "SAME":
+      total, low = k + s - 2, (k - 1 if s > k - 1 else -(-(k + s - 2) // 2))
+    else:
+      total, low = k + s - 2 + max(k - s, 0), k - 1
+    pads.append((low, total - low))
+  return tuple(pads)
+
+
+def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
+                           kernel: IntOrPair, *, strides: IntOrPair = 1,
+                           padding: str | Sequence[tuple[int, int]] = "SAME",
+                           dilation: IntOrPair = 1, bias: bool = False,
+                           batch: int = 1, convention: str = "xla") -> int:
+  """FLOPs of a 2-D transposed convolution (Flax ``nn.ConvTranspose``).
+
+  ``[batch, H, W, c_in] -> [batch, Ho, Wo, c_out]``. XLA runs it as a
+  stride-1 convolution over the input dilated by ``strides``. ``"xla"``
+  counts 2 per multiply-add over the taps that land on a real input element
+  (not on padding or on the holes of the dilation), ``+ Ho·Wo·c_out`` for the
+  bias, and equals XLA's count exactly. ``"macs"`` is fvcore's count for
+  transposed convolutions, every input element times every tap,
+  ``H·W·c_in·K²·c_out`` per image (it ignores the outputs that ``"SAME"``
+  crops away). ``"notes"`` generalises the notes' ``2n − 1`` per output:
+  ``2·macs − Ho·Wo·c_out`` (``+ Ho·Wo·c_out`` with a bias).
+
+  Args:
+    in_hw: input ``(H, W)``, or an int for square inputs.
+    c_in: input channels.
+    c_out: output channels.
+    kernel: kernel size, int or ``(kh, kw)``.
+    strides: the upsampling factor, int or pair.
+    padding: ``"SAME"`` (output ``H·s``), ``"VALID"`` or two ``(low,
+      high)`` pairs, with ``lax.conv_transpose``'s meaning.
+    dilation: kernel dilation, int or pair.
+    bias: whether a bias is added.
+    batch: batch size.
+    convention: ``"xla"``, ``"notes"`` or ``"macs"``.
+
+  Returns:
+    The FLOPs (MACs for ``"macs"``) as a Python int.
+
+  References:
+    ``jax.lax.conv_transpose``; XLA ``HloCostAnalysis::HandleConvolution``;
+    fvcore ``conv_flop_count`` (``transposed=True``).
+
+  >>> conv_transpose2d_flops(8, 4, 5, 3, strides=2)
+  21160
+  >>> conv_transpose2d_flops(8, 4, 5, 3, strides=2, convention="macs")
+  11520
+  """
+  one_of(convention, CONVENTIONS, "convention")
+  kernel, strides, dilation = (int_pair(kernel, "kernel", minimum=1),
+                               int_pair(strides, "strides", minimum=1),
+                               int_pair(dilation, "dilation", minimum=1))
+  in_hw = int_pair(in_hw, "in_hw", minimum=1)
+  pads = _transpose_padding(padding, kernel, strides, dilation)
+  out_hw = [conv_output_size((n - 1) * s + 1, k, p=p, d=d) for n, k, s, p, d
+            in zip(in_hw, kernel, strides, pads, dilation)]
+  outputs = batch * out_hw[0] * out_hw[1] * c_out
+  macs = batch * in_hw[0] * in_hw[1] * c_in * kernel[0] * kernel[1] * c_out
+  if convention == "macs":
+    return macs
+  if convention == "notes":
+    return 2 * macs - outputs + outputs * int(bias)
+  valid = math.prod(_valid_taps(n, k, 1, d, *p, ld=s) for n, k, s, p, d in
+                    zip(in_hw, kernel, strides, pads, dilation))
+  return 2 * batch * valid * c_in * c_out + outputs * int(bias)
 
 
 def dense_flops(in_features: int, out_features: int, *, batch: int = 1,
@@ -376,7 +471,8 @@ def _abstract(tree: Any) -> Any:
 
 
 def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
-  """Analytic FLOPs of one call of a Conv / Dense / DenseGeneral, else None."""
+  """Analytic FLOPs of one call of a Conv / ConvTranspose (Flax's or
+  jaxdl's ConvTranspose2d) / Dense / DenseGeneral, else None."""
   if not hasattr(x, "shape"):
     return None
   if type(module) is nn.Conv:
@@ -390,6 +486,26 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
         strides=module.strides or 1, padding=module.padding,
         dilation=module.kernel_dilation or 1,
         groups=module.feature_group_count, bias=module.use_bias,
+        batch=math.prod(x.shape[:-3]), convention=convention)
+  from jaxdl.nn import conv as jaxdl_conv  # pylint: disable=g-import-not-at-top
+  if type(module) is jaxdl_conv.ConvTranspose2d:
+    return conv_transpose2d_flops(
+        x.shape[-3:-1], x.shape[-1], module.features, module.kernel_size,
+        strides=module.strides, padding=module.dilated_input_padding(),
+        dilation=module.dilation, bias=module.use_bias,
+        batch=math.prod(x.shape[:-3]), convention=convention)
+  if type(module) is nn.ConvTranspose:
+    kernel = module.kernel_size
+    kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    if len(kernel) != 2 or len(x.shape) < 4 or module.padding == "CIRCULAR":
+      return None
+    padding = module.padding
+    if not isinstance(padding, str):
+      padding = nn.linear.canonicalize_padding(padding, 2)
+    return conv_transpose2d_flops(
+        x.shape[-3:-1], x.shape[-1], module.features, kernel,
+        strides=module.strides or 1, padding=padding,
+        dilation=module.kernel_dilation or 1, bias=module.use_bias,
         batch=math.prod(x.shape[:-3]), convention=convention)
   if type(module) is nn.Dense:
     return dense_flops(x.shape[-1], module.features,

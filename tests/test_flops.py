@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -193,6 +194,97 @@ def test_count_params():
       (2, 2), jnp.float32)]}
   assert flops.count_params(tree) == 12 + 5 + 4
   assert flops.count_params({}) == 0
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3])
+def test_conv_transpose2d_flops_xla_equals_cost_analysis(kernel):
+  """nn.ConvTranspose: exact over strides, paddings, dilations, bias."""
+  h, w = 7, 5
+  for strides, padding, dilation, bias in itertools.product(
+      [1, 2, 3], ["SAME", "VALID", ((1, 2), (0, 1)), ((0, 0), (3, 3))],
+      [1, 2], [False, True]):
+    layer = nn.ConvTranspose(6, (kernel, kernel), strides=(strides,) * 2,
+                             padding=padding, kernel_dilation=(dilation,) * 2,
+                             use_bias=bias)
+    x = jax.ShapeDtypeStruct((2, h, w, 3), jnp.float32)
+    variables = jax.eval_shape(layer.init, jax.random.key(0), x)
+    got = flops.xla_cost(layer.apply, variables, x).flops
+    want = flops.conv_transpose2d_flops(
+        (h, w), 3, 6, kernel, strides=strides, padding=padding,
+        dilation=dilation, bias=bias, batch=2)
+    assert got == want, (strides, padding, dilation, bias)
+
+
+def test_jaxdl_conv_transpose2d_in_summary_equals_xla():
+  """jaxdl.nn.ConvTranspose2d (torch padding, output_padding, cropping)."""
+  x = jax.ShapeDtypeStruct((2, 5, 6, 3), jnp.float32)
+  for kernel, strides, padding, output_padding, dilation in [
+      (3, 2, 1, 1, 1), (4, 2, 1, 0, 1), (3, 1, 0, 0, 2), (2, 3, 3, 2, 1),
+      (1, 2, 0, 1, 1)]:
+    layer = functools.partial(
+        jnn.ConvTranspose2d, 4, kernel, strides=strides, padding=padding,
+        output_padding=output_padding, dilation=dilation)
+
+    class Model(nn.Module):
+      @nn.compact
+      def __call__(self, x, *, train=False):
+        del train
+        return layer()(x)  # pylint: disable=cell-var-from-loop
+
+    s = flops.summary(Model(), x, train=False)
+    assert [l.type for l in s.layers] == ["ConvTranspose2d"]
+    assert s.formula_flops == s.layers[0].xla_flops == s.xla_flops, (
+        kernel, strides, padding)
+
+
+def test_conv_transpose2d_flops_macs_and_notes():
+  # SAME upsamples by the stride: a 4x6 input gives 8x12 outputs at s=2.
+  macs = flops.conv_transpose2d_flops((4, 6), 3, 5, 3, strides=2,
+                                      convention="macs", batch=2)
+  assert macs == 2 * 4 * 6 * 3 * 9 * 5  # fvcore: every input x every tap
+  outputs = 2 * 8 * 12 * 5
+  for bias in (False, True):
+    assert flops.conv_transpose2d_flops(
+        (4, 6), 3, 5, 3, strides=2, bias=bias, batch=2,
+        convention="notes") == 2 * macs - outputs + bias * outputs
+  # VALID keeps every product, so XLA's count is 2 x MACs.
+  assert flops.conv_transpose2d_flops(
+      (4, 6), 3, 5, 3, strides=2, padding="VALID", batch=2) == 2 * macs
+  # SAME crops the border, so XLA counts less.
+  assert flops.conv_transpose2d_flops((4, 6), 3, 5, 3, strides=2,
+                                      batch=2) < 2 * macs
+
+
+def test_conv_transpose2d_flops_bad_input():
+  with pytest.raises(ValueError, match="padding"):
+    flops.conv_transpose2d_flops(8, 3, 5, 3, padding="FULL")
+  with pytest.raises(ValueError, match="padding"):
+    flops.conv_transpose2d_flops(8, 3, 5, 3, padding=((1, 1),))
+  with pytest.raises(ValueError, match="convention"):
+    flops.conv_transpose2d_flops(8, 3, 5, 3, convention="flops")
+  with pytest.raises(ValueError, match="kernel"):
+    flops.conv_transpose2d_flops(8, 3, 5, 0)
+  with pytest.raises(ValueError, match="strides"):
+    flops.conv_transpose2d_flops(8, 3, 5, 3, strides=0)
+
+
+def test_summary_formula_for_conv_transpose():
+  class Decoder(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train=False):
+      del train
+      x = nn.ConvTranspose(4, (3, 3), strides=(2, 2))(x)
+      return nn.ConvTranspose(2, (2, 2), strides=(2, 2), padding=1)(x)
+
+  x = jax.ShapeDtypeStruct((1, 5, 5, 3), jnp.float32)
+  s = flops.summary(Decoder(), x, train=False)
+  layers = [l for l in s.layers if l.type == "ConvTranspose"]
+  assert len(layers) == 2
+  for layer in layers:
+    assert layer.formula_flops == layer.xla_flops, layer.path
+  assert s.formula_flops == flops.conv_transpose2d_flops(
+      5, 3, 4, 3, strides=2, bias=True) + flops.conv_transpose2d_flops(
+          10, 4, 2, 2, strides=2, padding=((1, 1), (1, 1)), bias=True)
 
 
 def test_summary_toynet():

@@ -175,6 +175,15 @@ class ConvTranspose2d(nn.Module):
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
+  def dilated_input_padding(self) -> list[tuple[int, int]]:
+    """``(low, high)`` padding of the ``strides``-dilated input, per axis,
+    for the stride-1 convolution that computes this layer (negative crops)."""
+    return [(d * (k - 1) - p, d * (k - 1) - p + op) for k, p, op, d in zip(
+        int_pair(self.kernel_size, "kernel_size", minimum=1),
+        int_pair(self.padding, "padding", minimum=0),
+        int_pair(self.output_padding, "output_padding", minimum=0),
+        int_pair(self.dilation, "dilation", minimum=1))]
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
@@ -193,8 +202,7 @@ class ConvTranspose2d(nn.Module):
                          f"size {n} and kernel {k}.")
     kernel = self.param("kernel", self.kernel_init,
                         (*kernel_size, x.shape[-1], self.features))
-    pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, p, op, d in
-            zip(kernel_size, padding, output_padding, dilation)]
+    pads = self.dilated_input_padding()
     y = lax.conv_general_dilated(
         x, kernel[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
         padding=pads, lhs_dilation=strides, rhs_dilation=dilation,
