@@ -201,6 +201,16 @@ def _valid_taps(n: int, k: int, s: int, d: int, lo: int, hi: int,
   return int(np.count_nonzero((o >= 0) & (o < n) & (o % ld == 0)))
 
 
+def _conv_geometry(in_hw: IntOrPair, kernel: IntOrPair, strides: IntOrPair,
+                   dilation: IntOrPair, convention: str):
+  """Checks a convention; ``(in_hw, kernel, strides, dilation)`` as pairs."""
+  one_of(convention, CONVENTIONS, "convention")
+  return (int_pair(in_hw, "in_hw", minimum=1),
+          int_pair(kernel, "kernel", minimum=1),
+          int_pair(strides, "strides", minimum=1),
+          int_pair(dilation, "dilation", minimum=1))
+
+
 def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
                  *, strides: IntOrPair = 1, padding: Padding = "SAME",
                  dilation: IntOrPair = 1, groups: int = 1, bias: bool = False,
@@ -237,12 +247,9 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   >>> conv2d_flops(8, 4, 5, 3), conv2d_flops(8, 4, 5, 3, convention="notes")
   (19360, 22720)
   """
-  one_of(convention, CONVENTIONS, "convention")
   _check_groups(groups, c_in, c_out)
-  kernel, strides, dilation = (int_pair(kernel, "kernel", minimum=1),
-                               int_pair(strides, "strides", minimum=1),
-                               int_pair(dilation, "dilation", minimum=1))
-  in_hw = int_pair(in_hw, "in_hw", minimum=1)
+  in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
+                                                   dilation, convention)
   pads = resolve_padding(padding, in_hw, kernel, strides=strides,
                          dilation=dilation)
   out_hw = [conv_output_size(n, k, s=s, p=p, d=d) for n, k, s, p, d in
@@ -332,11 +339,8 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   >>> conv_transpose2d_flops(8, 4, 5, 3, strides=2, convention="macs")
   11520
   """
-  one_of(convention, CONVENTIONS, "convention")
-  kernel, strides, dilation = (int_pair(kernel, "kernel", minimum=1),
-                               int_pair(strides, "strides", minimum=1),
-                               int_pair(dilation, "dilation", minimum=1))
-  in_hw = int_pair(in_hw, "in_hw", minimum=1)
+  in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
+                                                   dilation, convention)
   pads = _transpose_padding(padding, kernel, strides, dilation)
   out_hw = [conv_output_size((n - 1) * s + 1, k, p=p, d=d) for n, k, s, p, d
             in zip(in_hw, kernel, strides, pads, dilation)]
