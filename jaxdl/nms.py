@@ -27,7 +27,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import boxes as box_ops
-from jaxdl._checks import as_boxes, one_of, positive_int
+from jaxdl._checks import as_boxes, mask_or_ones, one_of, positive_int
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md, two runs). Clustered boxes, most of which the
@@ -88,14 +88,7 @@ def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
   if scores.shape != (n,):
     raise ValueError(
         f"scores must have shape [N] = ({n},), got {tuple(scores.shape)}.")
-  if mask is None:
-    mask = jnp.ones((n,), bool)
-  else:
-    mask = jnp.asarray(mask)
-    if mask.shape != (n,):
-      raise ValueError(
-          f"mask must have shape [N] = ({n},), got {tuple(mask.shape)}.")
-    mask = mask.astype(bool)
+  mask = mask_or_ones(mask, (n,))
   compute = jnp.promote_types(boxes.dtype, jnp.float32)
   boxes = box_ops.convert(boxes.astype(compute), fmt, "xyxy")
   scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
