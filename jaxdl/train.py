@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
-import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -43,7 +42,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jax.typing import ArrayLike
 
-from jaxdl import data, losses
+from jaxdl import _xla_cpu, data, losses
 
 DATA_AXIS = "data"
 
@@ -252,142 +251,6 @@ def eval_step(state: TrainState, images: ArrayLike, labels: ArrayLike,
 
 # ------------------------------------------------------------------- epochs
 
-# XLA:CPU runs some layers much slower inside a while loop (the body of
-# lax.scan) than in a top-level computation. The step is therefore traced to
-# a jaxpr and re-evaluated with three primitives rewritten into equivalent
-# forms that XLA:CPU runs fast everywhere; values are unchanged.
-
-# NHWC input, HWIO kernel, NHWC output: the layout XLA:CPU runs with Eigen.
-_CANONICAL_CONV = jax.lax.ConvDimensionNumbers(
-    lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
-
-
-def _canonical_conv(primitive: Any, lhs: jax.Array, rhs: jax.Array, *,
-                    dimension_numbers: jax.lax.ConvDimensionNumbers,
-                    **params: Any) -> jax.Array:
-  """A 2-D convolution as transposes around an NHWC/HWIO one.
-
-  XLA:CPU canonicalises convolution layouts only in the entry computation,
-  so in a loop body the kernel gradient of a convolution runs as a naive
-  loop, 5-10x slower than with Eigen (jax-ml/jax#12868).
-  """
-  dn = dimension_numbers
-  if len(dn.lhs_spec) != 4 or dn == _CANONICAL_CONV:
-    return primitive.bind(lhs, rhs, dimension_numbers=dn, **params)
-  l, r, o = dn.lhs_spec, dn.rhs_spec, dn.out_spec
-  lhs = jax.lax.transpose(lhs, (l[0], l[2], l[3], l[1]))
-  rhs = jax.lax.transpose(rhs, (r[2], r[3], r[1], r[0]))
-  out = primitive.bind(lhs, rhs, dimension_numbers=_CANONICAL_CONV, **params)
-  return jax.lax.transpose(out, tuple(np.argsort((o[0], o[2], o[3], o[1]))))
-
-
-def _tiles(x: jax.Array, window: tuple[int, ...]) -> jax.Array | None:
-  """``x`` as ``[*x.shape // window, prod(window)]`` tiles (row-major within
-  a tile), or None unless the window tiles ``x`` exactly."""
-  if any(n % w for n, w in zip(x.shape, window)):
-    return None
-  split = [d for n, w in zip(x.shape, window) for d in (n // w, w)]
-  rank = x.ndim
-  order = [2 * i for i in range(rank)] + [2 * i + 1 for i in range(rank)]
-  tiled = jax.lax.transpose(x.reshape(split), order)
-  return tiled.reshape(*tiled.shape[:rank], -1)
-
-
-def _untile(tiles: jax.Array, window: tuple[int, ...]) -> jax.Array:
-  """Inverse of :func:`_tiles`."""
-  rank = len(window)
-  x = tiles.reshape(*tiles.shape[:rank], *window)
-  order = [i for d in range(rank) for i in (d, rank + d)]
-  x = jax.lax.transpose(x, order)
-  return x.reshape([n * w for n, w in zip(tiles.shape[:rank], window)])
-
-
-def _is_tiling(params: dict[str, Any]) -> bool:
-  """A pooling window equal to its stride, without padding or dilation."""
-  return (params["window_dimensions"] == params["window_strides"]
-          and all(p == (0, 0) for p in params["padding"])
-          and all(d == 1 for d in params.get("base_dilation", ()))
-          and all(d == 1 for d in params.get("window_dilation", ())))
-
-
-def _window_max(primitive: Any, x: jax.Array, **params: Any) -> jax.Array:
-  """``reduce_window`` max pooling of non-overlapping windows as a reduce."""
-  tiles = _tiles(x, params["window_dimensions"]) if _is_tiling(params) else None
-  if tiles is None:
-    return primitive.bind(x, **params)
-  return jnp.max(tiles, axis=-1)
-
-
-def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
-                        **params: Any) -> jax.Array:
-  """Max-pooling gradient (``select_and_scatter_add`` with ``ge``): each
-  window's ``source`` value goes to its first maximal element."""
-  tiles = (_tiles(operand, params["window_dimensions"])
-           if _is_tiling(params) and params["select_prim"] is jax.lax.ge_p
-           else None)
-  if tiles is None:
-    return primitive.bind(source, operand, **params)
-  first_max = jax.nn.one_hot(jnp.argmax(tiles, axis=-1), tiles.shape[-1],
-                             dtype=source.dtype)
-  return _untile(first_max * source[..., None], params["window_dimensions"])
-
-
-# Each rewrite is called as ``rewrite(primitive, *inputs, **params)`` with the
-# equation's own primitive (select_and_scatter_add is not public), which it
-# binds unchanged when its special form does not apply.
-_CPU_REWRITES = {
-    "conv_general_dilated": _canonical_conv,
-    "reduce_window_max": _window_max,
-    "select_and_scatter_add": _window_max_scatter,
-}
-
-
-def _eval_for_cpu(jaxpr: jex_core.Jaxpr, consts: list[Any],
-                  *args: Any) -> list[Any]:
-  """Evaluates a jaxpr with the :data:`_CPU_REWRITES` applied."""
-  env: dict[Any, Any] = {}
-
-  def read(var):
-    return var.val if isinstance(var, jex_core.Literal) else env[var]
-
-  env.update(zip(jaxpr.constvars, consts))
-  env.update(zip(jaxpr.invars, args))
-  for eqn in jaxpr.eqns:
-    inputs = [read(v) for v in eqn.invars]
-    name = eqn.primitive.name
-    if name in _CPU_REWRITES:
-      outputs = [_CPU_REWRITES[name](eqn.primitive, *inputs, **eqn.params)]
-    elif name in ("jit", "pjit"):  # Inline nested jits.
-      inner = eqn.params["jaxpr"]
-      outputs = _eval_for_cpu(inner.jaxpr, inner.consts, *inputs)
-    else:
-      outputs = eqn.primitive.bind(
-          *inputs, **eqn.primitive.get_bind_params(eqn.params))
-      if not eqn.primitive.multiple_results:
-        outputs = [outputs]
-    env.update((v, x) for v, x in zip(eqn.outvars, outputs)
-               if not isinstance(v, jex_core.DropVar))
-  return [read(v) for v in jaxpr.outvars]
-
-
-def _cpu_fast_path(fn: Callable[..., Any]) -> Callable[..., Any]:
-  """``fn`` with convolutions and max pooling (forward and gradient) in the
-  forms XLA:CPU runs fast inside ``lax.scan``; same values.
-
-  Measured on ToyNet inside the epoch scan (2 CPU cores): the canonical
-  convolution layout makes a batch-128 step ~8x faster, tiled pooling a
-  further ~25%.
-  """
-
-  def wrapped(*args):
-    closed, out_shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
-    outputs = _eval_for_cpu(closed.jaxpr, closed.consts,
-                            *jax.tree.leaves(args))
-    return jax.tree.unflatten(jax.tree.structure(out_shapes), outputs)
-
-  return wrapped
-
-
 def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
   """A one-axis ``("data",)`` mesh over ``devices`` (default: all)."""
   devices = jax.devices() if devices is None else list(devices)
@@ -407,6 +270,21 @@ def _on_cpu(sharding: NamedSharding) -> bool:
   return sharding.mesh.devices.flat[0].platform == "cpu"
 
 
+def _for_cpu(step: Callable[..., tuple[Any, Any]]) -> Callable[..., Any]:
+  """``step(state, *batch)`` (:func:`train_step` or :func:`eval_step`) in the
+  forms XLA:CPU runs fast (:mod:`jaxdl._xla_cpu`): the model's forward pass
+  rewritten before autodiff, then the whole step."""
+
+  def with_fast_forward(state, *batch):
+    apply_fn = state.apply_fn
+    out = step(state.replace(apply_fn=_xla_cpu.fast_forward(apply_fn)),
+               *batch)
+    return tuple(x.replace(apply_fn=apply_fn) if isinstance(x, TrainState)
+                 else x for x in out)
+
+  return _xla_cpu.fast_path(with_fast_forward)
+
+
 def _train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
                  batch_size: int, preprocess: Callable[[jax.Array], jax.Array],
                  sharding: NamedSharding) -> tuple[TrainState, Metrics]:
@@ -414,7 +292,7 @@ def _train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
   rng, shuffle_key = jax.random.split(state.rng)
   batches = data.batch_indices(images.shape[0], batch_size=batch_size,
                                key=shuffle_key)
-  step = _cpu_fast_path(train_step) if _on_cpu(sharding) else train_step
+  step = _for_cpu(train_step) if _on_cpu(sharding) else train_step
 
   def body(state, batch):
     return step(state, *_gather_batch(images, labels, batch, preprocess,
@@ -428,7 +306,7 @@ def _eval_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
                 sharding: NamedSharding) -> tuple[Metrics, jax.Array]:
   """Summed metrics and ``[N, C]`` logits over a dataset, in order."""
   batches = data.batch_indices(images.shape[0], batch_size=batch_size)
-  step = _cpu_fast_path(eval_step) if _on_cpu(sharding) else eval_step
+  step = _for_cpu(eval_step) if _on_cpu(sharding) else eval_step
 
   def body(_, batch):
     return None, step(state, *_gather_batch(images, labels, batch,

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import data, optim, train
+from jaxdl import _xla_cpu, data, optim, train
 from jaxdl.nn import ToyNet
 
 # Shared so that states, steps and fit() epochs compile once per shape.
@@ -207,7 +207,7 @@ def test_cpu_fast_path_keeps_values_and_gradients(rng):
 
   @jax.jit
   def in_scan(x, k):
-    fn = train._cpu_fast_path(grad)  # pylint: disable=protected-access
+    fn = _xla_cpu.fast_path(grad)
     return jax.lax.scan(lambda c, _: (c, fn(x, k)), 0.0, length=2)[1]
 
   got = jax.tree.map(lambda a: a[1], in_scan(x, k))
@@ -215,14 +215,14 @@ def test_cpu_fast_path_keeps_values_and_gradients(rng):
   _close(got, expected, rtol=1e-5, atol=1e-5)
   # The rewrite happened: every convolution is NHWC/HWIO, and only the
   # overlapping pool keeps its reduce_window / select_and_scatter pair.
-  rewritten = train._cpu_fast_path(grad)  # pylint: disable=protected-access
+  rewritten = _xla_cpu.fast_path(grad)
   jaxpr = jax.make_jaxpr(rewritten)(x, k)
   names = [e.primitive.name for e in jaxpr.eqns]
   assert names.count("reduce_window_max") == 1
   assert names.count("select_and_scatter_add") == 1
   convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
   assert convs and all(e.params["dimension_numbers"] == (
-      train._CANONICAL_CONV) for e in convs)  # pylint: disable=protected-access
+      _xla_cpu._CANONICAL_CONV) for e in convs)  # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------------- fit

@@ -1,0 +1,273 @@
+"""XLA:CPU fast paths for the training loop: same values, faster forms.
+
+XLA:CPU runs some layers much slower inside a while loop (the body of
+``lax.scan``) than in a top-level computation, and runs convolutions with
+few input channels far below its speed on wider ones. A function is traced
+to a jaxpr and re-evaluated with some primitives rewritten into equivalent
+forms that XLA:CPU runs fast; values change only by float rounding.
+
+Two rewrite sets, applied in turn by :mod:`jaxdl.train` on CPU:
+
+* :func:`fast_forward` wraps the model's forward pass, **before**
+  differentiation, so that autodiff differentiates the rewritten form: a
+  stride-1 convolution of a few input channels (an RGB first layer) becomes a
+  space-to-depth convolution with 4x the channels.
+* :func:`fast_path` wraps the whole differentiated step: every convolution
+  (including the gradient convolutions autodiff made) in the canonical
+  NHWC/HWIO layout, and non-overlapping max pooling and its gradient as
+  reductions over tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.extend.core as jex_core
+import jax.numpy as jnp
+import numpy as np
+
+# NHWC input, HWIO kernel, NHWC output: the layout XLA:CPU runs with Eigen.
+_CANONICAL_CONV = jax.lax.ConvDimensionNumbers(
+    lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
+
+
+def _canonical_conv(primitive: Any, lhs: jax.Array, rhs: jax.Array, *,
+                    dimension_numbers: jax.lax.ConvDimensionNumbers,
+                    **params: Any) -> jax.Array:
+  """A 2-D convolution as transposes around an NHWC/HWIO one.
+
+  XLA:CPU canonicalises convolution layouts only in the entry computation,
+  so in a loop body the kernel gradient of a convolution runs as a naive
+  loop, 5-10x slower than with Eigen (jax-ml/jax#12868).
+  """
+  dn = dimension_numbers
+  if len(dn.lhs_spec) != 4 or dn == _CANONICAL_CONV:
+    return primitive.bind(lhs, rhs, dimension_numbers=dn, **params)
+  l, r, o = dn.lhs_spec, dn.rhs_spec, dn.out_spec
+  lhs = jax.lax.transpose(lhs, (l[0], l[2], l[3], l[1]))
+  rhs = jax.lax.transpose(rhs, (r[2], r[3], r[1], r[0]))
+  out = primitive.bind(lhs, rhs, dimension_numbers=_CANONICAL_CONV, **params)
+  return jax.lax.transpose(out, tuple(np.argsort((o[0], o[2], o[3], o[1]))))
+
+
+def _tiles(x: jax.Array, window: tuple[int, ...]) -> jax.Array | None:
+  """``x`` as ``[*x.shape // window, prod(window)]`` tiles (row-major within
+  a tile), or None unless the window tiles ``x`` exactly."""
+  if any(n % w for n, w in zip(x.shape, window)):
+    return None
+  split = [d for n, w in zip(x.shape, window) for d in (n // w, w)]
+  rank = x.ndim
+  order = [2 * i for i in range(rank)] + [2 * i + 1 for i in range(rank)]
+  tiled = jax.lax.transpose(x.reshape(split), order)
+  return tiled.reshape(*tiled.shape[:rank], -1)
+
+
+def _untile(tiles: jax.Array, window: tuple[int, ...]) -> jax.Array:
+  """Inverse of :func:`_tiles`."""
+  rank = len(window)
+  x = tiles.reshape(*tiles.shape[:rank], *window)
+  order = [i for d in range(rank) for i in (d, rank + d)]
+  x = jax.lax.transpose(x, order)
+  return x.reshape([n * w for n, w in zip(tiles.shape[:rank], window)])
+
+
+def _is_tiling(params: dict[str, Any]) -> bool:
+  """A pooling window equal to its stride, without padding or dilation."""
+  return (params["window_dimensions"] == params["window_strides"]
+          and all(p == (0, 0) for p in params["padding"])
+          and all(d == 1 for d in params.get("base_dilation", ()))
+          and all(d == 1 for d in params.get("window_dilation", ())))
+
+
+def _window_max(primitive: Any, x: jax.Array, **params: Any) -> jax.Array:
+  """``reduce_window`` max pooling of non-overlapping windows as a reduce."""
+  tiles = _tiles(x, params["window_dimensions"]) if _is_tiling(params) else None
+  if tiles is None:
+    return primitive.bind(x, **params)
+  return jnp.max(tiles, axis=-1)
+
+
+def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
+                        **params: Any) -> jax.Array:
+  """Max-pooling gradient (``select_and_scatter_add`` with ``ge``): each
+  window's ``source`` value goes to its first maximal element."""
+  tiles = (_tiles(operand, params["window_dimensions"])
+           if _is_tiling(params) and params["select_prim"] is jax.lax.ge_p
+           else None)
+  if tiles is None:
+    return primitive.bind(source, operand, **params)
+  first_max = jax.nn.one_hot(jnp.argmax(tiles, axis=-1), tiles.shape[-1],
+                             dtype=source.dtype)
+  return _untile(first_max * source[..., None], params["window_dimensions"])
+
+
+# Space-to-depth applies to convolutions with at most this many input
+# channels. Measured with ToyNet's layers inside lax.scan on 2 CPU cores
+# (forward + kernel gradient, batch 64): 3 input channels (5x5, 6 outputs)
+# 6.3 -> 2.2 ms; 6 input channels (5x5, 16 outputs) 0.73 -> 0.79 ms.
+_SPACE_TO_DEPTH_MAX_IN_CHANNELS = 4
+
+
+def _space_to_depth(x: jax.Array) -> jax.Array:
+  """``[B, 2H, 2W, C] -> [B, H, W, 4C]``, channels ordered (row, col, c)."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def _depth_to_space(x: jax.Array) -> jax.Array:
+  """Inverse of :func:`_space_to_depth`."""
+  b, h, w, c4 = x.shape
+  x = x.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c4 // 4)
+
+
+def _phase_taps(size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Kernel offsets ``2 * tap + p - r`` ``[size // 2 + 1, 2, 2]`` (tap,
+  input phase p, output phase r) and whether each lies in ``[0, size)``."""
+  offset = (2 * np.arange(size // 2 + 1)[:, None, None]
+            + np.arange(2)[None, :, None] - np.arange(2)[None, None, :])
+  return offset, (offset >= 0) & (offset < size)
+
+
+def _space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
+  """HWIO ``[kh, kw, C, O]`` -> ``[kh // 2 + 1, kw // 2 + 1, 4C, 4O]``.
+
+  Output pixel ``(2Y + r, 2X + s)`` reads input pixel ``(2(Y + a) + p,
+  2(X + b) + q)`` through ``kernel[2a + p - r, 2b + q - s]`` (zero outside
+  the kernel), which is a stride-1 convolution between the space-to-depth
+  input (channels ``p, q, c``) and output (channels ``r, s, o``).
+  """
+  kh, kw, c, o = kernel.shape
+  rows, rows_ok = _phase_taps(kh)
+  cols, cols_ok = _phase_taps(kw)
+  # Axes (a, b, p, q, r, s).
+  row = rows[:, None, :, None, :, None]
+  col = cols[None, :, None, :, None, :]
+  inside = rows_ok[:, None, :, None, :, None] & cols_ok[None, :, None, :, None, :]
+  taps = kernel[np.clip(row, 0, kh - 1), np.clip(col, 0, kw - 1)]
+  taps = jnp.where(inside[..., None, None], taps, 0)  # [a, b, p, q, r, s, C, O]
+  taps = taps.transpose(0, 1, 2, 3, 6, 4, 5, 7)  # [a, b, p, q, C, r, s, O]
+  return taps.reshape(kh // 2 + 1, kw // 2 + 1, 4 * c, 4 * o)
+
+
+def _space_to_depth_conv(primitive: Any, lhs: jax.Array, rhs: jax.Array,
+                         **params: Any) -> jax.Array:
+  """A stride-1 NHWC/HWIO convolution of few input channels, computed on
+  2x2 space-to-depth blocks.
+
+  With 3 input and 6 output channels, XLA:CPU's convolution (and its kernel
+  gradient) runs a contraction with 6 columns; on 2x2 blocks it has 24, at
+  the cost of ``(2 * (k // 2 + 1) / k) ** 2`` times the multiply-adds (1.44
+  for 5x5). Other convolutions are bound unchanged.
+  """
+  applies = (params["dimension_numbers"] == _CANONICAL_CONV
+             and all(s == 1 for s in params["window_strides"])
+             and all(d == 1 for d in params["lhs_dilation"])
+             and all(d == 1 for d in params["rhs_dilation"])
+             and params["feature_group_count"] == 1
+             and params["batch_group_count"] == 1
+             and rhs.shape[2] <= _SPACE_TO_DEPTH_MAX_IN_CHANNELS
+             and min(rhs.shape[:2]) >= 2)
+  if not applies:
+    return primitive.bind(lhs, rhs, **params)
+  kh, kw = rhs.shape[:2]
+  (top, bottom), (left, right) = params["padding"]
+  out_h = lhs.shape[1] + top + bottom - kh + 1
+  out_w = lhs.shape[2] + left + right - kw + 1
+  # Even output size, and the input rows/columns the 2x2 taps read.
+  need_h = 2 * math.ceil(out_h / 2) + 2 * (kh // 2)
+  need_w = 2 * math.ceil(out_w / 2) + 2 * (kw // 2)
+  x = jax.lax.pad(lhs, jnp.zeros((), lhs.dtype), (
+      (0, 0, 0), (top, need_h - lhs.shape[1] - top, 0),
+      (left, need_w - lhs.shape[2] - left, 0), (0, 0, 0)))
+  out = primitive.bind(
+      _space_to_depth(x), _space_to_depth_kernel(rhs),
+      **{**params, "padding": ((0, 0), (0, 0))})
+  return _depth_to_space(out)[:, :out_h, :out_w]
+
+
+Rewrites = Mapping[str, Callable[..., jax.Array]]
+
+# Each rewrite is called as ``rewrite(primitive, *inputs, **params)`` with the
+# equation's own primitive (select_and_scatter_add is not public), which it
+# binds unchanged when its special form does not apply.
+_STEP_REWRITES: Rewrites = {
+    "conv_general_dilated": _canonical_conv,
+    "reduce_window_max": _window_max,
+    "select_and_scatter_add": _window_max_scatter,
+}
+_FORWARD_REWRITES: Rewrites = {
+    "conv_general_dilated": _space_to_depth_conv,
+}
+
+
+def _evaluate(jaxpr: jex_core.Jaxpr, consts: list[Any], args: list[Any],
+              rewrites: Rewrites) -> list[Any]:
+  """Evaluates a jaxpr with ``rewrites`` applied (nested jits inlined)."""
+  env: dict[Any, Any] = {}
+
+  def read(var):
+    return var.val if isinstance(var, jex_core.Literal) else env[var]
+
+  env.update(zip(jaxpr.constvars, consts))
+  env.update(zip(jaxpr.invars, args))
+  for eqn in jaxpr.eqns:
+    inputs = [read(v) for v in eqn.invars]
+    name = eqn.primitive.name
+    if name in rewrites:
+      outputs = [rewrites[name](eqn.primitive, *inputs, **eqn.params)]
+    elif name in ("jit", "pjit"):
+      inner = eqn.params["jaxpr"]
+      outputs = _evaluate(inner.jaxpr, inner.consts, inputs, rewrites)
+    else:
+      outputs = eqn.primitive.bind(
+          *inputs, **eqn.primitive.get_bind_params(eqn.params))
+      if not eqn.primitive.multiple_results:
+        outputs = [outputs]
+    env.update((v, x) for v, x in zip(eqn.outvars, outputs)
+               if not isinstance(v, jex_core.DropVar))
+  return [read(v) for v in jaxpr.outvars]
+
+
+def _rewritten(fn: Callable[..., Any],
+               rewrites: Rewrites) -> Callable[..., Any]:
+  """``fn`` traced and re-evaluated with ``rewrites``. Array leaves of the
+  arguments are traced; every other leaf (flags, names) stays static."""
+
+  def wrapped(*args, **kwargs):
+    leaves, tree = jax.tree.flatten((args, kwargs))
+    traced = [isinstance(x, (jax.Array, np.ndarray)) for x in leaves]
+    arrays = [x for x, t in zip(leaves, traced) if t]
+
+    def flat_fn(*arrays):
+      given = iter(arrays)
+      a, k = jax.tree.unflatten(
+          tree, [next(given) if t else x for x, t in zip(leaves, traced)])
+      return fn(*a, **k)
+
+    closed, out_shapes = jax.make_jaxpr(flat_fn, return_shape=True)(*arrays)
+    outputs = _evaluate(closed.jaxpr, closed.consts, arrays, rewrites)
+    return jax.tree.unflatten(jax.tree.structure(out_shapes), outputs)
+
+  return wrapped
+
+
+def fast_forward(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
+  """A model's ``apply_fn`` with few-channel convolutions on space-to-depth
+  blocks; differentiate the result, not the other way round."""
+  return _rewritten(apply_fn, _FORWARD_REWRITES)
+
+
+def fast_path(fn: Callable[..., Any]) -> Callable[..., Any]:
+  """``fn`` with convolutions and max pooling (forward and gradient) in the
+  forms XLA:CPU runs fast inside ``lax.scan``; same values.
+
+  Measured on ToyNet inside the epoch scan (2 CPU cores): the canonical
+  convolution layout makes a batch-128 step ~8x faster, tiled pooling a
+  further ~25%.
+  """
+  return _rewritten(fn, _STEP_REWRITES)
