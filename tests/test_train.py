@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl import _xla_cpu, data, optim, train
+from jaxdl import data, optim, train
 from jaxdl.nn import ToyNet
 
 # Shared so that states, steps and fit() epochs compile once per shape.
@@ -180,49 +180,6 @@ def test_train_step_compiles_once(rng):
   images = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
   state, _ = step(state, images, np.array([1, 2], np.int32))
   step(state, images + 1, np.array([0, 1], np.int32))
-
-
-def test_cpu_fast_path_keeps_values_and_gradients(rng):
-  """The CPU scan rewrites (convolutions, max pooling) change no value."""
-  # Rounded inputs make ties inside pooling windows: the gradient must go to
-  # the first maximum, as XLA's select_and_scatter does.
-  x = jnp.asarray(np.round(rng.normal(size=(2, 8, 8, 4))), jnp.float32)
-  k = jnp.asarray(rng.normal(size=(3, 3, 2, 6)), jnp.float32)
-
-  def loss(x, k):
-    y = jax.lax.conv_general_dilated(
-        x, k, (2, 1), ((1, 1), (0, 2)), rhs_dilation=(1, 2),
-        feature_group_count=2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    z = jax.lax.conv_general_dilated(  # Non-canonical layouts.
-        jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(k[..., :2], (3, 2, 0, 1)),
-        (1, 1), "SAME", feature_group_count=2,
-        dimension_numbers=("NCHW", "OIHW", "NCHW"))
-    tiled = nn.max_pool(x, (2, 2), strides=(2, 2))  # Rewritten.
-    overlapping = nn.max_pool(x, (3, 3), strides=(2, 2))  # Left as is.
-    return (jnp.sum(jnp.sin(y)) + jnp.sum(z ** 2) + jnp.sum(tiled ** 3)
-            + jnp.sum(jnp.cos(overlapping)))
-
-  grad = jax.value_and_grad(loss, argnums=(0, 1))
-  expected = jax.jit(grad)(x, k)
-
-  @jax.jit
-  def in_scan(x, k):
-    fn = _xla_cpu.fast_path(grad)
-    return jax.lax.scan(lambda c, _: (c, fn(x, k)), 0.0, length=2)[1]
-
-  got = jax.tree.map(lambda a: a[1], in_scan(x, k))
-  # float32 with reordered accumulation: 1e-5 relative, 1e-5 absolute.
-  _close(got, expected, rtol=1e-5, atol=1e-5)
-  # The rewrite happened: every convolution is NHWC/HWIO, and only the
-  # overlapping pool keeps its reduce_window / select_and_scatter pair.
-  rewritten = _xla_cpu.fast_path(grad)
-  jaxpr = jax.make_jaxpr(rewritten)(x, k)
-  names = [e.primitive.name for e in jaxpr.eqns]
-  assert names.count("reduce_window_max") == 1
-  assert names.count("select_and_scatter_add") == 1
-  convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
-  assert convs and all(e.params["dimension_numbers"] == (
-      _xla_cpu._CANONICAL_CONV) for e in convs)  # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------------- fit

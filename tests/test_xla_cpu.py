@@ -1,0 +1,138 @@
+"""Tests for jaxdl._xla_cpu: the training loop's CPU rewrites keep values."""
+
+from __future__ import annotations
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import _xla_cpu, optim, train
+from jaxdl.nn import ToyNet
+
+
+def _close(a, b, rtol, atol=0.0):
+  chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
+
+
+def _convolutions(fn, *args):
+  jaxpr = jax.make_jaxpr(fn)(*args)
+  return [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+
+
+def test_cpu_fast_path_keeps_values_and_gradients(rng):
+  """The CPU scan rewrites (convolutions, max pooling) change no value."""
+  # Rounded inputs make ties inside pooling windows: the gradient must go to
+  # the first maximum, as XLA's select_and_scatter does.
+  x = jnp.asarray(np.round(rng.normal(size=(2, 8, 8, 4))), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 2, 6)), jnp.float32)
+
+  def loss(x, k):
+    y = jax.lax.conv_general_dilated(
+        x, k, (2, 1), ((1, 1), (0, 2)), rhs_dilation=(1, 2),
+        feature_group_count=2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    z = jax.lax.conv_general_dilated(  # Non-canonical layouts.
+        jnp.transpose(x, (0, 3, 1, 2)), jnp.transpose(k[..., :2], (3, 2, 0, 1)),
+        (1, 1), "SAME", feature_group_count=2,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    tiled = nn.max_pool(x, (2, 2), strides=(2, 2))  # Rewritten.
+    overlapping = nn.max_pool(x, (3, 3), strides=(2, 2))  # Left as is.
+    return (jnp.sum(jnp.sin(y)) + jnp.sum(z ** 2) + jnp.sum(tiled ** 3)
+            + jnp.sum(jnp.cos(overlapping)))
+
+  grad = jax.value_and_grad(loss, argnums=(0, 1))
+  expected = jax.jit(grad)(x, k)
+
+  @jax.jit
+  def in_scan(x, k):
+    fn = _xla_cpu.fast_path(grad)
+    return jax.lax.scan(lambda c, _: (c, fn(x, k)), 0.0, length=2)[1]
+
+  got = jax.tree.map(lambda a: a[1], in_scan(x, k))
+  # float32 with reordered accumulation: 1e-5 relative, 1e-5 absolute.
+  _close(got, expected, rtol=1e-5, atol=1e-5)
+  # The rewrite happened: every convolution is NHWC/HWIO, and only the
+  # overlapping pool keeps its reduce_window / select_and_scatter pair.
+  rewritten = _xla_cpu.fast_path(grad)
+  jaxpr = jax.make_jaxpr(rewritten)(x, k)
+  names = [e.primitive.name for e in jaxpr.eqns]
+  assert names.count("reduce_window_max") == 1
+  assert names.count("select_and_scatter_add") == 1
+  convs = [e for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+  assert convs and all(e.params["dimension_numbers"] == (
+      _xla_cpu._CANONICAL_CONV) for e in convs)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("kernel,padding,in_hw", [
+    ((5, 5), "VALID", (12, 12)),  # ToyNet's first layer, even output.
+    ((5, 5), "VALID", (11, 12)),  # Odd output height.
+    ((3, 3), "SAME", (9, 8)),
+    ((2, 4), ((1, 0), (2, 3)), (7, 6)),  # Even kernel, explicit padding.
+    ((4, 3), ((-1, 2), (0, -1)), (10, 9)),  # Negative padding crops.
+])
+def test_space_to_depth_conv_keeps_values_and_gradients(rng, kernel, padding,
+                                                        in_hw):
+  x = jnp.asarray(rng.normal(size=(2, *in_hw, 3)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(*kernel, 3, 5)), jnp.float32)
+
+  def loss(x, k):
+    y = jax.lax.conv_general_dilated(
+        x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.sin(y)), y
+
+  expected = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(x, k)
+  fast = jax.value_and_grad(_xla_cpu.fast_forward(loss), argnums=(0, 1),
+                            has_aux=True)
+  got = jax.jit(fast)(x, k)
+  assert got[0][1].shape == expected[0][1].shape
+  _close(got, expected, rtol=1e-4, atol=1e-4)
+  # The rewrite happened: one convolution, on 4x the input channels.
+  (conv,) = _convolutions(_xla_cpu.fast_forward(loss), x, k)
+  assert conv.invars[0].aval.shape[-1] == 12
+
+
+@pytest.mark.parametrize("case", ["wide_input", "strided", "dilated",
+                                  "grouped", "one_by_one"])
+def test_space_to_depth_conv_leaves_other_convolutions(rng, case):
+  channels, strides, dilation, groups, kernel = 3, (1, 1), (1, 1), 1, (3, 3)
+  if case == "wide_input":
+    channels = 8
+  elif case == "strided":
+    strides = (2, 1)
+  elif case == "dilated":
+    dilation = (2, 2)
+  elif case == "grouped":
+    channels, groups = 4, 2
+  else:
+    kernel = (1, 1)
+  x = jnp.asarray(rng.normal(size=(1, 8, 8, channels)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(*kernel, channels // groups, 4)),
+                  jnp.float32)
+  conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, strides, "SAME", rhs_dilation=dilation,
+      feature_group_count=groups, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  (eqn,) = _convolutions(_xla_cpu.fast_forward(conv), x, k)
+  assert eqn.invars[0].aval.shape == x.shape
+  _close(_xla_cpu.fast_forward(conv)(x, k), conv(x, k), rtol=0)
+
+
+def test_fit_on_cpu_matches_plain_train_steps(rng):
+  """The epoch scan (both rewrites) equals train_step applied batch by batch
+  without them, for ToyNet, whose first layer is rewritten."""
+  images = rng.normal(size=(8, 32, 32, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, 8).astype(np.int32)
+  state = train.create_train_state(jax.random.key(0), ToyNet(),
+                                   optim.sgd(0.01, momentum=0.9),
+                                   jnp.zeros((1, 32, 32, 3)))
+  fast = jax.jit(train._for_cpu(train.train_step))  # pylint: disable=protected-access
+  plain = jax.jit(train.train_step)
+  fast_state, plain_state = state, state
+  for batch in range(2):
+    x, y = images[4 * batch:4 * batch + 4], labels[4 * batch:4 * batch + 4]
+    fast_state, fast_metrics = fast(fast_state, x, y)
+    plain_state, plain_metrics = plain(plain_state, x, y)
+    _close(fast_metrics, plain_metrics, rtol=1e-5, atol=1e-5)
+  assert fast_state.apply_fn is state.apply_fn
+  _close(fast_state.params, plain_state.params, rtol=1e-4, atol=1e-6)
