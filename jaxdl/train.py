@@ -527,13 +527,15 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
   state = put(state)
 
   compile_start = time.perf_counter()
-  train_epoch = _train_epoch_jit.lower(
+  compile_epoch = (_xla_cpu.compile if _on_cpu(sharded)
+                   else jax.stages.Lowered.compile)
+  train_epoch = compile_epoch(_train_epoch_jit.lower(
       state, train_images, train_labels, batch_size=batch_size,
-      preprocess=preprocess, sharding=sharded).compile()
+      preprocess=preprocess, sharding=sharded))
   if has_test:
-    eval_epoch = _eval_epoch_jit.lower(
+    eval_epoch = compile_epoch(_eval_epoch_jit.lower(
         state, test_images, test_labels, batch_size=eval_batch_size,
-        preprocess=preprocess, sharding=sharded).compile()
+        preprocess=preprocess, sharding=sharded))
   _append(history, compile_seconds=time.perf_counter() - compile_start)
 
   test_logits = None

@@ -136,3 +136,24 @@ def test_fit_on_cpu_matches_plain_train_steps(rng):
     _close(fast_metrics, plain_metrics, rtol=1e-5, atol=1e-5)
   assert fast_state.apply_fn is state.apply_fn
   _close(fast_state.params, plain_state.params, rtol=1e-4, atol=1e-6)
+
+
+def test_compile_without_ynnpack_fusions_keeps_values(rng):
+  """The compiler option changes kernels, not results."""
+  x = jnp.asarray(rng.normal(size=(4, 16, 16, 12)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, 12, 24)), jnp.float32)
+
+  def loss(x, k):
+    y = jax.lax.conv_general_dilated(
+        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.tanh(y))
+
+  grad = jax.jit(jax.value_and_grad(loss, argnums=1))
+  lowered = grad.lower(x, k)
+  compiled = _xla_cpu.compile(lowered)
+  _close(compiled(x, k), lowered.compile()(x, k), rtol=1e-5, atol=1e-4)
+  try:
+    lowered.compile(compiler_options=_xla_cpu._COMPILER_OPTIONS)  # pylint: disable=protected-access
+  except RuntimeError:
+    pytest.skip("this XLA has no YNNPACK fusion option")
+  assert "__ynn_fusion" not in compiled.as_text()
