@@ -241,6 +241,7 @@ def main() -> None:
       for b, (plain, fast) in counts.items())
   needed = (counts[small][1] / (best_torch_step[small] / 5) / 1e9
             if small in best_torch_step else float("nan"))
+  peak = benchutil.matmul_flops_per_second() / 1e9
   wall, last_line = time_main_job()
   accuracy = float(re.search(r"test accuracy ([0-9.]+)", last_line).group(1))
   print(f"main job: {wall:.1f} s, {last_line}", flush=True)
@@ -257,11 +258,9 @@ the faster of 1 and {torch_threads} (default) torch threads.
 jaxdl ({MESH_DEVICES} devices): the same ``fit`` with every batch sharded over a
 ``("data",)`` mesh of {MESH_DEVICES} CPU devices, one per core
 (``XLA_FLAGS=--xla_force_host_platform_device_count={MESH_DEVICES}``, set in a
-subprocess because the device count is fixed when JAX starts). On one device
-XLA:CPU keeps only part of the second core busy in this loop; on the mesh
-each device runs its share of the batch on its own thread, at the price of
-a cross-device gradient sum every step, which costs more than it saves at
-batch size 4.
+subprocess because the device count is fixed when JAX starts): each device
+runs its share of the batch on its own thread, at the price of a
+cross-device gradient sum every step.
 
 {table}
 
@@ -274,9 +273,11 @@ space-to-depth blocks, rewritten before autodiff so that their gradients
 are too: 4x wider contractions for 1.44x the multiply-adds. XLA's cost
 analysis counts
 {flops_note}.
-At batch size 4 the step is now bound by that arithmetic: the XLA profile
-shows the convolutions at 90-100 GFLOP/s, and 5x PyTorch would need the
-whole step, some 80 kernels, to sustain about {needed:.0f} GFLOP/s.
+On CPU ``fit`` also compiles its epochs without XLA:CPU's YNNPACK fusions
+(``jaxdl._xla_cpu.compile``), whose kernels ran these convolutions several
+times slower than XLA's own. At batch size 4, 5x PyTorch would need the
+whole step, some 80 small XLA kernels, to sustain {needed:.0f} GFLOP/s, where
+a 2048 x 2048 matmul reaches {peak:.0f} GFLOP/s on the same cores.
 
 ## The default main job
 
