@@ -273,9 +273,9 @@ space-to-depth blocks, rewritten before autodiff so that their gradients
 are too: 4x wider contractions for 1.44x the multiply-adds. XLA's cost
 analysis counts
 {flops_note}.
-On CPU ``fit`` also compiles its epochs without XLA:CPU's YNNPACK fusions
-(``jaxdl._xla_cpu.compile``), whose kernels ran these convolutions several
-times slower than XLA's own. At batch size 4, 5x PyTorch would need the
+On CPU ``fit`` also compiles its epochs without YNNPACK's convolutions
+(``jaxdl._xla_cpu.compile``), which ran these convolutions several times
+slower than XLA:CPU's own kernels. At batch size 4, 5x PyTorch would need the
 whole step, some 80 small XLA kernels, to sustain {needed:.0f} GFLOP/s, where
 a 2048 x 2048 matmul reaches {peak:.0f} GFLOP/s on the same cores.
 
