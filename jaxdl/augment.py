@@ -33,7 +33,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import boxes as boxes_lib
-from jaxdl._checks import as_boxes, int_pair
+from jaxdl._checks import as_boxes, as_rank, int_pair, mask_or_ones
 
 
 class Mosaic(NamedTuple):
@@ -61,11 +61,7 @@ class Perspective(NamedTuple):
 
 
 def _as_image(image: ArrayLike, name: str = "image") -> jax.Array:
-  image = jnp.asarray(image)
-  if image.ndim != 3:
-    raise ValueError(
-        f"{name} must have shape [H, W, C], got {tuple(image.shape)}.")
-  return image
+  return as_rank(image, name, ("H", "W", "C"))
 
 
 def _as_box_set(boxes: ArrayLike, mask: ArrayLike | None, *,
@@ -82,14 +78,7 @@ def _as_box_set(boxes: ArrayLike, mask: ArrayLike | None, *,
         f"boxes must have shape [{lead}, 4], got {tuple(boxes.shape)}.")
   if not jnp.issubdtype(boxes.dtype, jnp.floating):
     boxes = boxes.astype(jnp.float32)
-  if mask is None:
-    return boxes, jnp.ones(boxes.shape[:-1], bool)
-  mask = jnp.asarray(mask)
-  if mask.shape != boxes.shape[:-1]:
-    raise ValueError(
-        f"mask must have shape [{lead}] = {list(boxes.shape[:-1])} to match "
-        f"boxes, got {tuple(mask.shape)}.")
-  return boxes, mask.astype(bool)
+  return boxes, mask_or_ones(mask, boxes.shape[:-1])
 
 
 def _check_non_negative(**values: float) -> None:

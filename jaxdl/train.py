@@ -43,6 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxdl import _xla_cpu, data, losses
+from jaxdl._checks import mask_or_ones
 
 DATA_AXIS = "data"
 
@@ -156,12 +157,7 @@ def _check_batch(images: jax.Array, labels: jax.Array,
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise ValueError(f"labels must be integer class indices, got "
                      f"{labels.dtype}.")
-  if mask is None:
-    return jnp.ones(labels.shape, bool)
-  if mask.shape != labels.shape:
-    raise ValueError(f"mask must have shape {labels.shape}, got "
-                     f"{mask.shape}.")
-  return mask.astype(bool)
+  return mask_or_ones(mask, labels.shape)
 
 
 def _apply(state: TrainState, params: Any, images: jax.Array, *,
