@@ -17,6 +17,11 @@ spans them; each process must load the same dataset and use the same key
 (the replicated inputs are then identical everywhere, as ``device_put`` of a
 host array to a multi-process sharding requires).
 
+On CPU, each epoch is traced and compiled in forms that XLA:CPU runs fast
+(``jaxdl._xla_cpu``: canonical convolution layouts, tiled pooling, narrow
+convolutions on space-to-depth blocks, no YNNPACK convolutions); results
+equal :func:`train_step`'s up to float rounding.
+
 Checkpoints are written with orbax when a directory is given; ``resume``
 continues from the last one and ends with the same parameters as an
 uninterrupted run, because the data order and dropout keys derive from the
