@@ -50,12 +50,17 @@ def _cifar_like(rng: np.random.Generator, n: int):
   return images, rng.integers(0, 10, n).astype(np.int32)
 
 
+def _initial_state() -> train.TrainState:
+  """ToyNet and the tutorial's SGD, as every jaxdl measurement starts."""
+  return train.create_train_state(
+      jax.random.key(0), ToyNet(), optim.sgd(LR, momentum=MOMENTUM),
+      np.zeros((1, 32, 32, 3), np.float32))
+
+
 def time_jaxdl(images: np.ndarray, labels: np.ndarray,
                batch_size: int) -> tuple[float, float]:
   """(median seconds of one epoch via fit, first-call seconds incl. compile)."""
-  state = train.create_train_state(
-      jax.random.key(0), ToyNet(), optim.sgd(LR, momentum=MOMENTUM),
-      np.zeros((1, 32, 32, 3), np.float32))
+  state = _initial_state()
   run = lambda: train.fit(state, images, labels, epochs=1,
                           batch_size=batch_size).state
   compile_and_run = benchutil.first_call_time(run)
@@ -84,9 +89,7 @@ def time_jaxdl_on_mesh(batch_size: int, steps: int,
 def step_flops(batch_size: int) -> tuple[float, float]:
   """XLA's FLOPs of one ToyNet train_step: as written, and as ``fit`` runs
   it on CPU (with jaxdl._xla_cpu's rewrites)."""
-  state = train.create_train_state(
-      jax.random.key(0), ToyNet(), optim.sgd(LR, momentum=MOMENTUM),
-      np.zeros((1, 32, 32, 3), np.float32))
+  state = _initial_state()
   batch = (np.zeros((batch_size, 32, 32, 3), np.float32),
            np.zeros((batch_size,), np.int32))
   cpu_step = train._for_cpu(train.train_step)  # pylint: disable=protected-access

@@ -117,7 +117,11 @@ _SPACE_TO_DEPTH_MAX_CHANNELS = 16
 
 
 def _space_to_depth(x: jax.Array) -> jax.Array:
-  """``[B, 2H, 2W, C] -> [B, H, W, 4C]``, channels ordered (row, col, c)."""
+  """``[B, 2H, 2W, C] -> [B, H, W, 4C]``, channels ordered (row, col, c).
+
+  Not :func:`_tiles`, whose (c, row, col) order made ToyNet's epoch 5-7%
+  slower (A/B, batch 4 and 128).
+  """
   b, h, w, c = x.shape
   x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b, h // 2, w // 2, 4 * c)
