@@ -260,6 +260,69 @@ def stage_breakdown(device_inputs, host_inputs):
   return rows
 
 
+def _tap_loads(image, matrix, window: int):
+  """The loads a bilinear warp cannot avoid, and nothing else.
+
+  ``image`` ``[H, W, 3]`` uint8 is packed to one uint32 per pixel (a
+  zero fourth channel, bitcast), each output pixel's source start
+  ``floor(matrix^-1 (x, y, 1))`` is clipped into the image, and a
+  ``window x window`` block of packed pixels is gathered there (2: the
+  bilinear taps, 1: nearest neighbour) and summed (wrapping uint32 adds).
+  A lower bound on any gather-based warp of the same size in XLA.
+  """
+  height, width, _ = image.shape
+  packed = jax.lax.bitcast_convert_type(
+      jnp.pad(image, ((0, 0), (0, 0), (0, 1))), jnp.uint32)
+  inverse = jnp.linalg.inv(matrix)
+  ys, xs = jnp.meshgrid(jnp.arange(SIZE, dtype=jnp.float32),
+                        jnp.arange(SIZE, dtype=jnp.float32), indexing="ij")
+  start = [jnp.clip(jnp.floor(inverse[i, 0] * xs + inverse[i, 1] * ys +
+                              inverse[i, 2]), 0, n - window).astype(jnp.int32)
+           for i, n in ((1, height), (0, width))]
+  dims = jax.lax.GatherDimensionNumbers(
+      offset_dims=(2, 3), collapsed_slice_dims=(), start_index_map=(0, 1))
+  taps = jax.lax.gather(packed, jnp.stack(start, -1), dims,
+                        slice_sizes=(window, window),
+                        mode="promise_in_bounds")
+  return taps.sum((-2, -1), dtype=jnp.uint32)
+
+
+def gather_floor(device_inputs):
+  """The warp stage against its gather floor and ``cv2.warpAffine``, on the
+  same mosaics and matrices; per output pixel."""
+  keys, *jax_args = device_inputs
+  mosaics = jax.jit(jax.vmap(augment.mosaic))(keys, *jax_args).image
+  sample = functools.partial(augment.perspective_matrix, height=2 * SIZE,
+                             width=2 * SIZE, border=-SIZE // 2, **HYP)
+  matrices = jax.jit(jax.vmap(lambda k: sample(k).matrix))(keys)
+  host_images, host_matrices = np.asarray(mosaics), np.asarray(
+      matrices, np.float64)
+  warp = functools.partial(augment.warp_image, size=SIZE, affine=True)
+  calls = {
+      "jaxdl `warp_image` (bilinear, 4 taps x 3 channels, blend)":
+          functools.partial(jax.jit(jax.vmap(warp)), mosaics, matrices),
+      "XLA gather floor: 2x2 packed-pixel taps per pixel, summed":
+          functools.partial(jax.jit(jax.vmap(
+              functools.partial(_tap_loads, window=2))), mosaics, matrices),
+      "XLA gather floor: 1 packed-pixel tap per pixel":
+          functools.partial(jax.jit(jax.vmap(
+              functools.partial(_tap_loads, window=1))), mosaics, matrices),
+      "OpenCV `cv2.warpAffine` (bilinear), looped over the batch":
+          lambda: [cv2.warpAffine(img, m[:2], (SIZE, SIZE),
+                                  borderValue=(114, 114, 114))
+                   for img, m in zip(host_images, host_matrices)],
+  }
+  pixels = BATCH * SIZE * SIZE
+  rows = []
+  for name, call in calls.items():
+    benchutil.first_call_time(call)
+    seconds = benchutil.median_time(call, repeats=7)
+    rows.append([name, benchutil.format_ms(seconds),
+                 f"{seconds / pixels * 1e9:.2f} ns"])
+    print(rows[-1], flush=True)
+  return rows
+
+
 def main() -> None:
   tiles, boxes, labels, mask = make_inputs(np.random.default_rng(0))
   keys = jax.random.split(jax.random.key(0), BATCH)
@@ -287,6 +350,7 @@ def main() -> None:
                  f"{boxes_kept:.1f} / {ref_kept:.1f}"])
     print(rows[-1], flush=True)
   stage_rows = stage_breakdown(device_inputs, (tiles, boxes, labels, mask))
+  floor_rows = gather_floor(device_inputs)
   headers = ["pipeline", "jaxdl batching (fastest)", "jaxdl samples/s",
              "NumPy/OpenCV samples/s", "speed-up (jaxdl / OpenCV)",
              f"jaxdl batch of {BATCH}", f"OpenCV batch of {BATCH}",
@@ -308,6 +372,16 @@ def main() -> None:
           ["stage", f"jaxdl batch of {BATCH}", "jaxdl batching (fastest)",
            "jaxdl with vmap", f"OpenCV batch of {BATCH}",
            "speed-up (jaxdl / OpenCV)"], stage_rows) +
+      "\n\n## The warp's gather floor\n\n"
+      f"{BATCH} affine warps of the {2 * SIZE}x{2 * SIZE}x3 mosaics to "
+      f"{SIZE}x{SIZE} (the same matrices, {BATCH * SIZE * SIZE:,} output "
+      "pixels). The floor rows do only the loads a gather-based bilinear warp "
+      "cannot avoid: each source pixel packed into one uint32 (so a tap is "
+      "one load, not three), the 2x2 window gathered at each output pixel's "
+      "source position, and summed. They run no interpolation and no "
+      "channel blend.\n\n" +
+      benchutil.markdown_table(
+          ["warp", f"batch of {BATCH}", "per output pixel"], floor_rows) +
       "\n\n## Pipeline by batching\n\n" +
       benchutil.markdown_table(
           ["pipeline", "jaxdl batching", f"batch of {BATCH}", "compile"],
