@@ -392,8 +392,15 @@ def warp_image(image: ArrayLike, matrix: ArrayLike, *,
   inverse = _inverse3x3(matrix)
   ys, xs = jnp.meshgrid(jnp.arange(out_h, dtype=jnp.float32),
                         jnp.arange(out_w, dtype=jnp.float32), indexing="ij")
-  src = [inverse[i, 0] * xs + inverse[i, 1] * ys + inverse[i, 2]
-         for i in range(3)]
+  # Source coordinates as one dot, not elementwise: XLA does not fuse a dot
+  # into its consumers, so the gather's tap index and the blend weights read
+  # the same stored floats. Written elementwise, XLA may recompute them in
+  # each fusion, and the copies can round differently (FMA contraction, for
+  # one); at a coordinate within an ulp of an integer the floors then differ
+  # and the weights land on the wrong taps (seen: errors of 209 levels in a
+  # packed-pixel variant at 64 x 640 px). "highest": no TF32 on GPUs.
+  grid = jnp.stack([xs, ys, jnp.ones_like(xs)])  # [3, H', W']
+  src = jnp.einsum("ij,jhw->ihw", inverse, grid, precision="highest")
   if affine:
     sx, sy = src[0], src[1]
   else:
