@@ -255,8 +255,7 @@ def main() -> None:
       "binary search for each box's slot), and a lone sort of 5000 int32 "
       "keys, XLA:CPU's fastest sort (`std::sort`, no comparator calls). The "
       "rest of jaxdl's time is its tile loop (gathers of the sorted boxes and "
-      "the pair tests). Same inputs as the "
-      "first table.",
+      "the pair tests). Same inputs as the first table.",
       benchutil.markdown_table(
           ["boxes", "N", "jaxdl nms", "ranking alone", "int32 sort alone",
            "notes NumPy", "NumPy / 10 (10x budget)"], floor_rows),
