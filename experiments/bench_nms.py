@@ -241,11 +241,12 @@ def main() -> None:
           ["boxes", "N", "peak extra RSS", "XLA temp buffers",
            "N x N IoU matrix"], memory_rows),
       "## Tile size (median time, ratio to the best in the row)",
-      f"`jaxdl.nms.TILE_SIZE` = {nms.TILE_SIZE} is the default. Clustered "
-      "boxes favour small tiles in every run. Uniform rows at 100k are "
-      "single calls of 1-3 s whose order changes between runs on the shared "
-      "machine (the best tile has ranged from 64 to 512); their work, "
-      "N x kept / 2 IoUs, does not depend on the tile size.",
+      f"`jaxdl.nms.TILE_SIZE` = {nms.TILE_SIZE} is the default. Each round "
+      "resolves one tile of the boxes still in play and screens all later "
+      "ones against the tile's kept boxes, so larger tiles mean fewer "
+      "rounds: uniform boxes, most of which are kept, want large tiles; on "
+      "clustered boxes a round removes whole clusters and the tile size "
+      "matters less.",
       benchutil.markdown_table(
           ["boxes", "N"] + [f"tile {t}" for t in TILE_SIZES], tile_rows),
       "## Where the time goes at 5k boxes",
@@ -254,8 +255,9 @@ def main() -> None:
       "`jaxdl.nms._rank` alone (a sort of order-preserving int32 keys plus a "
       "binary search for each box's slot), and a lone sort of 5000 int32 "
       "keys, XLA:CPU's fastest sort (`std::sort`, no comparator calls). The "
-      "rest of jaxdl's time is its tile loop (gathers of the sorted boxes and "
-      "the pair tests). Same inputs as the first table.",
+      "rest of jaxdl's time is its rounds (the pair tests, compacting the "
+      "boxes still in play, the per-round fixed-point loop). Same inputs as "
+      "the first table.",
       benchutil.markdown_table(
           ["boxes", "N", "jaxdl nms", "ranking alone", "int32 sort alone",
            "notes NumPy", "NumPy / 10 (10x budget)"], floor_rows),

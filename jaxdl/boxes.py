@@ -121,16 +121,28 @@ class _Overlap(NamedTuple):
   hb: jax.Array
 
 
-def _overlap(a: jax.Array, b: jax.Array, fmt: str,
-             pixel_offset: float) -> _Overlap:
-  ax1, ay1, ax2, ay2, wa, ha = _sides(a, fmt, pixel_offset)
-  bx1, by1, bx2, by2, wb, hb = _sides(b, fmt, pixel_offset)
+def _intersection(a_corners, b_corners, pixel_offset: float = 0.0):
+  """Intersection area of xyxy boxes given as ``(x1, y1, x2, y2)`` tuples of
+  broadcastable arrays (:mod:`jaxdl.nms` keeps boxes coordinate-major).
+
+  The width is at most either box's width, so an inverted (zero-area) box
+  overlaps nothing.
+  """
+  ax1, ay1, ax2, ay2 = a_corners
+  bx1, by1, bx2, by2 = b_corners
   inter_w = jnp.maximum(
       jnp.minimum(ax2, bx2) - jnp.maximum(ax1, bx1) + pixel_offset, 0.0)
   inter_h = jnp.maximum(
       jnp.minimum(ay2, by2) - jnp.maximum(ay1, by1) + pixel_offset, 0.0)
-  # inter_w <= min(wa, wb), so an inverted (zero-area) box overlaps nothing.
-  inter = inter_w * inter_h
+  return inter_w * inter_h
+
+
+def _overlap(a: jax.Array, b: jax.Array, fmt: str,
+             pixel_offset: float) -> _Overlap:
+  ax1, ay1, ax2, ay2, wa, ha = _sides(a, fmt, pixel_offset)
+  bx1, by1, bx2, by2, wb, hb = _sides(b, fmt, pixel_offset)
+  inter = _intersection((ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2),
+                       pixel_offset)
   union = wa * ha + wb * hb - inter
   enclose_w = jnp.maximum(ax2, bx2) - jnp.minimum(ax1, bx1) + pixel_offset
   enclose_h = jnp.maximum(ay2, by2) - jnp.minimum(ay1, by1) + pixel_offset

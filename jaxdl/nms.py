@@ -6,11 +6,12 @@ index arrays padded with ``-1`` plus a ``valid`` mask.
 
 Greedy NMS is exact: it returns the same indices, in the same order, as
 ``torchvision.ops.nms`` (and the corrected NumPy loop of the notes) for every
-input, without an ``N x N`` IoU matrix. Boxes are sorted once by score and
-processed in tiles of ``tile_size``; each tile is first suppressed by the boxes
-already kept (in chunks of ``tile_size``, stopping as soon as the whole tile is
-suppressed), then resolved internally with a ``[tile, tile]`` IoU block and a
-small fixed-point loop. Peak memory is ``O(N + tile_size**2)`` and the loop
+input, without an ``N x N`` IoU matrix. Boxes are ranked once by score and
+processed in rounds: each round resolves the next ``tile_size`` boxes still
+in play with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
+removes every later box that one of the round's kept boxes suppresses, so a
+kept box is compared with each later box once and suppressed boxes are
+never looked at again. Peak memory is ``O(N + tile_size**2)`` and the loop
 stops once ``max_output`` boxes are kept or the candidates run out. Under
 ``jax.vmap`` the images are processed one after another (``lax.map``), which
 keeps each image's early exits.
@@ -30,19 +31,26 @@ from jaxdl import boxes as box_ops
 from jaxdl._checks import as_boxes, mask_or_ones, one_of, positive_int
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
-# experiments/results/nms.md, two runs). Clustered boxes, most of which the
-# first kept boxes suppress, want small tiles: 256-512 were 3-6x slower than
-# the best, 32 beat 64 by 1.7-2.7x at 100k boxes and tied it at 5k-20k. On
-# uniform boxes the work (N * kept / 2 IoUs) does not depend on the tile size
-# but loop overhead does: 32 was 2.7x slower than 64 at 5k, and the best size
-# above that changed from run to run (64 to 512). 64 is the compromise.
-TILE_SIZE = 64
+# experiments/results/nms.md). Larger tiles mean fewer rounds, each
+# screening the rest of the boxes once: uniform boxes, where most boxes are
+# kept, want 128-256 (32 and 64 were 2-3x slower at 5k-20k); clustered
+# boxes, where a round removes whole clusters, ran within noise of each
+# other from 32 to 256 at 5k-100k, and 256 was slowest at 1k.
+TILE_SIZE = 128
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
 
 # Longest run of tied candidate scores that _rank resolves without a full
 # two-key sort.
 _MAX_TIE_ROUNDS = 8
+
+# A round screens the buffer this many tiles at a time, against its kept
+# boxes in blocks of tile_size / _ROW_BLOCKS (only the blocks it filled).
+# XLA:CPU splits a pair test of more than about 10k pairs over its threads;
+# profiled on 2 cores, such a [64, 512] test took 5-35 us, mostly waiting
+# for the second thread. Sizes within 2x of these ran within noise.
+_SCREEN_TILES = 2
+_ROW_BLOCKS = 4
 
 
 class NmsResult(NamedTuple):
@@ -161,17 +169,28 @@ def _rank(scores: jax.Array, candidate: jax.Array) -> jax.Array:
 def _suppresses(a: jax.Array, b: jax.Array, iou_threshold: jax.Array,
                 a_classes: jax.Array | None,
                 b_classes: jax.Array | None) -> jax.Array:
-  """``[M, T]`` bool: box ``a[m]`` would suppress box ``b[t]``.
+  """``[M, T]`` bool: box ``a[:, m]`` would suppress box ``b[:, t]``.
 
-  IoU is computed without ``eps`` as torchvision does, so two empty boxes
-  have IoU NaN and never suppress each other. Callers reduce over axis 0:
-  on CPU, XLA vectorizes a reduction over the major axis many times better
-  than one over the minor axis.
+  Boxes are coordinate-major, ``[5, M]`` and ``[5, T]``: rows x1, y1, x2,
+  y2 and the area (as :func:`jaxdl.boxes.area`), so the pair test reads
+  contiguous rows and computes no area per pair. IoU is
+  computed as :func:`jaxdl.boxes.iou` with ``eps=0`` (torchvision), so two
+  empty boxes have IoU NaN and never suppress each other. Callers reduce
+  over axis 0: on CPU, XLA vectorizes a reduction over the major axis many
+  times better than one over the minor axis.
   """
-  overlap = box_ops.iou(a[:, None, :], b[None, :, :], eps=0.0) > iou_threshold
+  inter = box_ops._intersection(  # pylint: disable=protected-access
+      tuple(a[:4, :, None]), tuple(b[:4, None, :]))
+  union = a[4][:, None] + b[4][None, :] - inter
+  overlap = inter / union > iou_threshold
   if a_classes is not None:
     overlap &= a_classes[:, None] == b_classes[None, :]
   return overlap
+
+
+def _coordinate_major(boxes: jax.Array) -> jax.Array:
+  """``[N, 4]`` xyxy boxes as the ``[5, N]`` rows of :func:`_suppresses`."""
+  return jnp.concatenate([boxes.T, box_ops.area(boxes)[None]])
 
 
 def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
@@ -182,7 +201,7 @@ def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
   iteration below reaches it because after k steps the first k entries are
   final. It stops at the first fixed point, usually after a few steps.
   """
-  t = tile_boxes.shape[0]
+  t = tile_boxes.shape[-1]
   earlier = jnp.arange(t)[:, None] < jnp.arange(t)[None, :]  # [T, T]
   edges = _suppresses(tile_boxes, tile_boxes, iou_threshold, tile_classes,
                       tile_classes) & earlier & alive[:, None]
@@ -239,7 +258,17 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
                 classes: jax.Array | None, candidate: jax.Array,
                 iou_threshold: jax.Array, *, max_output: int,
                 tile_size: int) -> jax.Array:
-  """Tiled exact greedy NMS of one image.
+  """Exact greedy NMS of one image, by rounds of suppression ahead.
+
+  The candidates, ranked by score, sit in a buffer of the boxes still in
+  play. A round resolves the first ``T`` of them exactly (no box kept
+  earlier suppresses a box in the buffer, so only the tile's own boxes
+  can), then drops every later box that one of the round's kept boxes
+  suppresses and compacts the survivors to the front. Dropping a box that a
+  kept box suppresses cannot change the result: it is never kept, and only
+  kept boxes suppress. Each box is compared with the kept boxes above it
+  until one suppresses it, as in the greedy loop; on clustered boxes a
+  round clears whole clusters.
 
   Args:
     boxes: ``[N, 4]`` xyxy boxes.
@@ -248,88 +277,99 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     candidate: ``[N]`` bool, boxes that may be kept.
     iou_threshold: scalar.
     max_output: ``K``, the loop stops once this many boxes are kept.
-    tile_size: ``T``, boxes resolved per step, and kept boxes compared
-      with a tile per inner step.
+    tile_size: ``T``, boxes resolved per round. The buffer is screened
+      ``_SCREEN_TILES * T`` boxes at a time, against the round's kept boxes
+      in blocks of ``T / _ROW_BLOCKS``.
 
   Returns:
     ``[K]`` int32 input indices of the kept boxes in rank order, ``-1``
     padded.
   """
   n = boxes.shape[0]
-  t = c = tile_size  # Tile and kept-chunk sizes: one knob, measured.
+  t = tile_size
+  chunk = _SCREEN_TILES * t
+  rows = max(1, t // _ROW_BLOCKS)
   order = _rank(scores, candidate)
-  num_tiles = -(-n // t)
-  padded = num_tiles * t
-  num_candidates = jnp.sum(candidate)
-  sorted_boxes = jnp.zeros((padded, 4), boxes.dtype).at[:n].set(boxes[order])
-  sorted_alive = jnp.arange(padded) < num_candidates  # [Np]
-  sorted_classes = None
-  if classes is not None:
-    sorted_classes = jnp.zeros((padded,), classes.dtype).at[:n].set(
-        classes[order])
-  # A tile can overshoot max_output by up to T - 1 boxes before the loop
-  # stops; the buffer is a whole number of chunks.
-  capacity = -(-(min(max_output, n) + t) // c) * c
+  # Chunks read past the candidates stay in bounds (XLA clamps the start of
+  # a dynamic slice that would not).
+  size = t + (-(-n // chunk) + 1) * chunk
 
-  def tile_slice(x, start, size=t):
-    return lax.dynamic_slice_in_dim(x, start, size)
+  def padded(x):
+    return jnp.zeros((size, *x.shape[1:]), x.dtype).at[:n].set(x)
 
-  def suppress_by_kept(tile_boxes, tile_classes, alive, kept_boxes,
-                       kept_classes, num_kept):
-    """Clears ``alive`` where a kept box suppresses, chunk by chunk."""
+  # Boxes (as the rows of _suppresses), input indices and classes.
+  buffer = [_coordinate_major(padded(boxes[order])), padded(order),
+            None if classes is None else padded(classes[order])]
+  # A round can overshoot max_output by up to T - 1 boxes.
+  capacity = min(max_output, n) + t
 
-    def cond(state):
-      chunk, alive = state
-      return (chunk * c < num_kept) & jnp.any(alive)
+  def read(buffer, start):
+    return [None if x is None else lax.dynamic_slice_in_dim(x, start, chunk, -1)
+            for x in buffer]
+
+  def screen(kept_boxes, kept_classes, num_kept, num_left, buffer):
+    """Drops the boxes of buffer[T:num_left] that a kept box suppresses and
+    compacts the rest to the front; returns their number and the buffer."""
+
+    def hit_by_first(part, block):
+      """[chunk] bool: one of the first ``block`` kept boxes suppresses."""
+      hit = _suppresses(kept_boxes[:, :block], part[0], iou_threshold,
+                        None if kept_classes is None else
+                        kept_classes[:block], part[2])
+      return jnp.any(hit & (jnp.arange(block) < num_kept)[:, None], axis=0)
+
+    # Only as many blocks of kept boxes as the round kept are compared.
+    by_blocks = [functools.partial(hit_by_first, block=(i + 1) * rows)
+                 for i in range(-(-t // rows))]
 
     def body(state):
-      chunk, alive = state
-      start = chunk * c
-      chunk_classes = None
-      if kept_classes is not None:
-        chunk_classes = tile_slice(kept_classes, start, c)
-      hit = _suppresses(tile_slice(kept_boxes, start, c), tile_boxes,
-                        iou_threshold, chunk_classes, tile_classes)  # [C, T]
-      filled = start + jnp.arange(c) < num_kept  # [C]
-      return chunk + 1, alive & ~jnp.any(hit & filled[:, None], axis=0)
+      start, num_left_new, buffer, part = state
+      live = start + jnp.arange(chunk) < num_left
+      live &= ~lax.switch((num_kept - 1) // rows, by_blocks, part)
+      slot = jnp.where(live, num_left_new + jnp.cumsum(live) - 1, size)
+      buffer = [None if x is None else x.at[..., slot].set(p, mode="drop")
+                for x, p in zip(buffer, part)]
+      num_left_new += jnp.sum(live, dtype=jnp.int32)
+      # The next chunk is read here, into the loop state: a dynamic slice
+      # fused into the pair test makes XLA:CPU's kernel several times
+      # slower than one that reads stored values.
+      return start + chunk, num_left_new, buffer, read(buffer, start + chunk)
 
-    _, alive = lax.while_loop(cond, body, (jnp.int32(0), alive))
-    return alive
+    _, num_left, buffer, _ = lax.while_loop(
+        lambda state: state[0] < num_left, body,
+        (jnp.int32(t), jnp.int32(0), buffer, read(buffer, t)))
+    return num_left, buffer
 
   def cond(state):
-    tile, num_kept = state[:2]
-    return (tile * t < num_candidates) & (num_kept < max_output)
+    num_left, num_kept = state[:2]
+    return (num_left > 0) & (num_kept < max_output)
 
   def body(state):
-    tile, num_kept, kept_boxes, kept_classes, kept_rank = state
-    start = tile * t
-    tile_boxes = tile_slice(sorted_boxes, start)
-    tile_classes = (None if sorted_classes is None
-                    else tile_slice(sorted_classes, start))
-    alive = suppress_by_kept(tile_boxes, tile_classes,
-                             tile_slice(sorted_alive, start), kept_boxes,
-                             kept_classes, num_kept)
-    keep = lax.cond(
-        jnp.any(alive),
-        lambda: _resolve_tile(tile_boxes, tile_classes, alive, iou_threshold),
-        lambda: alive)
-    slot = jnp.where(keep, num_kept + jnp.cumsum(keep) - 1, capacity)
-    kept_boxes = kept_boxes.at[slot].set(tile_boxes, mode="drop")
-    if kept_classes is not None:
-      kept_classes = kept_classes.at[slot].set(tile_classes, mode="drop")
-    kept_rank = kept_rank.at[slot].set(start + jnp.arange(t, dtype=jnp.int32),
-                                       mode="drop")
-    return (tile + 1, num_kept + jnp.sum(keep, dtype=jnp.int32), kept_boxes,
-            kept_classes, kept_rank)
+    num_left, num_kept, buffer, kept = state
+    tile_boxes, tile_index, tile_classes = (
+        None if x is None else x[..., :t] for x in buffer)
+    keep = _resolve_tile(tile_boxes, tile_classes,
+                         jnp.arange(t) < num_left, iou_threshold)
+    rank = jnp.cumsum(keep) - 1  # Among the round's kept boxes.
+    kept = kept.at[jnp.where(keep, num_kept + rank, capacity)].set(
+        tile_index, mode="drop")
+    front = jnp.where(keep, rank, t)
+    kept_boxes = jnp.zeros_like(tile_boxes).at[:, front].set(
+        tile_boxes, mode="drop")
+    kept_classes = (None if tile_classes is None else
+                    jnp.zeros_like(tile_classes).at[front].set(
+                        tile_classes, mode="drop"))
+    num_new = jnp.sum(keep, dtype=jnp.int32)
+    num_left, buffer = screen(kept_boxes, kept_classes, num_new, num_left,
+                              buffer)
+    return num_left, num_kept + num_new, buffer, kept
 
-  init = (jnp.int32(0), jnp.int32(0), jnp.zeros((capacity, 4), boxes.dtype),
-          None if classes is None else jnp.zeros((capacity,), classes.dtype),
+  init = (jnp.sum(candidate, dtype=jnp.int32), jnp.int32(0), buffer,
           jnp.full((capacity,), -1, jnp.int32))
-  _, num_kept, _, _, kept_rank = lax.while_loop(cond, body, init)
-  kept_rank = jnp.pad(kept_rank, (0, max(0, max_output - capacity)),
-                      constant_values=-1)[:max_output]
-  valid = jnp.arange(max_output) < num_kept
-  return jnp.where(valid, order[jnp.maximum(kept_rank, 0)], -1)
+  _, num_kept, _, kept = lax.while_loop(cond, body, init)
+  kept = jnp.pad(kept, (0, max(0, max_output - capacity)),
+                 constant_values=-1)[:max_output]
+  return jnp.where(jnp.arange(max_output) < num_kept, kept, -1)
 
 
 def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
