@@ -290,9 +290,10 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
   chunk = _SCREEN_TILES * t
   rows = max(1, t // _ROW_BLOCKS)
   order = _rank(scores, candidate)
-  # Chunks read past the candidates stay in bounds (XLA clamps the start of
-  # a dynamic slice that would not).
-  size = t + (-(-n // chunk) + 1) * chunk
+  # Every chunk that is screened lies inside the buffer (XLA would clamp the
+  # start of a dynamic slice that does not); the read after the last chunk
+  # may be clamped, but it is not used.
+  size = t + -(-n // chunk) * chunk
 
   def padded(x):
     return jnp.zeros((size, *x.shape[1:]), x.dtype).at[:n].set(x)

@@ -58,6 +58,28 @@ def test_matches_reference(kind, tile_size, rng):
     assert got == ref.greedy_nms(boxes, scores, threshold), threshold
 
 
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+def test_many_rounds_match_reference(kind, rng):
+  """Tiny tiles: dozens of rounds, each compacting the boxes still in play
+  over several screening chunks (N = 301 is not a multiple of the chunk),
+  with every block count of kept boxes, classes, padding and an output cut
+  off in the middle of a round."""
+  boxes, scores = _inputs(kind, rng, 301)
+  classes = rng.integers(0, 3, 301)
+  mask = rng.uniform(size=301) < 0.9
+  for threshold in (0.3, 0.7):
+    want = ref.greedy_nms(boxes, scores, threshold, mask=mask)
+    got = _kept(_nms(boxes, scores, iou_threshold=threshold, mask=mask,
+                     tile_size=4))
+    assert got == want, threshold
+    cut = _kept(_nms(boxes, scores, iou_threshold=threshold, mask=mask,
+                     max_output=len(want) // 2 + 1, tile_size=4))
+    assert cut == want[:len(want) // 2 + 1], threshold
+    aware = _kept(_batched(boxes, scores, classes, iou_threshold=threshold,
+                           tile_size=5))
+    assert aware == ref.batched_nms(boxes, scores, classes, threshold)
+
+
 def test_notes_example_and_first_notes_bug():
   """The notes' 4-box ``dets`` keep rows 1 and 3; the first notes file's
   snippet (``xxr``/``yyr`` from ``xl``) suppresses nothing."""
