@@ -308,6 +308,12 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     return [None if x is None else lax.dynamic_slice_in_dim(x, start, chunk, -1)
             for x in buffer]
 
+  def put(into, slot, values):
+    """``into[..., slot] = values`` for each array (None stays None);
+    out-of-range slots are dropped."""
+    return [None if x is None else x.at[..., slot].set(v, mode="drop")
+            for x, v in zip(into, values)]
+
   def screen(kept_boxes, kept_classes, num_kept, num_left, buffer):
     """Drops the boxes of buffer[T:num_left] that a kept box suppresses and
     compacts the rest to the front; returns their number and the buffer."""
@@ -328,8 +334,7 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       live = start + jnp.arange(chunk) < num_left
       live &= ~lax.switch((num_kept - 1) // rows, by_blocks, part)
       slot = jnp.where(live, num_left_new + jnp.cumsum(live) - 1, size)
-      buffer = [None if x is None else x.at[..., slot].set(p, mode="drop")
-                for x, p in zip(buffer, part)]
+      buffer = put(buffer, slot, part)
       num_left_new += jnp.sum(live, dtype=jnp.int32)
       # The next chunk is read here, into the loop state: a dynamic slice
       # fused into the pair test makes XLA:CPU's kernel several times
@@ -354,12 +359,10 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     rank = jnp.cumsum(keep) - 1  # Among the round's kept boxes.
     kept = kept.at[jnp.where(keep, num_kept + rank, capacity)].set(
         tile_index, mode="drop")
-    front = jnp.where(keep, rank, t)
-    kept_boxes = jnp.zeros_like(tile_boxes).at[:, front].set(
-        tile_boxes, mode="drop")
-    kept_classes = (None if tile_classes is None else
-                    jnp.zeros_like(tile_classes).at[front].set(
-                        tile_classes, mode="drop"))
+    tile = (tile_boxes, tile_classes)
+    kept_boxes, kept_classes = put(
+        [None if x is None else jnp.zeros_like(x) for x in tile],
+        jnp.where(keep, rank, t), tile)
     num_new = jnp.sum(keep, dtype=jnp.int32)
     num_left, buffer = screen(kept_boxes, kept_classes, num_new, num_left,
                               buffer)
