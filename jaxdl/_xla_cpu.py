@@ -85,12 +85,37 @@ def _is_tiling(params: dict[str, Any]) -> bool:
           and all(d == 1 for d in params.get("window_dilation", ())))
 
 
+def _first_max(tiles: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Max over the last axis and the index of its first occurrence, as one
+  variadic reduce; a NaN counts as the max (``jnp.argmax``'s convention),
+  so the max is NaN when any element is, as for ``reduce_window`` max.
+
+  Max pooling and its gradient both call this on the same tiles, so XLA's
+  CSE keeps a single reduce for the two: on ToyNet's epoch (A/B in one
+  process, median of 8) 15-18% less time per step at batch size 4 and ~10%
+  at 128 than a separate ``jnp.max`` (which XLA:CPU gave to YNNPACK).
+  """
+
+  def pick(a, b):
+    (a_value, a_index), (b_value, b_index) = a, b
+    a_first = a_index < b_index
+    take_a = ((a_value > b_value) | ((a_value == b_value) & a_first)
+              | (jnp.isnan(a_value) & (~jnp.isnan(b_value) | a_first)))
+    return (jnp.where(take_a, a_value, b_value),
+            jnp.where(take_a, a_index, b_index))
+
+  last = tiles.ndim - 1
+  index = jax.lax.broadcasted_iota(jnp.int32, tiles.shape, last)
+  init = (jnp.array(-jnp.inf, tiles.dtype), jnp.int32(tiles.shape[-1]))
+  return jax.lax.reduce((tiles, index), init, pick, (last,))
+
+
 def _window_max(primitive: Any, x: jax.Array, **params: Any) -> jax.Array:
   """``reduce_window`` max pooling of non-overlapping windows as a reduce."""
   tiles = _tiles(x, params["window_dimensions"]) if _is_tiling(params) else None
   if tiles is None:
     return primitive.bind(x, **params)
-  return jnp.max(tiles, axis=-1)
+  return _first_max(tiles)[0]
 
 
 def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
@@ -102,7 +127,7 @@ def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
            else None)
   if tiles is None:
     return primitive.bind(source, operand, **params)
-  first_max = jax.nn.one_hot(jnp.argmax(tiles, axis=-1), tiles.shape[-1],
+  first_max = jax.nn.one_hot(_first_max(tiles)[1], tiles.shape[-1],
                              dtype=source.dtype)
   return _untile(first_max * source[..., None], params["window_dimensions"])
 

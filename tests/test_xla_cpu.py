@@ -67,6 +67,19 @@ def test_cpu_fast_path_keeps_values_and_gradients(rng):
       _xla_cpu._CANONICAL_CONV) for e in convs)  # pylint: disable=protected-access
 
 
+def test_tiled_max_pool_propagates_nan_and_infinities():
+  """The rewritten pooling is reduce_window's max: NaN wins, -inf stays."""
+  x = jnp.asarray([[1.0, np.nan, -np.inf, -np.inf],
+                   [3.0, 2.0, -np.inf, -np.inf],
+                   [np.inf, 0.0, -0.0, 0.0],
+                   [5.0, np.nan, 0.0, -1.0]], jnp.float32)[None, :, :, None]
+  pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  got = jax.jit(_xla_cpu.fast_path(pool))(x)
+  np.testing.assert_array_equal(got[0, ..., 0], [[np.nan, -np.inf],
+                                                 [np.nan, 0.0]])
+  np.testing.assert_array_equal(got, pool(x))
+
+
 @pytest.mark.parametrize("kernel,padding,in_hw", [
     ((5, 5), "VALID", (12, 12)),  # ToyNet's first layer, even output.
     ((5, 5), "VALID", (11, 12)),  # Odd output height.
