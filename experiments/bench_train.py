@@ -270,7 +270,8 @@ cross-device gradient sum every step.
 Targets: at least 5x faster than PyTorch at batch size 4, faster at 128.
 Inside ``lax.scan`` XLA:CPU leaves convolutions and max-pool gradients on
 slow paths; on CPU ``jaxdl.train`` rewrites them (``jaxdl._xla_cpu``:
-canonical NHWC/HWIO convolution layout, tiled pooling) and computes the
+canonical NHWC/HWIO convolution layout, tiled pooling whose forward max
+and gradient share one max/first-argmax reduce) and computes the
 narrow stride-1 convolutions (ToyNet's 3 -> 6 and 6 -> 16 channels) on 2x2
 space-to-depth blocks, rewritten before autodiff so that their gradients
 are too: 4x wider contractions for 1.44x the multiply-adds. XLA's cost
