@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -51,6 +52,16 @@ _MAX_TIE_ROUNDS = 8
 # for the second thread. Sizes within 2x of these ran within noise.
 _SCREEN_TILES = 2
 _ROW_BLOCKS = 4
+
+# Rounds find their tiles by top_k while they clear the buffer fast. Once
+# the boxes left would take more than this many rounds at the last round's
+# pace, they are ranked once instead: a sort of N boxes cost about as much
+# as 16-20 top_k calls over them (2-core CPU, N = 5k).
+_TOP_K_ROUNDS = 16
+# ... and use tiles of tile_size / _TOP_K_TILE_DIVISOR: clustered boxes,
+# which stay in those rounds, ran fastest with tiles of 64, uniform boxes,
+# which soon leave them, with 128 (experiments/results/nms.md, "Tile size").
+_TOP_K_TILE_DIVISOR = 2
 
 
 class NmsResult(NamedTuple):
@@ -260,15 +271,21 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
                 tile_size: int) -> jax.Array:
   """Exact greedy NMS of one image, by rounds of suppression ahead.
 
-  The candidates, ranked by score, sit in a buffer of the boxes still in
-  play. A round resolves the first ``T`` of them exactly (no box kept
+  The candidates sit in a buffer of the boxes still in play. A round takes
+  the ``T`` best-ranked of them and resolves them exactly (no box kept
   earlier suppresses a box in the buffer, so only the tile's own boxes
-  can), then drops every later box that one of the round's kept boxes
+  can), then drops every other box that one of the round's kept boxes
   suppresses and compacts the survivors to the front. Dropping a box that a
   kept box suppresses cannot change the result: it is never kept, and only
   kept boxes suppress. Each box is compared with the kept boxes above it
   until one suppresses it, as in the greedy loop; on clustered boxes a
   round clears whole clusters.
+
+  The buffer starts in input order, and each round finds its tile with
+  ``lax.top_k`` over the buffer's live prefix, so that clustered boxes,
+  which leave the buffer fast, are never sorted. Once the rounds remove too
+  few boxes for that to pay (uniform boxes: most are kept), the rest of the
+  buffer is ranked once and the tiles are read off its front.
 
   Args:
     boxes: ``[N, 4]`` xyxy boxes.
@@ -287,26 +304,32 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
   """
   n = boxes.shape[0]
   t = tile_size
-  chunk = _SCREEN_TILES * t
-  rows = max(1, t // _ROW_BLOCKS)
-  order = _rank(scores, candidate)
   # Every chunk that is screened lies inside the buffer (XLA would clamp the
   # start of a dynamic slice that does not); the read after the last chunk
   # may be clamped, but it is not used.
-  size = t + -(-n // chunk) * chunk
+  size = t + -(-n // (_SCREEN_TILES * t)) * _SCREEN_TILES * t
+  positions = jnp.arange(size)
 
-  def padded(x):
-    return jnp.zeros((size, *x.shape[1:]), x.dtype).at[:n].set(x)
+  def padded(x, fill=0):
+    return jnp.full((size, *x.shape[1:]), fill, x.dtype).at[:n].set(x)
 
-  # Boxes (as the rows of _suppresses), input indices and classes.
-  buffer = [_coordinate_major(padded(boxes[order])), padded(order),
-            None if classes is None else padded(classes[order])]
+  # Boxes (as the rows of _suppresses), scores (-inf: out of play; -0.0 is
+  # 0.0, a tie, which top_k would order below it), input indices, classes.
+  buffer = [_coordinate_major(padded(boxes)),
+            padded(jnp.where(candidate, jnp.where(scores == 0, 0, scores),
+                             -jnp.inf), -jnp.inf),
+            jnp.arange(size, dtype=jnp.int32),
+            None if classes is None else padded(classes)]
+  top_k_tile = max(1, t // _TOP_K_TILE_DIVISOR)
   # A round can overshoot max_output by up to T - 1 boxes.
   capacity = min(max_output, n) + t
 
-  def read(buffer, start):
+  def read(buffer, start, chunk):
     return [None if x is None else lax.dynamic_slice_in_dim(x, start, chunk, -1)
             for x in buffer]
+
+  def gather(buffer, slots):
+    return [None if x is None else x[..., slots] for x in buffer]
 
   def put(into, slot, values):
     """``into[..., slot] = values`` for each array (None stays None);
@@ -314,15 +337,30 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     return [None if x is None else x.at[..., slot].set(v, mode="drop")
             for x, v in zip(into, values)]
 
-  def screen(kept_boxes, kept_classes, num_kept, num_left, buffer):
-    """Drops the boxes of buffer[T:num_left] that a kept box suppresses and
-    compacts the rest to the front; returns their number and the buffer."""
+  def top_tile(buffer, num_left, t):
+    """Slots of the ``t`` best live entries, by top_k over a prefix that
+    holds every live entry (the shortest of t, 2t, 4t, ..., the buffer)."""
+    prefixes = [t << i for i in range(max(1, (size - 1) // t).bit_length())]
+    prefixes.append(size)
+    by_prefix = [functools.partial(lambda x, p: lax.top_k(x[:p], t)[1], p=p)
+                 for p in prefixes]
+    return lax.switch(jnp.sum(jnp.asarray(prefixes[:-1]) < num_left),
+                      by_prefix, buffer[1])
+
+  def screen(kept_boxes, kept_classes, num_kept, start, num_left, by_score,
+             buffer):
+    """Drops the boxes of buffer[start:num_left] that a kept box suppresses
+    (and, if ``by_score``, those out of play) and compacts the rest to the
+    front; returns their number and the buffer."""
+    t = kept_boxes.shape[-1]
+    chunk = _SCREEN_TILES * t
+    rows = max(1, t // _ROW_BLOCKS)
 
     def hit_by_first(part, block):
       """[chunk] bool: one of the first ``block`` kept boxes suppresses."""
       hit = _suppresses(kept_boxes[:, :block], part[0], iou_threshold,
                         None if kept_classes is None else
-                        kept_classes[:block], part[2])
+                        kept_classes[:block], part[3])
       return jnp.any(hit & (jnp.arange(block) < num_kept)[:, None], axis=0)
 
     # Only as many blocks of kept boxes as the round kept are compared.
@@ -332,30 +370,39 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     def body(state):
       start, num_left_new, buffer, part = state
       live = start + jnp.arange(chunk) < num_left
-      live &= ~lax.switch((num_kept - 1) // rows, by_blocks, part)
+      if by_score:
+        live &= part[1] > -jnp.inf
+      live &= ~lax.switch(jnp.maximum(num_kept - 1, 0) // rows, by_blocks,
+                          part)
       slot = jnp.where(live, num_left_new + jnp.cumsum(live) - 1, size)
       buffer = put(buffer, slot, part)
       num_left_new += jnp.sum(live, dtype=jnp.int32)
       # The next chunk is read here, into the loop state: a dynamic slice
       # fused into the pair test makes XLA:CPU's kernel several times
       # slower than one that reads stored values.
-      return start + chunk, num_left_new, buffer, read(buffer, start + chunk)
+      return (start + chunk, num_left_new, buffer,
+              read(buffer, start + chunk, chunk))
 
     _, num_left, buffer, _ = lax.while_loop(
         lambda state: state[0] < num_left, body,
-        (jnp.int32(t), jnp.int32(0), buffer, read(buffer, t)))
+        (start, jnp.int32(0), buffer, read(buffer, start, chunk)))
     return num_left, buffer
 
-  def cond(state):
+  def unfinished(state):
     num_left, num_kept = state[:2]
     return (num_left > 0) & (num_kept < max_output)
 
-  def body(state):
-    num_left, num_kept, buffer, kept = state
-    tile_boxes, tile_index, tile_classes = (
-        None if x is None else x[..., :t] for x in buffer)
-    keep = _resolve_tile(tile_boxes, tile_classes,
-                         jnp.arange(t) < num_left, iou_threshold)
+  def round_(state, by_score):
+    """Resolves the next tile and screens the buffer against its kept boxes.
+    ``by_score`` (static): the tile is found by top_k and leaves play by its
+    score; else the buffer is in rank order and the tile is its front."""
+    num_left, num_kept, buffer, kept, _ = state
+    t = top_k_tile if by_score else tile_size
+    slots = top_tile(buffer, num_left, t) if by_score else jnp.arange(t)
+    tile_boxes, tile_scores, tile_index, tile_classes = gather(buffer, slots)
+    alive = (tile_scores > -jnp.inf) if by_score else (
+        jnp.arange(t) < num_left)
+    keep = _resolve_tile(tile_boxes, tile_classes, alive, iou_threshold)
     rank = jnp.cumsum(keep) - 1  # Among the round's kept boxes.
     kept = kept.at[jnp.where(keep, num_kept + rank, capacity)].set(
         tile_index, mode="drop")
@@ -364,13 +411,54 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
         [None if x is None else jnp.zeros_like(x) for x in tile],
         jnp.where(keep, rank, t), tile)
     num_new = jnp.sum(keep, dtype=jnp.int32)
-    num_left, buffer = screen(kept_boxes, kept_classes, num_new, num_left,
-                              buffer)
-    return num_left, num_kept + num_new, buffer, kept
+    if by_score:
+      buffer[1] = buffer[1].at[slots].set(-jnp.inf)
+    num_left_new, buffer = screen(kept_boxes, kept_classes, num_new,
+                                  jnp.int32(0 if by_score else t), num_left,
+                                  by_score, buffer)
+    if by_score:  # Stale entries past the live ones must not reach top_k.
+      buffer[1] = jnp.where(positions < num_left_new, buffer[1], -jnp.inf)
+    return (num_left_new, num_kept + num_new, buffer, kept,
+            num_left - num_left_new)
 
-  init = (jnp.sum(candidate, dtype=jnp.int32), jnp.int32(0), buffer,
-          jnp.full((capacity,), -1, jnp.int32))
-  _, num_kept, _, kept = lax.while_loop(cond, body, init)
+  def top_k_pays(state):
+    num_left, _, _, _, removed = state
+    return unfinished(state) & (num_left <= _TOP_K_ROUNDS * removed)
+
+  def without_scores(state):
+    """The state for the rounds in rank order, which do not read scores."""
+    num_left, num_kept, buffer, kept, removed = state
+    return num_left, num_kept, [buffer[0], None, *buffer[2:]], kept, removed
+
+  def to_rank_order(state, live):
+    """The state with its buffer's ``live`` entries first in rank order."""
+    _, num_kept, buffer, kept, removed = state
+    return without_scores((jnp.sum(live, dtype=jnp.int32), num_kept,
+                           gather(buffer, _rank(buffer[1], live)), kept,
+                           removed))
+
+  # top_k orders float32 scores (and is fast for them only); -inf marks
+  # the boxes out of play, so -inf candidates start in rank order.
+  start_by_score = ~jnp.any(candidate & (scores == -jnp.inf)) & (
+      scores.dtype == jnp.float32)
+  # The buffer is in input order, so tied scores stay ordered by input
+  # index when they are ranked. In input order the non-candidates are out
+  # of play by their score; if the rounds start in rank order, the first
+  # loop (which needs the last round's count) does not start.
+  num_left = jnp.where(start_by_score, n,
+                       jnp.sum(candidate, dtype=jnp.int32))
+  state = (num_left, jnp.int32(0), buffer,
+           jnp.full((capacity,), -1, jnp.int32),
+           jnp.where(start_by_score, num_left, 0))
+  state = lax.while_loop(top_k_pays,
+                         functools.partial(round_, by_score=True), state)
+  # By score, the entries in play are those with a score above -inf (the
+  # rounds clear stale ones).
+  live = jnp.where(start_by_score, state[2][1] > -jnp.inf, padded(candidate))
+  state = lax.cond(unfinished(state), to_rank_order,
+                   lambda state, _: without_scores(state), state, live)
+  _, num_kept, _, kept, _ = lax.while_loop(
+      unfinished, functools.partial(round_, by_score=False), state)
   kept = jnp.pad(kept, (0, max(0, max_output - capacity)),
                  constant_values=-1)[:max_output]
   return jnp.where(jnp.arange(max_output) < num_kept, kept, -1)

@@ -80,6 +80,46 @@ def test_many_rounds_match_reference(kind, rng):
     assert aware == ref.batched_nms(boxes, scores, classes, threshold)
 
 
+@pytest.fixture
+def fresh_traces():
+  """Clears JAX's caches around a test that patches a trace-time constant
+  (nms._greedy is jitted at import)."""
+  jax.clear_caches()
+  yield
+  jax.clear_caches()
+
+
+@pytest.mark.parametrize("top_k_rounds", [0, 2, 10**9])
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+def test_top_k_and_rank_order_rounds_match_reference(
+    kind, top_k_rounds, rng, monkeypatch, fresh_traces):
+  """Rounds that find their tile by top_k, in input order, and rounds on the
+  ranked buffer give the same result, whenever the switch happens: 0 ranks
+  before the first round, 2 switches after a few rounds, 10**9 never."""
+  monkeypatch.setattr(nms, "_TOP_K_ROUNDS", top_k_rounds)
+  boxes, scores = _inputs(kind, rng, 301)
+  classes = rng.integers(0, 3, 301)
+  mask = rng.uniform(size=301) < 0.9
+  for threshold in (0.3, 0.7):
+    got = _kept(nms.nms(boxes, scores, iou_threshold=threshold, mask=mask,
+                        tile_size=8))
+    assert got == ref.greedy_nms(boxes, scores, threshold, mask=mask)
+    aware = _kept(nms.batched_nms(boxes, scores, classes,
+                                  iou_threshold=threshold, tile_size=8))
+    assert aware == ref.batched_nms(boxes, scores, classes, threshold)
+
+
+def test_minus_infinite_scores_are_ranked_last(rng):
+  """-inf marks boxes out of play in the top_k rounds, so -inf candidates
+  send the rounds to rank order; they still come last, ties by index."""
+  boxes, scores = _inputs("uniform", rng, 200)
+  scores[rng.uniform(size=200) < 0.3] = -np.inf
+  for threshold in (0.3, 0.7):
+    got = _kept(_nms(boxes, scores, iou_threshold=threshold, tile_size=16))
+    assert got == ref.greedy_nms(boxes, scores, threshold)
+    assert np.isneginf(scores[got]).any()
+
+
 def test_notes_example_and_first_notes_bug():
   """The notes' 4-box ``dets`` keep rows 1 and 3; the first notes file's
   snippet (``xxr``/``yyr`` from ``xl``) suppresses nothing."""
