@@ -6,11 +6,12 @@ index arrays padded with ``-1`` plus a ``valid`` mask.
 
 Greedy NMS is exact: it returns the same indices, in the same order, as
 ``torchvision.ops.nms`` (and the corrected NumPy loop of the notes) for every
-input, without an ``N x N`` IoU matrix. Boxes are ranked once by score and
-processed in rounds: each round resolves the next ``tile_size`` boxes still
-in play with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
-removes every later box that one of the round's kept boxes suppresses, so a
-kept box is compared with each later box once and suppressed boxes are
+input, without an ``N x N`` IoU matrix. Boxes are processed in rounds:
+each round resolves the best-ranked boxes still in play (found by
+``top_k`` while rounds clear boxes fast, else read off the boxes ranked
+once) with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
+removes every other box that one of the round's kept boxes suppresses, so a
+kept box is compared with each box left once and suppressed boxes are
 never looked at again. Peak memory is ``O(N + tile_size**2)`` and the loop
 stops once ``max_output`` boxes are kept or the candidates run out. Under
 ``jax.vmap`` the images are processed one after another (``lax.map``), which
@@ -24,7 +25,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -34,9 +34,9 @@ from jaxdl._checks import as_boxes, mask_or_ones, one_of, positive_int
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md). Larger tiles mean fewer rounds, each
 # screening the rest of the boxes once: uniform boxes, where most boxes are
-# kept, want 128-256 (32 and 64 were 2-3x slower at 5k-20k); clustered
-# boxes, where a round removes whole clusters, ran within noise of each
-# other from 32 to 256 at 5k-100k, and 256 was slowest at 1k.
+# kept, want 128-512 (32 and 64 were 2-5x slower at 5k-100k); clustered 5k
+# boxes ran fastest at 128 (whose top_k rounds use tiles of 64), 256 and
+# 512 1.5-1.7x slower, while clustered 100k preferred 512.
 TILE_SIZE = 128
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
