@@ -98,9 +98,10 @@ def compare_sizes() -> tuple[list[list], list[str]]:
 
 
 def ranking_floor(n: int = 5_000) -> list[list]:
-  """jaxdl's time at ``n`` next to its ranking step alone, a lone sort of
-  ``n`` int32 keys (XLA:CPU's fastest sort: ``std::sort``), and the time
-  that 10x the notes' NumPy loop allows."""
+  """jaxdl's time at ``n`` next to a full ranking alone (``nms._rank``,
+  which jaxdl runs only once its rounds slow down), a lone sort of ``n``
+  int32 keys (XLA:CPU's fastest sort: ``std::sort``), and the time that 10x
+  the notes' NumPy loop allows."""
   rows = []
   rank = jax.jit(nms._rank)  # pylint: disable=protected-access
   sort = jax.jit(jax.lax.sort)

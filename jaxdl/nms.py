@@ -298,9 +298,11 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     candidate: ``[N]`` bool, boxes that may be kept.
     iou_threshold: scalar.
     max_output: ``K``, the loop stops once this many boxes are kept.
-    tile_size: ``T``, boxes resolved per round. The buffer is screened
-      ``_SCREEN_TILES * T`` boxes at a time, against the round's kept boxes
-      in blocks of ``T / _ROW_BLOCKS``.
+    tile_size: ``T``, boxes resolved per round in rank order (rounds that
+      find their tile by top_k resolve ``T / _TOP_K_TILE_DIVISOR``). A
+      round with tiles of ``t`` screens the buffer ``_SCREEN_TILES * t``
+      boxes at a time, against its kept boxes in blocks of
+      ``t / _ROW_BLOCKS``.
 
   Returns:
     ``[K]`` int32 input indices of the kept boxes in rank order, ``-1``
@@ -448,12 +450,11 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
   # The buffer is in input order, so tied scores stay ordered by input
   # index when they are ranked. In input order the non-candidates are out
   # of play by their score; if the rounds start in rank order, the first
-  # loop (which needs the last round's count) does not start.
-  num_left = jnp.where(start_by_score, n,
-                       jnp.sum(candidate, dtype=jnp.int32))
-  state = (num_left, jnp.int32(0), buffer,
+  # loop (which needs the last round's count) does not start, and ranking
+  # counts the candidates.
+  state = (jnp.int32(n), jnp.int32(0), buffer,
            jnp.full((capacity,), -1, jnp.int32),
-           jnp.where(start_by_score, num_left, 0))
+           jnp.where(start_by_score, n, 0).astype(jnp.int32))
   state = lax.while_loop(top_k_pays,
                          functools.partial(round_, by_score=True), state)
   # By score, the entries in play are those with a score above -inf (the
