@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,7 +29,6 @@ from tests.reference import nms as ref
 IOU_THRESHOLD = 0.5
 SIZES = (1_000, 5_000, 20_000, 100_000)
 TILE_SIZES = (32, 64, 128, 256, 512)
-NUMPY_MAX_N = 20_000  # The notes' loop is timed once beyond this size.
 SEMANTICS = """\
 OpenCV's `NMSBoxes` (float input selects its `Rect2d` overload) uses the
 same rule as jaxdl and torchvision, checked numerically: continuous areas (no
@@ -53,15 +53,23 @@ def opencv_nms(xywh: np.ndarray, scores: np.ndarray) -> np.ndarray:
   return np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, IOU_THRESHOLD))
 
 
-def timed(fn, *, budget: float = 3.0) -> float:
-  """Median seconds of repeated calls for about ``budget / 2`` seconds (at
-  least 3); a call slower than ``budget / 2`` is timed once. Jitted ``fn``
-  must be compiled already. Many repeats of fast calls keep the median
-  steady on a machine shared with other jobs."""
-  first = benchutil.first_call_time(fn)
-  if first > budget / 2:
-    return first
-  return benchutil.median_time(fn, repeats=3, warmup=0, min_time=budget / 2)
+def timed(*fns, budget: float = 3.0, rounds: int = 3) -> list[float]:
+  """Median seconds per call of each of ``fns``, timed in turn over
+  ``rounds`` rounds; each fn's fastest round counts. Taking turns spreads a
+  burst of load on the shared machine over every contender of a row instead
+  of one. A round times a fn for about ``budget / (2 * rounds)`` seconds (at
+  least 3 calls; 1 for calls longer than that); a call slower than
+  ``budget / 2`` is timed once. Jitted fns must be compiled already."""
+  first = [benchutil.first_call_time(fn) for fn in fns]
+  share = budget / (2 * rounds)
+  best = [t if t > budget / 2 else math.inf for t in first]
+  for _ in range(rounds):
+    for i, fn in enumerate(fns):
+      if first[i] <= budget / 2:
+        best[i] = min(best[i], benchutil.median_time(
+            fn, repeats=3 if first[i] < share else 1, warmup=0,
+            min_time=share))
+  return best
 
 
 def jaxdl_fn(tile_size: int = nms.TILE_SIZE):
@@ -80,11 +88,9 @@ def compare_sizes() -> tuple[list[list], list[str]]:
       jboxes, jscores = jnp.asarray(boxes), jnp.asarray(scores)
       run = jaxdl_fn()
       compile_s = benchutil.first_call_time(lambda: run(jboxes, jscores))
-      jax_s = timed(lambda: run(jboxes, jscores))
-      cv_s = timed(lambda: opencv_nms(xywh, scores))
-      numpy_budget = 3.0 if n <= NUMPY_MAX_N else 0.0
-      numpy_s = timed(lambda: ref.notes_nms(dets, IOU_THRESHOLD),
-                      budget=numpy_budget)
+      jax_s, cv_s, numpy_s = timed(
+          lambda: run(jboxes, jscores), lambda: opencv_nms(xywh, scores),
+          lambda: ref.notes_nms(dets, IOU_THRESHOLD))
       result = run(jboxes, jscores)
       kept = np.asarray(result.indices)[np.asarray(result.valid)]
       same = np.array_equal(kept, opencv_nms(xywh, scores))
@@ -116,10 +122,9 @@ def ranking_floor(n: int = 5_000) -> list[list]:
     for fn, args in ((run, (jboxes, jscores)), (rank, (jscores, candidate)),
                      (sort, (keys,))):
       benchutil.block(fn(*args))  # Compile outside the timing.
-    jax_s = timed(lambda: run(jboxes, jscores))
-    rank_s = timed(lambda: rank(jscores, candidate))
-    sort_s = timed(lambda: sort(keys))
-    numpy_s = timed(lambda: ref.notes_nms(dets, IOU_THRESHOLD))
+    jax_s, rank_s, sort_s, numpy_s = timed(
+        lambda: run(jboxes, jscores), lambda: rank(jscores, candidate),
+        lambda: sort(keys), lambda: ref.notes_nms(dets, IOU_THRESHOLD))
     rows.append([kind, n, benchutil.format_ms(jax_s),
                  benchutil.format_ms(rank_s), benchutil.format_ms(sort_s),
                  benchutil.format_ms(numpy_s),
@@ -134,10 +139,10 @@ def compare_tile_sizes() -> list[list]:
   for kind in ("uniform", "clustered"):
     for n in (5_000, 20_000, 100_000):
       boxes, scores = map(jnp.asarray, make_inputs(kind, n))
-      times = []
       for run in runs:
         benchutil.block(run(boxes, scores))  # Compile (once per N).
-        times.append(timed(lambda: run(boxes, scores), budget=1.5))
+      times = timed(*[functools.partial(run, boxes, scores) for run in runs],
+                    budget=1.5)
       best = min(times)
       rows.append([kind, n] + [f"{benchutil.format_ms(t)} ({t / best:.2f})"
                                for t in times])
@@ -156,8 +161,8 @@ def compare_vmap(batch: int = 16, n: int = 5_000) -> list[list]:
     xywh = [(to_xywh(b), s) for b, s in inputs]
     compile_s = benchutil.first_call_time(lambda: run(boxes, scores))
     compiled = f"{compile_s:.2f} s" if kind == "uniform" else "(cached)"
-    jax_s = timed(lambda: run(boxes, scores))
-    cv_s = timed(lambda: [opencv_nms(b, s) for b, s in xywh])
+    jax_s, cv_s = timed(lambda: run(boxes, scores),
+                        lambda: [opencv_nms(b, s) for b, s in xywh])
     result = run(boxes, scores)
     same = all(np.array_equal(np.asarray(result.indices[i])[
         np.asarray(result.valid[i])], opencv_nms(*xywh[i]))
@@ -226,12 +231,12 @@ for kind in ("uniform", "clustered"):
   dets = np.concatenate([boxes, scores[:, None]], -1)
   jboxes, jscores = jnp.asarray(boxes), jnp.asarray(scores)
   run = jaxdl_fn().lower(jboxes, jscores).compile()
-  out[kind] = [timed(lambda: run(jboxes, jscores)),
-               timed(lambda: ref.notes_nms(dets, IOU_THRESHOLD))]
+  out[kind] = timed(lambda: run(jboxes, jscores),
+                    lambda: ref.notes_nms(dets, IOU_THRESHOLD))
 x = jnp.ones(5000)
 loop = jax.jit(lambda x: jax.lax.fori_loop(
     0, 100, lambda i, y: y * 1.0001 + jnp.sum(y[:128]), x)).lower(x).compile()
-out["loop"] = timed(lambda: loop(x))
+out["loop"], = timed(lambda: loop(x))
 print(json.dumps(out))
 """
 
@@ -267,9 +272,13 @@ def main() -> None:
   core_rows = compare_cores()
   body = "\n\n".join([
       "CPU, float32, IoU threshold 0.5, score threshold 0. Median wall "
-      "time after compilation, repeated for 1.5 s (at least 3 runs); a call "
-      "over 1.5 s is timed once, as is the notes' loop above N = "
-      f"{NUMPY_MAX_N}. Ratios are time / jaxdl time (> 1: jaxdl faster). "
+      "time per call after compilation. The contenders of a row are timed "
+      "in turn, three rounds of about 0.5 s each (0.25 s in the tile-size "
+      "table; at least 3 calls, or 1 of a call that takes longer), and each "
+      "one's fastest round counts, so that a burst of load on the shared "
+      "machine does not fall on one contender only; a call over 1.5 s "
+      "(0.75 s) is timed once. Ratios are time / jaxdl time (> 1: jaxdl "
+      "faster). "
       "Uniform: corners U(0, 1000), sides U(10, 100), scores U(0, 1). "
       "Clustered: N jittered candidates around 20 objects "
       "(`tests/reference/nms.py`). The machine (2 cores) was shared with "
