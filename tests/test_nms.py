@@ -273,6 +273,22 @@ def test_batched_half_precision_and_max_output(rng):
   assert _kept(got) == want
 
 
+
+@pytest.mark.parametrize("box_dtype", [np.float32, np.float64])
+def test_batched_64_bit_inputs(box_dtype, rng):
+  """With x64: float64 scores and boxes, and int64 class ids that differ
+  only above bit 32 (NMS packs ids as the bits of 32-bit ints next to
+  float32 boxes, so such ids must be renumbered, not truncated)."""
+  boxes, scores, _ = ref.clustered_boxes(rng, 90, num_objects=3)
+  classes = (np.arange(90, dtype=np.int64) % 2) << 33  # Low 32 bits: 0.
+  with jax.enable_x64(True):
+    got = nms.batched_nms(boxes.astype(box_dtype), scores.astype(np.float64),
+                          classes, iou_threshold=0.5, tile_size=16)
+    assert got.indices.dtype == jnp.int32
+    got = _kept(got)
+  assert got == ref.batched_nms(boxes.astype(box_dtype), scores, classes, 0.5)
+  assert got != ref.greedy_nms(boxes.astype(box_dtype), scores, 0.5)
+
 # ------------------------------------------------------------------ soft-NMS
 
 
