@@ -34,9 +34,9 @@ from jaxdl._checks import as_boxes, mask_or_ones, one_of, positive_int
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md). Larger tiles mean fewer rounds, each
 # screening the rest of the boxes once: uniform boxes, where most boxes are
-# kept, want 128-512 (32 and 64 were 1.8-4.5x slower at 5k-100k); clustered
+# kept, want 128-512 (32 and 64 were 1.6-4.5x slower at 5k-100k); clustered
 # 5k boxes ran fastest at 128 (whose top_k rounds use tiles of 64), 256 and
-# 512 1.5-1.9x slower (two runs), while clustered 100k preferred 512.
+# 512 1.35-1.9x slower (three runs), while clustered 100k preferred 512.
 TILE_SIZE = 128
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
