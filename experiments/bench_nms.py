@@ -236,7 +236,7 @@ for kind in ("uniform", "clustered"):
 x = jnp.ones(5000)
 loop = jax.jit(lambda x: jax.lax.fori_loop(
     0, 100, lambda i, y: y * 1.0001 + jnp.sum(y[:128]), x)).lower(x).compile()
-out["loop"], = timed(lambda: loop(x))
+out["loop"] = timed(lambda: loop(x))[0]
 print(json.dumps(out))
 """
 
@@ -244,8 +244,8 @@ print(json.dumps(out))
 def compare_cores() -> list[list]:
   """jaxdl and the notes' loop at 5k boxes in a fresh process on every core,
   then in one pinned to a single core, next to a bare 100-step
-  ``fori_loop``: XLA:CPU's runtime hands work between its threads, which
-  costs small kernels more than it gives them."""
+  ``fori_loop`` without jaxdl code: what a second XLA:CPU worker thread
+  costs loops of small kernels."""
   rows = []
   if not hasattr(os, "sched_setaffinity"):  # Linux only.
     return rows
