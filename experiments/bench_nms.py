@@ -219,10 +219,11 @@ def measure_memory(n: int = 100_000) -> list[list]:
 
 _CORES_PROBE = """
 import json, os, sys
-cores = int(sys.argv[1])
+cores, dispatch = int(sys.argv[1]), sys.argv[2]
 if cores:  # Before JAX starts: XLA sizes its thread pool by the affinity.
   os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
 import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_cpu_enable_async_dispatch", dispatch == "async")
 from experiments.bench_nms import IOU_THRESHOLD, jaxdl_fn, make_inputs, timed
 from tests.reference import nms as ref
 out = {"cores": len(os.sched_getaffinity(0))}
@@ -240,22 +241,27 @@ out["loop"] = timed(lambda: loop(x))[0]
 print(json.dumps(out))
 """
 
+# (cores, dispatch) of the probes: 0 cores is every core; "sync" runs each
+# call on the calling thread (jax_cpu_enable_async_dispatch=False).
+CORE_CONFIGS = ((0, "async"), (0, "sync"), (1, "async"), (1, "sync"))
+
 
 def compare_cores() -> list[list]:
-  """jaxdl and the notes' loop at 5k boxes in a fresh process on every core,
-  then in one pinned to a single core, next to a bare 100-step
-  ``fori_loop`` without jaxdl code: what a second XLA:CPU worker thread
-  costs loops of small kernels."""
+  """jaxdl and the notes' loop at 5k boxes in fresh processes: on every core
+  and pinned to one, each with JAX's asynchronous CPU dispatch on (the
+  default) and off, next to a bare 100-step ``fori_loop`` without jaxdl
+  code."""
   rows = []
   if not hasattr(os, "sched_setaffinity"):  # Linux only.
     return rows
-  for cores in (0, 1):
-    out = subprocess.run([sys.executable, "-c", _CORES_PROBE, str(cores)],
-                         capture_output=True, text=True, check=True)
+  for cores, dispatch in CORE_CONFIGS:
+    out = subprocess.run(
+        [sys.executable, "-c", _CORES_PROBE, str(cores), dispatch],
+        capture_output=True, text=True, check=True)
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     for kind in ("uniform", "clustered"):
       jax_s, numpy_s = probe[kind]
-      rows.append([kind, probe["cores"], benchutil.format_ms(jax_s),
+      rows.append([kind, probe["cores"], dispatch, benchutil.format_ms(jax_s),
                    benchutil.format_ms(numpy_s), f"{numpy_s / jax_s:.1f}x",
                    benchutil.format_ms(probe["loop"])])
       print(rows[-1], flush=True)
@@ -324,19 +330,20 @@ def main() -> None:
       benchutil.markdown_table(
           ["boxes", "N", "jaxdl nms", "ranking alone", "int32 sort alone",
            "notes NumPy", "NumPy / 10 (10x budget)"], floor_rows),
-      "## Two cores against one at 5k boxes",
-      "Each configuration runs in a fresh process: first with every core "
-      "of the machine, then pinned to one core before JAX starts (XLA:CPU "
-      "then runs one worker thread). The notes' NumPy loop is "
+      "## Cores and dispatch at 5k boxes",
+      "Each configuration runs in a fresh process: with every core of the "
+      "machine or pinned to one core before JAX starts (XLA:CPU then runs "
+      "one worker thread), and with JAX's asynchronous CPU dispatch on (the "
+      "default: a call that is not trivially cheap runs on another thread "
+      "while the caller waits) or off "
+      "(`jax.config.update(\"jax_cpu_enable_async_dispatch\", False)`: it "
+      "runs on the calling thread). The notes' NumPy loop is "
       "single-threaded either way. The last column times a bare "
-      "`lax.fori_loop` of 100 steps on 5000 floats, no jaxdl code (5 "
-      "small kernels per step, none split over threads): the difference "
-      "between its two rows is overhead of XLA:CPU's runtime with a second "
-      "worker thread, which the many small kernels of jaxdl's NMS rounds "
-      "pay too.",
+      "`lax.fori_loop` of 100 steps on 5000 floats, no jaxdl code: its "
+      "differences between rows are the runtime's, not NMS's.",
       benchutil.markdown_table(
-          ["boxes", "cores", "jaxdl nms", "notes NumPy", "NumPy / jaxdl",
-           "100-step fori_loop"], core_rows) if core_rows else
+          ["boxes", "cores", "dispatch", "jaxdl nms", "notes NumPy",
+           "NumPy / jaxdl", "100-step fori_loop"], core_rows) if core_rows else
       "(Not measured: pinning needs `os.sched_setaffinity`, Linux only.)",
       "## Semantics", SEMANTICS,
       "Results differing from OpenCV: " + (", ".join(mismatches) or "none."),
