@@ -36,7 +36,8 @@ from jaxdl._checks import as_boxes, mask_or_ones, one_of, positive_int
 # screening the rest of the boxes once: uniform boxes, where most boxes are
 # kept, want 128-512 (32 and 64 were 1.6-4.5x slower at 5k-100k); clustered
 # 5k boxes ran fastest at 128 (whose top_k rounds use tiles of 64), 256 and
-# 512 1.35-1.9x slower (three runs), while clustered 100k preferred 512.
+# 512 1.35-1.9x slower (four runs), and clustered 100k ran within 1.1x of
+# the best at 128 and at 512 (the last two runs).
 TILE_SIZE = 128
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
