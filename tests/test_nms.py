@@ -273,7 +273,6 @@ def test_batched_half_precision_and_max_output(rng):
   assert _kept(got) == want
 
 
-
 @pytest.mark.parametrize("box_dtype", [np.float32, np.float64])
 def test_batched_64_bit_inputs(box_dtype, rng):
   """With x64: float64 scores and boxes, and int64 class ids that differ
@@ -288,6 +287,7 @@ def test_batched_64_bit_inputs(box_dtype, rng):
     got = _kept(got)
   assert got == ref.batched_nms(boxes.astype(box_dtype), scores, classes, 0.5)
   assert got != ref.greedy_nms(boxes.astype(box_dtype), scores, 0.5)
+
 
 # ------------------------------------------------------------------ soft-NMS
 
