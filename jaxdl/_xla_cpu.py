@@ -159,12 +159,27 @@ def _depth_to_space(x: jax.Array) -> jax.Array:
   return x.reshape(b, 2 * h, 2 * w, c4 // 4)
 
 
-def _phase_taps(size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Kernel offsets ``2 * tap + p - r`` ``[size // 2 + 1, 2, 2]`` (tap,
-  input phase p, output phase r) and whether each lies in ``[0, size)``."""
-  offset = (2 * np.arange(size // 2 + 1)[:, None, None]
-            + np.arange(2)[None, :, None] - np.arange(2)[None, None, :])
-  return offset, (offset >= 0) & (offset < size)
+def _phase_shifts(x: jax.Array, axis: int) -> jax.Array:
+  """``x`` with ``axis`` (size ``k``) replaced by ``[2, k // 2 + 1, 2]``
+  (output phase r, tap a, input phase p) holding ``x[2a + p - r]``, zero
+  outside ``[0, k)``; the new axes lead as ``r`` and sit at ``axis`` as
+  ``a, p``.
+
+  Two zero pads stacked, not a gather: in the epoch loop XLA:CPU fuses pads
+  into one cheap copy and their gradient into slices, where the gather and
+  its scatter-add gradient cost ToyNet's batch-4 step 5% (A/B, median of
+  10 epochs: 0.223 -> 0.211 ms).
+  """
+  size = x.shape[axis]
+  taps = size // 2 + 1
+  zero = jnp.zeros((), x.dtype)
+  shifted = []
+  for r in (0, 1):
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (r, 2 * taps - size - r, 0)
+    shifted.append(jax.lax.pad(x, zero, config))
+  return jnp.stack(shifted).reshape(
+      2, *x.shape[:axis], taps, 2, *x.shape[axis + 1:])
 
 
 def _space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
@@ -176,16 +191,9 @@ def _space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
   input (channels ``p, q, c``) and output (channels ``r, s, o``).
   """
   kh, kw, c, o = kernel.shape
-  rows, rows_ok = _phase_taps(kh)
-  cols, cols_ok = _phase_taps(kw)
-  # Axes (a, b, p, q, r, s).
-  row = rows[:, None, :, None, :, None]
-  col = cols[None, :, None, :, None, :]
-  inside = (rows_ok[:, None, :, None, :, None]
-            & cols_ok[None, :, None, :, None, :])
-  taps = kernel[np.clip(row, 0, kh - 1), np.clip(col, 0, kw - 1)]
-  taps = jnp.where(inside[..., None, None], taps, 0)  # [a, b, p, q, r, s, C, O]
-  taps = taps.transpose(0, 1, 2, 3, 6, 4, 5, 7)  # [a, b, p, q, C, r, s, O]
+  taps = _phase_shifts(kernel, 0)  # [r, a, p, kw, C, O]
+  taps = _phase_shifts(taps, 3)  # [s, r, a, p, b, q, C, O]
+  taps = taps.transpose(2, 4, 3, 5, 6, 1, 0, 7)  # [a, b, p, q, C, r, s, O]
   return taps.reshape(kh // 2 + 1, kw // 2 + 1, 4 * c, 4 * o)
 
 
