@@ -108,6 +108,22 @@ def test_space_to_depth_conv_keeps_values_and_gradients(rng, kernel, padding,
   assert conv.invars[0].aval.shape[-1] == 12
 
 
+@pytest.mark.parametrize("shape", [(5, 5, 3, 6), (4, 2, 2, 3), (2, 3, 1, 2)])
+def test_space_to_depth_kernel_places_every_tap(rng, shape):
+  """Block tap (a, b), input phase (p, q), output phase (r, s) holds
+  kernel[2a + p - r, 2b + q - s], and zero outside the kernel."""
+  kernel = rng.normal(size=shape).astype(np.float32)
+  kh, kw, c, o = shape
+  expected = np.zeros((kh // 2 + 1, kw // 2 + 1, 2, 2, c, 2, 2, o),
+                      np.float32)
+  for a, b, p, q, r, s in np.ndindex(*expected.shape[:4], 2, 2):
+    i, j = 2 * a + p - r, 2 * b + q - s
+    if 0 <= i < kh and 0 <= j < kw:
+      expected[a, b, p, q, :, r, s, :] = kernel[i, j]
+  got = _xla_cpu._space_to_depth_kernel(jnp.asarray(kernel))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(got, expected.reshape(got.shape))
+
+
 @pytest.mark.parametrize("case", ["wide_input", "strided", "dilated",
                                   "grouped", "one_by_one"])
 def test_space_to_depth_conv_leaves_other_convolutions(rng, case):
