@@ -3,14 +3,17 @@
 Same model (the tutorial's Net / jaxdl's ToyNet, 62,006 parameters), same
 loss (cross-entropy), same optimizer (SGD, lr 0.001, momentum 0.9), same
 batch size and number of steps, on random data of CIFAR-10's shape
-(uint8 32x32x3, 10 classes). jaxdl runs ``train.fit(epochs=1)``: one jitted
-``lax.scan`` that also shuffles, gathers and normalises on device. PyTorch
+(uint8 32x32x3, 10 classes). jaxdl runs ``train.fit``: each epoch one
+jitted ``lax.scan`` that also shuffles, gathers and normalises on device;
+its epochs are timed as fit's history reports them, and whole one-epoch
+calls (setup included) separately. PyTorch
 runs the notes' loop (``zero_grad``, forward, loss, ``backward``, ``step``,
 ``loss.item()``) in two forms: fed by a shuffling ``DataLoader`` as in the
 notes (``num_workers=0``; data already normalised, torchvision transforms
 are not installed) and, the fastest form, on batches sliced from one
-pre-normalised tensor. The speed-up column divides the faster PyTorch time
-by jaxdl's. Then the default main job (``python -m experiments.train``,
+pre-normalised tensor. The two sides take turns over ``ROUNDS`` rounds.
+The speed-up column divides the faster PyTorch time by jaxdl's. Then the
+default main job (``python -m experiments.train``,
 digits) is timed end to end as a subprocess.
 
 Run: ``python -m experiments.bench_train`` (writes
