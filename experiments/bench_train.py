@@ -22,8 +22,8 @@ Run: ``python -m experiments.bench_train`` (writes
 
 from __future__ import annotations
 
-import os
 import math
+import os
 import re
 import statistics
 import subprocess
