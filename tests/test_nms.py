@@ -109,6 +109,27 @@ def test_top_k_and_rank_order_rounds_match_reference(
     assert aware == ref.batched_nms(boxes, scores, classes, threshold)
 
 
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+def test_tile_mask_rounds_match_reference(kind, rng, monkeypatch,
+                                          fresh_traces):
+  """Top_k rounds that take their tile out of play by a mask (large buffers)
+  instead of by its scores: same result, also where the tile's kept boxes
+  do not suppress themselves (threshold 1, empty boxes)."""
+  monkeypatch.setattr(nms, "_TILE_MASK_MIN_ROWS", 0)
+  monkeypatch.setattr(nms, "_TOP_K_ROUNDS", 2)
+  boxes, scores = _inputs(kind, rng, 301)
+  boxes[::25, 2:] = boxes[::25, :2]  # Empty boxes: IoU NaN with themselves.
+  classes = rng.integers(0, 3, 301)
+  mask = rng.uniform(size=301) < 0.9
+  for threshold in (0.3, 0.7, 1.0):
+    got = _kept(nms.nms(boxes, scores, iou_threshold=threshold, mask=mask,
+                        tile_size=8))
+    assert got == ref.greedy_nms(boxes, scores, threshold, mask=mask)
+    aware = _kept(nms.batched_nms(boxes, scores, classes,
+                                  iou_threshold=threshold, tile_size=8))
+    assert aware == ref.batched_nms(boxes, scores, classes, threshold)
+
+
 def test_minus_infinite_scores_are_ranked_last(rng):
   """-inf marks boxes out of play in the top_k rounds, so -inf candidates
   send the rounds to rank order; they still come last, ties by index."""
