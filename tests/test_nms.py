@@ -97,10 +97,15 @@ def test_top_k_and_rank_order_rounds_match_reference(
   ranked buffer give the same result, whenever the switch happens: 0 ranks
   before the first round, 2 switches after a few rounds, 10**9 never."""
   monkeypatch.setattr(nms, "_TOP_K_ROUNDS", top_k_rounds)
-  boxes, scores = _inputs(kind, rng, 301)
-  classes = rng.integers(0, 3, 301)
-  mask = rng.uniform(size=301) < 0.9
-  for threshold in (0.3, 0.7):
+  _check_eager_tiles_of_8(*_inputs(kind, rng, 301), rng, (0.3, 0.7))
+
+
+def _check_eager_tiles_of_8(boxes, scores, rng, thresholds):
+  """Eager nms and batched_nms with tiles of 8 (patched constants apply)
+  against the oracles, with classes and padding."""
+  classes = rng.integers(0, 3, len(scores))
+  mask = rng.uniform(size=len(scores)) < 0.9
+  for threshold in thresholds:
     got = _kept(nms.nms(boxes, scores, iou_threshold=threshold, mask=mask,
                         tile_size=8))
     assert got == ref.greedy_nms(boxes, scores, threshold, mask=mask)
@@ -119,15 +124,7 @@ def test_tile_mask_rounds_match_reference(kind, rng, monkeypatch,
   monkeypatch.setattr(nms, "_TOP_K_ROUNDS", 2)
   boxes, scores = _inputs(kind, rng, 301)
   boxes[::25, 2:] = boxes[::25, :2]  # Empty boxes: IoU NaN with themselves.
-  classes = rng.integers(0, 3, 301)
-  mask = rng.uniform(size=301) < 0.9
-  for threshold in (0.3, 0.7, 1.0):
-    got = _kept(nms.nms(boxes, scores, iou_threshold=threshold, mask=mask,
-                        tile_size=8))
-    assert got == ref.greedy_nms(boxes, scores, threshold, mask=mask)
-    aware = _kept(nms.batched_nms(boxes, scores, classes,
-                                  iou_threshold=threshold, tile_size=8))
-    assert aware == ref.batched_nms(boxes, scores, classes, threshold)
+  _check_eager_tiles_of_8(boxes, scores, rng, (0.3, 0.7, 1.0))
 
 
 def test_minus_infinite_scores_are_ranked_last(rng):
