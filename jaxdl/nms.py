@@ -456,7 +456,9 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
   def round_(state, by_score):
     """Resolves the next tile and screens the buffer against its kept boxes.
     ``by_score`` (static): the tile is found by top_k and leaves play by its
-    score; else the buffer is in rank order and the tile is its front."""
+    score, or in buffers of ``_TILE_MASK_MIN_ROWS`` or more by a mask of its
+    slots that the screen reads; else the buffer is in rank order and the
+    tile is its front."""
     num_left, num_kept, buffer, kept, _ = state
     t = top_k_tile if by_score else tile_size
     slots = top_tile(buffer, num_left, t) if by_score else jnp.arange(t)
@@ -471,7 +473,7 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
         from_bits(tile[:, index_col]).astype(jnp.int32), mode="drop")
     kept_rows = put(jnp.zeros_like(tile), jnp.where(keep, rank, t), tile)
     num_new = jnp.sum(keep, dtype=jnp.int32)
-    taken = None
+    taken = None  # The tile's slots, for the screen to drop.
     if by_score and size >= _TILE_MASK_MIN_ROWS:
       taken = jnp.zeros((size,), bool).at[slots].set(True)
     elif by_score:
