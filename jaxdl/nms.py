@@ -570,8 +570,10 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
     boxes: ``[N, 4]`` boxes in ``fmt``, any order.
     scores: ``[N]`` scores.
     iou_threshold: suppress when IoU is strictly greater, in [0, 1].
-    score_threshold: candidates need ``score > score_threshold``; None keeps
-      every (non-NaN) score.
+    score_threshold: candidates need ``score > score_threshold``, compared
+      in float32 (float64 for float64 scores), as NumPy compares a float32
+      array with a Python float: a float32 score of 0.3 is not above 0.3.
+      None keeps every (non-NaN) score.
     max_output: ``K``, the number of output slots (default ``N``); the search
       stops once ``K`` boxes are kept.
     mask: ``[N]`` bool, False for padding boxes.

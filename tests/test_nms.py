@@ -221,6 +221,14 @@ def test_mask_score_threshold_and_nan(rng):
   want = ref.greedy_nms(padded_boxes, padded_scores, 0.5, mask=mask,
                         score_threshold=0.4)
   assert got == want and set(got) <= set(np.flatnonzero(mask & (scores > 0.4)))
+  # The threshold is compared in float32, as NumPy compares float32 scores
+  # with a Python float: float32(0.3) is not above 0.3 (it is in float64).
+  at_threshold = np.where(np.arange(N) % 2, scores, 0.3).astype(np.float32)
+  got = _kept(_nms(boxes, at_threshold, iou_threshold=0.5,
+                   score_threshold=0.3, tile_size=64))
+  candidates = at_threshold > 0.3
+  assert not candidates[::2].any()
+  assert got == ref.greedy_nms(boxes, at_threshold, 0.5, mask=candidates)
   nan_scores = scores.copy()
   nan_scores[::3] = np.nan
   got = _kept(_nms(boxes, nan_scores, iou_threshold=0.5, tile_size=64))
