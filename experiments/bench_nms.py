@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -60,16 +59,17 @@ def timed(*fns, budget: float = 3.0, rounds: int = 3) -> list[float]:
   of one. A round times a fn for about ``budget / (2 * rounds)`` seconds (at
   least 3 calls; 1 for calls longer than that); a call slower than
   ``budget / 2`` is timed once. Jitted fns must be compiled already."""
-  first = [benchutil.first_call_time(fn) for fn in fns]
   share = budget / (2 * rounds)
-  best = [t if t > budget / 2 else math.inf for t in first]
-  for _ in range(rounds):
-    for i, fn in enumerate(fns):
-      if first[i] <= budget / 2:
-        best[i] = min(best[i], benchutil.median_time(
-            fn, repeats=3 if first[i] < share else 1, warmup=0,
-            min_time=share))
-  return best
+
+  def one_round(fn):
+    first = benchutil.first_call_time(fn)
+    if first > budget / 2:
+      return lambda: first
+    return lambda: benchutil.median_time(
+        fn, repeats=3 if first < share else 1, warmup=0, min_time=share)
+
+  return benchutil.fastest_of_rounds([one_round(fn) for fn in fns],
+                                     rounds=rounds)
 
 
 def jaxdl_fn(tile_size: int = nms.TILE_SIZE):

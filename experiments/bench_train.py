@@ -91,16 +91,11 @@ def time_fit_calls(images: np.ndarray, labels: np.ndarray,
   return benchutil.median_time(run, repeats=REPEATS, warmup=1), first_call
 
 
-def fastest_rounds(contenders: dict[str, Callable[[], float]],
-                   rounds: int = ROUNDS) -> dict[str, float]:
-  """Each contender's fastest result over ``rounds`` rounds in which they
-  take turns, so that a slow stretch of the shared machine hits every
-  contender rather than one."""
-  best = dict.fromkeys(contenders, math.inf)
-  for _ in range(rounds):
-    for name, run in contenders.items():
-      best[name] = min(best[name], run())
-  return best
+def fastest_rounds(contenders: dict[str, Callable[[], float]]
+                   ) -> dict[str, float]:
+  """:func:`benchutil.fastest_of_rounds` over ROUNDS rounds, by name."""
+  return dict(zip(contenders, benchutil.fastest_of_rounds(
+      list(contenders.values()), rounds=ROUNDS)))
 
 
 def _case_data(batch_size: int, steps: int):

@@ -7,6 +7,7 @@ after compilation, and writes a markdown table to ``experiments/results/``.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -45,6 +46,18 @@ def median_time(fn: Callable[[], Any], *, repeats: int = 7,
     block(fn())
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def fastest_of_rounds(runs: Sequence[Callable[[], float]], *,
+                      rounds: int = 3) -> list[float]:
+  """Each run's smallest result (seconds) over ``rounds`` rounds in which
+  the runs take turns, so that a slow stretch of a shared machine hits
+  every contender rather than one."""
+  best = [math.inf] * len(runs)
+  for _ in range(rounds):
+    for i, run in enumerate(runs):
+      best[i] = min(best[i], run())
+  return best
 
 
 def first_call_time(fn: Callable[[], Any]) -> float:
