@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,27 +48,9 @@ def to_xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def opencv_nms(xywh: np.ndarray, scores: np.ndarray) -> np.ndarray:
+  # Imported here: bench_nms_gpu uses this module where OpenCV may be absent.
+  import cv2  # pylint: disable=g-import-not-at-top
   return np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, IOU_THRESHOLD))
-
-
-def timed(*fns, budget: float = 3.0, rounds: int = 3) -> list[float]:
-  """Median seconds per call of each of ``fns``, timed in turn over
-  ``rounds`` rounds; each fn's fastest round counts. Taking turns spreads a
-  burst of load on the shared machine over every contender of a row instead
-  of one. A round times a fn for about ``budget / (2 * rounds)`` seconds (at
-  least 3 calls; 1 for calls longer than that); a call slower than
-  ``budget / 2`` is timed once. Jitted fns must be compiled already."""
-  share = budget / (2 * rounds)
-
-  def one_round(fn):
-    first = benchutil.first_call_time(fn)
-    if first > budget / 2:
-      return lambda: first
-    return lambda: benchutil.median_time(
-        fn, repeats=3 if first < share else 1, warmup=0, min_time=share)
-
-  return benchutil.fastest_of_rounds([one_round(fn) for fn in fns],
-                                     rounds=rounds)
 
 
 def jaxdl_fn(tile_size: int = nms.TILE_SIZE):
@@ -88,7 +69,7 @@ def compare_sizes() -> tuple[list[list], list[str]]:
       jboxes, jscores = jnp.asarray(boxes), jnp.asarray(scores)
       run = jaxdl_fn()
       compile_s = benchutil.first_call_time(lambda: run(jboxes, jscores))
-      jax_s, cv_s, numpy_s = timed(
+      jax_s, cv_s, numpy_s = benchutil.timed_in_turns(
           lambda: run(jboxes, jscores), lambda: opencv_nms(xywh, scores),
           lambda: ref.notes_nms(dets, IOU_THRESHOLD))
       result = run(jboxes, jscores)
@@ -122,7 +103,7 @@ def ranking_floor(n: int = 5_000) -> list[list]:
     for fn, args in ((run, (jboxes, jscores)), (rank, (jscores, candidate)),
                      (sort, (keys,))):
       benchutil.block(fn(*args))  # Compile outside the timing.
-    jax_s, rank_s, sort_s, numpy_s = timed(
+    jax_s, rank_s, sort_s, numpy_s = benchutil.timed_in_turns(
         lambda: run(jboxes, jscores), lambda: rank(jscores, candidate),
         lambda: sort(keys), lambda: ref.notes_nms(dets, IOU_THRESHOLD))
     rows.append([kind, n, benchutil.format_ms(jax_s),
@@ -133,16 +114,19 @@ def ranking_floor(n: int = 5_000) -> list[list]:
   return rows
 
 
-def compare_tile_sizes() -> list[list]:
+def compare_tile_sizes(tile_sizes=TILE_SIZES,
+                       sizes=(5_000, 20_000, 100_000)) -> list[list]:
+  """Rows of (boxes, N, then per tile size: time (ratio to the row's best))."""
   rows = []
-  runs = [jaxdl_fn(tile) for tile in TILE_SIZES]  # One jit per tile size.
+  runs = [jaxdl_fn(tile) for tile in tile_sizes]  # One jit per tile size.
   for kind in ("uniform", "clustered"):
-    for n in (5_000, 20_000, 100_000):
+    for n in sizes:
       boxes, scores = map(jnp.asarray, make_inputs(kind, n))
       for run in runs:
         benchutil.block(run(boxes, scores))  # Compile (once per N).
-      times = timed(*[functools.partial(run, boxes, scores) for run in runs],
-                    budget=1.5)
+      times = benchutil.timed_in_turns(
+          *[functools.partial(run, boxes, scores) for run in runs],
+          budget=1.5)
       best = min(times)
       rows.append([kind, n] + [f"{benchutil.format_ms(t)} ({t / best:.2f})"
                                for t in times])
@@ -161,8 +145,9 @@ def compare_vmap(batch: int = 16, n: int = 5_000) -> list[list]:
     xywh = [(to_xywh(b), s) for b, s in inputs]
     compile_s = benchutil.first_call_time(lambda: run(boxes, scores))
     compiled = f"{compile_s:.2f} s" if kind == "uniform" else "(cached)"
-    jax_s, cv_s = timed(lambda: run(boxes, scores),
-                        lambda: [opencv_nms(b, s) for b, s in xywh])
+    jax_s, cv_s = benchutil.timed_in_turns(
+        lambda: run(boxes, scores),
+        lambda: [opencv_nms(b, s) for b, s in xywh])
     result = run(boxes, scores)
     same = all(np.array_equal(np.asarray(result.indices[i])[
         np.asarray(result.valid[i])], opencv_nms(*xywh[i]))
@@ -224,7 +209,8 @@ if cores:  # Before JAX starts: XLA sizes its thread pool by the affinity.
   os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
 import jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_cpu_enable_async_dispatch", dispatch == "async")
-from experiments.bench_nms import IOU_THRESHOLD, jaxdl_fn, make_inputs, timed
+from experiments import benchutil
+from experiments.bench_nms import IOU_THRESHOLD, jaxdl_fn, make_inputs
 from tests.reference import nms as ref
 out = {"cores": len(os.sched_getaffinity(0))}
 for kind in ("uniform", "clustered"):
@@ -232,12 +218,12 @@ for kind in ("uniform", "clustered"):
   dets = np.concatenate([boxes, scores[:, None]], -1)
   jboxes, jscores = jnp.asarray(boxes), jnp.asarray(scores)
   run = jaxdl_fn().lower(jboxes, jscores).compile()
-  out[kind] = timed(lambda: run(jboxes, jscores),
-                    lambda: ref.notes_nms(dets, IOU_THRESHOLD))
+  out[kind] = benchutil.timed_in_turns(
+      lambda: run(jboxes, jscores), lambda: ref.notes_nms(dets, IOU_THRESHOLD))
 x = jnp.ones(5000)
 loop = jax.jit(lambda x: jax.lax.fori_loop(
     0, 100, lambda i, y: y * 1.0001 + jnp.sum(y[:128]), x)).lower(x).compile()
-out["loop"] = timed(lambda: loop(x))[0]
+out["loop"] = benchutil.timed_in_turns(lambda: loop(x))[0]
 print(json.dumps(out))
 """
 

@@ -192,20 +192,27 @@ def torch_epochs(images: np.ndarray, labels: np.ndarray,
 
 
 def _torch_loops(torch, images: np.ndarray, labels: np.ndarray,
-                 batch_size: int) -> dict[str, Callable[[], float]]:
-  """One epoch of the notes' loop per data path, as a function."""
+                 batch_size: int, device: str = "cpu"
+                 ) -> dict[str, Callable[[], float]]:
+  """One epoch of the notes' loop per data path, as a function, with the
+  model on ``device``. On a GPU, as in the tutorial's GPU section, the
+  ``DataLoader``'s batches are moved there each step; the sliced tensor
+  lives there."""
   torch.manual_seed(0)
   # transforms.ToTensor + Normalize((0.5,)*3, (0.5,)*3), done once up front.
   x = torch.tensor(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(
       0.5).contiguous()
   y = torch.tensor(labels, dtype=torch.long)
-  net = _torch_net(torch)
+  net = _torch_net(torch).to(device)
   criterion = torch.nn.CrossEntropyLoss()
   optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+  to_device = device != "cpu"
 
   def loop(batches):
     running_loss = 0.0
     for inputs, targets in batches:
+      if to_device:
+        inputs, targets = inputs.to(device), targets.to(device)
       optimizer.zero_grad()
       loss = criterion(net(inputs), targets)
       loss.backward()
@@ -216,10 +223,11 @@ def _torch_loops(torch, images: np.ndarray, labels: np.ndarray,
   loader = torch.utils.data.DataLoader(
       torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
       shuffle=True, num_workers=0)
+  x_there, y_there = x.to(device), y.to(device)
 
   def sliced():
-    order = torch.randperm(len(y))
-    xs, ys = x[order], y[order]
+    order = torch.randperm(len(y), device=device)
+    xs, ys = x_there[order], y_there[order]
     return ((xs[i:i + batch_size], ys[i:i + batch_size])
             for i in range(0, len(y), batch_size))
 

@@ -67,6 +67,26 @@ def first_call_time(fn: Callable[[], Any]) -> float:
   return time.perf_counter() - start
 
 
+def timed_in_turns(*fns: Callable[[], Any], budget: float = 3.0,
+                   rounds: int = 3) -> list[float]:
+  """Median seconds per call of each of ``fns``, timed in turn over
+  ``rounds`` rounds; each fn's fastest round counts. Taking turns spreads a
+  burst of load on the shared machine over every contender of a row instead
+  of one. A round times a fn for about ``budget / (2 * rounds)`` seconds (at
+  least 3 calls; 1 for calls longer than that); a call slower than
+  ``budget / 2`` is timed once. Jitted fns must be compiled already."""
+  share = budget / (2 * rounds)
+
+  def one_round(fn):
+    first = first_call_time(fn)
+    if first > budget / 2:
+      return lambda: first
+    return lambda: median_time(
+        fn, repeats=3 if first < share else 1, warmup=0, min_time=share)
+
+  return fastest_of_rounds([one_round(fn) for fn in fns], rounds=rounds)
+
+
 def matmul_flops_per_second(n: int = 2048) -> float:
   """Measured float32 FLOP/s of an ``n x n`` matmul on the default device:
   the practical peak that achieved rates are compared with."""
@@ -74,6 +94,24 @@ def matmul_flops_per_second(n: int = 2048) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   matmul = jax.jit(jnp.matmul)
   return 2 * n**3 / median_time(lambda: matmul(a, a), repeats=9, min_time=1.0)
+
+
+def torch_on_gpu(script: str) -> Any:
+  """The ``torch`` module, where JAX's default backend is a GPU and PyTorch
+  has CUDA (the ``*_gpu`` benchmarks); else ``SystemExit`` that says which
+  of the two is missing."""
+  backend = jax.default_backend()
+  if backend != "gpu":
+    raise SystemExit(f"{script} needs a GPU that JAX sees; JAX's default "
+                     f"backend is {backend!r} ({jax.devices()}).")
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise SystemExit(f"{script} needs PyTorch with CUDA: {error}.") from error
+  if not torch.cuda.is_available():
+    raise SystemExit(f"{script} needs PyTorch with CUDA; torch "
+                     f"{torch.__version__} sees no CUDA device.")
+  return torch
 
 
 def _version(package: str) -> str | None:
