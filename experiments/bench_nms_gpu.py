@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
           ["boxes", "N"] + [f"tile {t}" for t in GPU_TILE_SIZES], tile_rows),
   ])
   benchutil.write_and_print(
-      "nms_gpu", "NMS benchmark on a GPU: jaxdl vs torchvision", body, env)
+      "nms_gpu", f"NMS benchmark on {env['torch device']}: jaxdl vs "
+      "torchvision", body, env)
 
 
 if __name__ == "__main__":

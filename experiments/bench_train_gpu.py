@@ -75,8 +75,8 @@ each one's fastest counts. PyTorch runs with
 {table}
 """
   benchutil.write_and_print(
-      "train_gpu", "Training loop on a GPU: jaxdl vs the notes' PyTorch loop",
-      body, env)
+      "train_gpu", f"Training loop on {env['torch device']}: jaxdl vs the "
+      "notes' PyTorch loop", body, env)
 
 
 if __name__ == "__main__":
