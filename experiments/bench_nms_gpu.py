@@ -139,40 +139,46 @@ def main(argv: Sequence[str] | None = None) -> None:
   ops = torchvision.ops
   env = benchutil.environment(["torch", "torchvision"])
   env["torch device"] = torch.cuda.get_device_name(0)
-  size_rows = compare_sizes(torch, ops, args.sizes)
-  vmap_rows = compare_vmap(torch, ops)
-  tile_rows = compare_tile_sizes(GPU_TILE_SIZES, sizes=(5_000, 20_000))
-  body = "\n\n".join([
+  title = f"NMS benchmark on {env['torch device']}: jaxdl vs torchvision"
+  sections = [
       f"GPU ({env['device']}), float32, IoU threshold {IOU_THRESHOLD}, score "
       "threshold 0. Median wall time per call after compilation, inputs "
       "already on the GPU, each call waited for (`block_until_ready`, "
       "`torch.cuda.synchronize()`). The contenders of a row are timed in "
       "turn over three rounds and each one's fastest round counts "
       "(`benchutil.timed_in_turns`). Ratios are time / jaxdl time (> 1: "
-      "jaxdl faster). Same inputs as `experiments/results/nms.md`.",
-      "## jaxdl `nms` vs `torchvision.ops.nms` (CUDA)",
+      "jaxdl faster). Same inputs as `experiments/results/nms.md`."]
+
+  def add(*parts: str) -> str:
+    """Appends ``parts`` and rewrites the results file, so that a run cut
+    short (a time limit on a lent GPU) keeps the tables it finished."""
+    sections.extend(parts)
+    return benchutil.write_results("nms_gpu", title, "\n\n".join(sections),
+                                   env)
+
+  add("## jaxdl `nms` vs `torchvision.ops.nms` (CUDA)",
       benchutil.markdown_table(
           ["boxes", "N", "kept", "jaxdl", "torchvision", "torchvision / jaxdl",
-           "jaxdl compile", "same as torchvision"], size_rows),
-      "## `jax.vmap(nms)` vs torchvision on a batch of images",
+           "jaxdl compile", "same as torchvision"],
+          compare_sizes(torch, ops, args.sizes)))
+  add("## `jax.vmap(nms)` vs torchvision on a batch of images",
       "torchvision has no batched NMS over images: one `nms` call per image, "
       "or one `batched_nms` call on the boxes of all images with the image "
       "as the category. The ratio uses the faster of the two.",
       benchutil.markdown_table(
           ["boxes", "batch", "jaxdl vmap", "torchvision, one call per image",
            "torchvision batched_nms", "faster torchvision / jaxdl",
-           "jaxdl compile", "same as torchvision"], vmap_rows),
+           "jaxdl compile", "same as torchvision"], compare_vmap(torch, ops)))
+  path = add(
       "## Tile size on the GPU (median time, ratio to the best in the row)",
       f"`jaxdl.nms.TILE_SIZE` = {nms.TILE_SIZE} was chosen on a 2-core CPU; "
       "on a GPU each round's loop steps cost kernel launches, so larger "
       "tiles (fewer rounds and steps) may win.",
       benchutil.markdown_table(
-          ["boxes", "N"] + [f"tile {t}" for t in GPU_TILE_SIZES], tile_rows),
-  ])
-  benchutil.write_and_print(
-      "nms_gpu", f"NMS benchmark on {env['torch device']}: jaxdl vs "
-      "torchvision", body, env)
-
+          ["boxes", "N"] + [f"tile {t}" for t in GPU_TILE_SIZES],
+          compare_tile_sizes(GPU_TILE_SIZES, sizes=(5_000, 20_000))))
+  with open(path) as f:
+    print(f.read())
 
 if __name__ == "__main__":
   main()

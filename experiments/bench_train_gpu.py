@@ -34,35 +34,48 @@ def main() -> None:
   torch.backends.cudnn.benchmark = True  # PyTorch's fastest setting.
   env = benchutil.environment(["flax", "optax", "torch"])
   env["torch device"] = torch.cuda.get_device_name(0)
-  rows = []
+  title = (f"Training loop on {env['torch device']}: jaxdl vs the notes' "
+           "PyTorch loop")
+  rows, path = [], None
   for batch_size, steps in CASES:
-    images, labels = _case_data(batch_size, steps)
-    call_time, first_time = time_fit_calls(images, labels, batch_size)
-    contenders = {"jaxdl": jaxdl_epochs(images, labels, batch_size)}
-    for path, loop in _torch_loops(torch, images, labels, batch_size,
-                                   device="cuda").items():
-      loop()  # Warm-up: CUDA context, cuDNN's choice of algorithms.
-      contenders[path] = lambda loop=loop: benchutil.median_time(
-          loop, repeats=TORCH_REPEATS, warmup=0)
-    fastest = fastest_rounds(contenders)
-    jax_time = fastest.pop("jaxdl")
-    torch_time = min(fastest.values())
-    rows.append([
-        batch_size, steps, benchutil.format_ms(jax_time / steps),
-        benchutil.format_ms(call_time / steps), f"{first_time:.2f} s",
-        benchutil.format_ms(fastest["dataloader"] / steps),
-        benchutil.format_ms(fastest["tensors"] / steps),
-        f"{torch_time / jax_time:.2f}x",
-        f"{batch_size * steps / jax_time:,.0f}",
-        f"{batch_size * steps / torch_time:,.0f}"])
+    rows.append(compare_case(torch, batch_size, steps))
     print(rows[-1], flush=True)
+    # Rewritten after every case: a run cut short keeps the finished rows.
+    path = benchutil.write_results("train_gpu", title, _body(env, rows), env)
+  with open(path) as f:
+    print(f.read())
+
+
+def compare_case(torch, batch_size: int, steps: int) -> list:
+  """One table row: jaxdl's epoch and the notes' loop on the GPU."""
+  images, labels = _case_data(batch_size, steps)
+  call_time, first_time = time_fit_calls(images, labels, batch_size)
+  contenders = {"jaxdl": jaxdl_epochs(images, labels, batch_size)}
+  for path, loop in _torch_loops(torch, images, labels, batch_size,
+                                 device="cuda").items():
+    loop()  # Warm-up: CUDA context, cuDNN's choice of algorithms.
+    contenders[path] = lambda loop=loop: benchutil.median_time(
+        loop, repeats=TORCH_REPEATS, warmup=0)
+  fastest = fastest_rounds(contenders)
+  jax_time = fastest.pop("jaxdl")
+  torch_time = min(fastest.values())
+  return [batch_size, steps, benchutil.format_ms(jax_time / steps),
+          benchutil.format_ms(call_time / steps), f"{first_time:.2f} s",
+          benchutil.format_ms(fastest["dataloader"] / steps),
+          benchutil.format_ms(fastest["tensors"] / steps),
+          f"{torch_time / jax_time:.2f}x",
+          f"{batch_size * steps / jax_time:,.0f}",
+          f"{batch_size * steps / torch_time:,.0f}"]
+
+
+def _body(env: dict[str, str], rows: list[list]) -> str:
   table = benchutil.markdown_table(
       ["batch size", "steps", "jaxdl per step",
        "jaxdl per step, whole one-epoch fit call",
        "jaxdl first epoch (incl. compile)", "torch per step (DataLoader)",
        "torch per step (tensors on the GPU)", "speed-up vs faster torch",
        "jaxdl images/s", "faster torch images/s"], rows)
-  body = f"""
+  return f"""
 GPU ({env['device']}). One training epoch of the notes' CIFAR-10 tutorial
 (ToyNet / ``Net``, cross-entropy, SGD lr {LR} momentum {MOMENTUM}) on random
 CIFAR-shaped data, same batch size and steps on both sides, after
@@ -74,10 +87,6 @@ each one's fastest counts. PyTorch runs with
 
 {table}
 """
-  benchutil.write_and_print(
-      "train_gpu", f"Training loop on {env['torch device']}: jaxdl vs the "
-      "notes' PyTorch loop", body, env)
-
 
 if __name__ == "__main__":
   main()
