@@ -98,7 +98,7 @@ def fastest_rounds(contenders: dict[str, Callable[[], float]]
       list(contenders.values()), rounds=ROUNDS)))
 
 
-def _case_data(batch_size: int, steps: int):
+def case_data(batch_size: int, steps: int):
   """The random CIFAR-shaped data of one case (same in every process)."""
   return _cifar_like(np.random.default_rng(batch_size), batch_size * steps)
 
@@ -134,7 +134,7 @@ def _mesh_worker(batch_size: int, steps: int) -> None:
   (fastest of ROUNDS)."""
   if jax.device_count() < 2:
     raise SystemExit("--mesh-worker needs several devices (XLA_FLAGS).")
-  run = jaxdl_epochs(*_case_data(batch_size, steps), batch_size)
+  run = jaxdl_epochs(*case_data(batch_size, steps), batch_size)
   print(fastest_rounds({"jaxdl": run})["jaxdl"])
 
 
@@ -170,7 +170,7 @@ def torch_epochs(images: np.ndarray, labels: np.ndarray,
   default (on a shared 2-core machine, spinning OpenMP threads can make the
   default much slower); each setting runs one warm-up epoch here."""
   import torch  # pylint: disable=g-import-not-at-top
-  loops = _torch_loops(torch, images, labels, batch_size)
+  loops = torch_loops(torch, images, labels, batch_size)
 
   default_threads = torch.get_num_threads()
 
@@ -191,7 +191,7 @@ def torch_epochs(images: np.ndarray, labels: np.ndarray,
   return contenders
 
 
-def _torch_loops(torch, images: np.ndarray, labels: np.ndarray,
+def torch_loops(torch, images: np.ndarray, labels: np.ndarray,
                  batch_size: int, device: str = "cpu"
                  ) -> dict[str, Callable[[], float]]:
   """One epoch of the notes' loop per data path, as a function, with the
@@ -255,7 +255,7 @@ def main() -> None:
   except ImportError:
     torch, torch_threads = None, "n/a"
   for batch_size, steps in CASES:
-    images, labels = _case_data(batch_size, steps)
+    images, labels = case_data(batch_size, steps)
     call_time, first_time = time_fit_calls(images, labels, batch_size)
     mesh_time = time_jaxdl_on_mesh(batch_size, steps)
     contenders = {"jaxdl": jaxdl_epochs(images, labels, batch_size)}

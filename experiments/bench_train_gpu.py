@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from experiments import benchutil
 from experiments.bench_train import (LR, MOMENTUM, REPEATS, ROUNDS,
-                                     TORCH_REPEATS, _case_data, _torch_loops,
-                                     fastest_rounds, jaxdl_epochs,
-                                     time_fit_calls)
+                                     TORCH_REPEATS, case_data, fastest_rounds,
+                                     jaxdl_epochs, time_fit_calls, torch_loops)
 
 # (batch size, steps): the tutorial's batch size 4, then larger batches.
 CASES = ((4, 250), (128, 100), (1024, 40))
@@ -48,10 +47,10 @@ def main() -> None:
 
 def compare_case(torch, batch_size: int, steps: int) -> list:
   """One table row: jaxdl's epoch and the notes' loop on the GPU."""
-  images, labels = _case_data(batch_size, steps)
+  images, labels = case_data(batch_size, steps)
   call_time, first_time = time_fit_calls(images, labels, batch_size)
   contenders = {"jaxdl": jaxdl_epochs(images, labels, batch_size)}
-  for path, loop in _torch_loops(torch, images, labels, batch_size,
+  for path, loop in torch_loops(torch, images, labels, batch_size,
                                  device="cuda").items():
     loop()  # Warm-up: CUDA context, cuDNN's choice of algorithms.
     contenders[path] = lambda loop=loop: benchutil.median_time(
