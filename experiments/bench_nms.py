@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,10 +54,21 @@ def opencv_nms(xywh: np.ndarray, scores: np.ndarray) -> np.ndarray:
   return np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, IOU_THRESHOLD))
 
 
-def jaxdl_fn(tile_size: int = nms.TILE_SIZE):
-  return jax.jit(functools.partial(
-      nms.nms, iou_threshold=IOU_THRESHOLD, score_threshold=0.0,
-      tile_size=tile_size))
+def jaxdl_fn(tile_size: int = nms.TILE_SIZE, *, batched: bool = False):
+  """jaxdl's jitted ``nms`` as benchmarked; ``batched``: ``jax.vmap``-ed
+  over images."""
+  run = functools.partial(nms.nms, iou_threshold=IOU_THRESHOLD,
+                          score_threshold=0.0, tile_size=tile_size)
+  return jax.jit(jax.vmap(run) if batched else run)
+
+
+def kept_indices(result: nms.NmsResult) -> np.ndarray | list[np.ndarray]:
+  """The kept input indices of an ``nms`` result; of a batched result, a
+  list with one array per image."""
+  indices, valid = np.asarray(result.indices), np.asarray(result.valid)
+  if indices.ndim == 1:
+    return indices[valid]
+  return [image[keep] for image, keep in zip(indices, valid)]
 
 
 def compare_sizes() -> tuple[list[list], list[str]]:
@@ -73,7 +85,7 @@ def compare_sizes() -> tuple[list[list], list[str]]:
           lambda: run(jboxes, jscores), lambda: opencv_nms(xywh, scores),
           lambda: ref.notes_nms(dets, IOU_THRESHOLD))
       result = run(jboxes, jscores)
-      kept = np.asarray(result.indices)[np.asarray(result.valid)]
+      kept = kept_indices(result)
       same = np.array_equal(kept, opencv_nms(xywh, scores))
       if not same:
         mismatches.append(f"{kind} N={n}")
@@ -114,8 +126,9 @@ def ranking_floor(n: int = 5_000) -> list[list]:
   return rows
 
 
-def compare_tile_sizes(tile_sizes=TILE_SIZES,
-                       sizes=(5_000, 20_000, 100_000)) -> list[list]:
+def compare_tile_sizes(tile_sizes: Sequence[int] = TILE_SIZES,
+                       sizes: Sequence[int] = (5_000, 20_000, 100_000)
+                       ) -> list[list]:
   """Rows of (boxes, N, then per tile size: time (ratio to the row's best))."""
   rows = []
   runs = [jaxdl_fn(tile) for tile in tile_sizes]  # One jit per tile size.
@@ -136,8 +149,7 @@ def compare_tile_sizes(tile_sizes=TILE_SIZES,
 
 def compare_vmap(batch: int = 16, n: int = 5_000) -> list[list]:
   rows = []
-  run = jax.jit(jax.vmap(functools.partial(
-      nms.nms, iou_threshold=IOU_THRESHOLD, score_threshold=0.0)))
+  run = jaxdl_fn(batched=True)
   for kind in ("uniform", "clustered"):
     inputs = [make_inputs(kind, n, seed) for seed in range(batch)]
     boxes = jnp.asarray(np.stack([b for b, _ in inputs]))
@@ -148,10 +160,8 @@ def compare_vmap(batch: int = 16, n: int = 5_000) -> list[list]:
     jax_s, cv_s = benchutil.timed_in_turns(
         lambda: run(boxes, scores),
         lambda: [opencv_nms(b, s) for b, s in xywh])
-    result = run(boxes, scores)
-    same = all(np.array_equal(np.asarray(result.indices[i])[
-        np.asarray(result.valid[i])], opencv_nms(*xywh[i]))
-               for i in range(batch))
+    same = all(np.array_equal(kept, opencv_nms(*image)) for kept, image in
+               zip(kept_indices(run(boxes, scores)), xywh))
     rows.append([kind, f"{batch} x {n}", benchutil.format_ms(jax_s),
                  benchutil.format_ms(cv_s), f"{cv_s / jax_s:.2f}x",
                  compiled, "yes" if same else "NO"])

@@ -19,17 +19,15 @@ needed); writes ``experiments/results/nms_gpu.md``.
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import benchutil
 from experiments.bench_nms import (IOU_THRESHOLD, SIZES, compare_tile_sizes,
-                                   jaxdl_fn, make_inputs)
+                                   jaxdl_fn, kept_indices, make_inputs)
 from jaxdl import nms
 
 GPU_TILE_SIZES = (128, 512, 2048)
@@ -61,10 +59,6 @@ def agreement(kept: np.ndarray, reference: np.ndarray) -> str:
   return f"NO ({differ} boxes in one only)"
 
 
-def kept_indices(result: nms.NmsResult) -> np.ndarray:
-  return np.asarray(result.indices)[np.asarray(result.valid)]
-
-
 def compare_sizes(torch, ops, sizes: Sequence[int]) -> list[list]:
   rows = []
   for kind in ("uniform", "clustered"):
@@ -92,8 +86,7 @@ def compare_sizes(torch, ops, sizes: Sequence[int]) -> list[list]:
 def compare_vmap(torch, ops, batch: int = VMAP_BATCH,
                  n: int = VMAP_BOXES) -> list[list]:
   rows = []
-  run = jax.jit(jax.vmap(functools.partial(
-      nms.nms, iou_threshold=IOU_THRESHOLD, score_threshold=0.0)))
+  run = jaxdl_fn(batched=True)
   for kind in ("uniform", "clustered"):
     inputs = [make_inputs(kind, n, seed) for seed in range(batch)]
     boxes = np.stack([b for b, _ in inputs])
@@ -111,10 +104,8 @@ def compare_vmap(torch, ops, batch: int = VMAP_BATCH,
     one_by_one(), as_categories()  # Warm-up.
     jax_s, loop_s, batched_s = benchutil.timed_in_turns(
         lambda: run(jboxes, jscores), one_by_one, as_categories)
-    result = run(jboxes, jscores)
-    answers = [agreement(kept_indices(jax.tree.map(lambda x: x[i], result)),
-                         kept.cpu().numpy())
-               for i, kept in enumerate(one_by_one())]
+    answers = [agreement(kept, reference.cpu().numpy()) for kept, reference
+               in zip(kept_indices(run(jboxes, jscores)), one_by_one())]
     first_difference = next((a for a in answers if a != "yes"), "yes")
     rows.append([kind, f"{batch} x {n}", benchutil.format_ms(jax_s),
                  benchutil.format_ms(loop_s), benchutil.format_ms(batched_s),

@@ -192,8 +192,8 @@ def torch_epochs(images: np.ndarray, labels: np.ndarray,
 
 
 def torch_loops(torch, images: np.ndarray, labels: np.ndarray,
-                 batch_size: int, device: str = "cpu"
-                 ) -> dict[str, Callable[[], float]]:
+                batch_size: int, device: str = "cpu"
+                ) -> dict[str, Callable[[], float]]:
   """One epoch of the notes' loop per data path, as a function, with the
   model on ``device``. On a GPU, as in the tutorial's GPU section, the
   ``DataLoader``'s batches are moved there each step; the sliced tensor
