@@ -155,7 +155,7 @@ def main() -> None:
     path = os.path.join(benchutil.RESULTS_DIR, f"optimizer_paths_{name}.png")
     os.makedirs(benchutil.RESULTS_DIR, exist_ok=True)
     plot(name, results, path)
-    tol, steps = PROBLEMS[name][3], PROBLEMS[name][4]
+    steps = PROBLEMS[name][4]
     for opt_name, r in results.items():
       reached = r["steps"] if r["steps"] >= 0 else f"> {steps}"
       rows.append([name, opt_name, f"{r['lr']:g}", reached,
