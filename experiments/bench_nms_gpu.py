@@ -171,5 +171,6 @@ def main(argv: Sequence[str] | None = None) -> None:
   with open(path) as f:
     print(f.read())
 
+
 if __name__ == "__main__":
   main()

@@ -87,5 +87,6 @@ each one's fastest counts. PyTorch runs with
 {table}
 """
 
+
 if __name__ == "__main__":
   main()
