@@ -67,17 +67,6 @@ _ROW_BLOCKS = 4
 # time, where reading the matrix costs more than the cumsum saves.
 _DOT_CUMSUM_MAX = 128
 
-# A top_k round takes its tile out of play. Writing -inf into the tile's
-# scores in the buffer makes XLA:CPU copy the whole buffer twice per round
-# (copy insertion around that in-place scatter); buffers of at least this
-# many rows are spared the copies: the screen reads a [size] mask of the
-# tile's slots instead, at some cost per chunk. A/B on 2 cores, median ms,
-# copies against mask, clustered boxes: 10k 0.87 against 0.95, 15k 1.51
-# against 1.27, 20k 2.38 against 1.99, 100k 10.2 against 9.1 (second run:
-# 5k 0.45 against 0.48, 20k 2.97 against 2.42, 100k 9.89 against 8.48);
-# uniform 20k unchanged.
-_TILE_MASK_MIN_ROWS = 12288
-
 # Rounds find their tiles by top_k while they clear the buffer fast. Once
 # the boxes left would take more than this many rounds at the last round's
 # pace, they are ranked once instead, and the rounds use full-size tiles:
@@ -399,11 +388,10 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
                       [functools.partial(best, p=p) for p in prefixes],
                       buffer[:, score_col])
 
-  def screen(kept, num_kept, start, num_left, by_score, buffer, taken):
+  def screen(kept, num_kept, start, num_left, by_score, buffer):
     """Drops the boxes of buffer[start:num_left] that a kept box suppresses
-    (and, if ``by_score``, those out of play, and those ``taken``, a
-    ``[size]`` mask or None) and compacts the rest to the front; returns
-    their number and the buffer."""
+    (and, if ``by_score``, those out of play) and compacts the rest to the
+    front; returns their number and the buffer."""
     t = kept.shape[0]
     chunk = _SCREEN_TILES * t
     rows = max(1, t // _ROW_BLOCKS)
@@ -421,8 +409,6 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       live = counters[0] + jnp.arange(chunk) < num_left
       if by_score:
         live &= part[:, score_col] > -jnp.inf
-      if taken is not None:
-        live &= ~lax.dynamic_slice_in_dim(taken, counters[0], chunk)
       live &= ~jnp.any(hit & (jnp.arange(block) < num_kept)[:, None], axis=0)
       return live.astype(jnp.float32)
 
@@ -461,8 +447,7 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
   def round_(state, by_score):
     """Resolves the next tile and screens the buffer against its kept boxes.
     ``by_score`` (static): the tile is found by top_k and leaves play by its
-    score, or in buffers of ``_TILE_MASK_MIN_ROWS`` or more by a mask of its
-    slots that the screen reads; else the buffer is in rank order and the
+    score (see ``_TOP_K_ROUNDS``); else the buffer is in rank order and the
     tile is its front."""
     num_left, num_kept, buffer, kept, _ = state
     t = top_k_tile if by_score else tile_size
@@ -478,14 +463,20 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
         from_bits(tile[:, index_col]).astype(jnp.int32), mode="drop")
     kept_rows = put(jnp.zeros_like(tile), jnp.where(keep, rank, t), tile)
     num_new = jnp.sum(keep, dtype=jnp.int32)
-    taken = None  # The tile's slots, for the screen to drop.
-    if by_score and size >= _TILE_MASK_MIN_ROWS:
-      taken = jnp.zeros((size,), bool).at[slots].set(True)
-    elif by_score:
-      buffer = buffer.at[slots, score_col].set(-jnp.inf)
+    if by_score:
+      # The tile leaves play: -inf at its live slots only, so that the
+      # scatter reads the tile and runs after the tile's read, and XLA:CPU
+      # writes the buffer in place. Written at every slot, it did not wait
+      # for the read, and XLA:CPU copied the whole buffer twice per round.
+      # A/B on 2 cores, best of 20 rounds, against those copies (and, from
+      # 12288 rows, a [size] mask of the tile's slots that the screen read
+      # instead): clustered 5k 0.343-0.349 against 0.362-0.366 ms in three
+      # runs; clustered 1k, 20k and 100k and uniform boxes within noise.
+      buffer = buffer.at[jnp.where(alive, slots, size), score_col].set(
+          -jnp.inf, mode="drop")
     num_left_new, buffer = screen(kept_rows, num_new,
                                   jnp.int32(0 if by_score else t), num_left,
-                                  by_score, buffer, taken)
+                                  by_score, buffer)
     return (num_left_new, num_kept + num_new, buffer, kept,
             num_left - num_left_new)
 

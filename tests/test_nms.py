@@ -115,13 +115,12 @@ def _check_eager_tiles_of_8(boxes, scores, rng, thresholds):
 
 
 @pytest.mark.parametrize("kind", ["uniform", "clustered"])
-def test_tile_mask_rounds_match_reference(kind, rng, monkeypatch,
-                                          fresh_traces):
-  """Top_k rounds that take their tile out of play by a mask (large buffers)
-  instead of by its scores: same result, also where the tile's kept boxes
-  do not suppress themselves (threshold 1, empty boxes)."""
-  monkeypatch.setattr(nms, "_TILE_MASK_MIN_ROWS", 0)
-  monkeypatch.setattr(nms, "_TOP_K_ROUNDS", 2)
+def test_top_k_rounds_match_reference(kind, rng, monkeypatch, fresh_traces):
+  """Many top_k rounds, which take their tile out of play by -inf at its
+  live slots only: same result, also where the tile's kept boxes do not
+  suppress themselves (threshold 1, empty boxes) and where the last tiles
+  hold slots past the boxes left."""
+  monkeypatch.setattr(nms, "_TOP_K_ROUNDS", 1000)
   boxes, scores = _inputs(kind, rng, 301)
   boxes[::25, 2:] = boxes[::25, :2]  # Empty boxes: IoU NaN with themselves.
   _check_eager_tiles_of_8(boxes, scores, rng, (0.3, 0.7, 1.0))
