@@ -299,6 +299,8 @@ def _train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
     return step(state, *_gather_batch(images, labels, batch, preprocess,
                                        sharding))
 
+  # Unrolled (unroll=2 or 5), ToyNet's batch-4 step ran slower on 2 CPU
+  # cores: 0.211 against 0.225 and 0.227 ms (best of 5).
   return jax.lax.scan(body, state.replace(rng=rng), batches)
 
 
