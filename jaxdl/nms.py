@@ -55,7 +55,7 @@ _MAX_TIE_ROUNDS = 8
 # per block size, chunks of up to 512 boxes under 8192 pairs, against these
 # sizes): clustered 1k-20k 0.64-0.75x, uniform 0.74-0.87x; with the same
 # chunks, that loop-per-block layout alone 0.77-0.95x. A body unrolled to two
-# chunks (17 thunks, see below) ran 0.85-0.98x.
+# chunks (17 thunks, see below) ran 0.85-0.99x.
 _SCREEN_TILES = 2
 _ROW_BLOCKS = 4
 
