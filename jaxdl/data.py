@@ -84,6 +84,9 @@ class _CifarUnpickler(pickle.Unpickler):
       ("numpy._core.numeric", "_frombuffer"),
       ("numpy", "ndarray"),
       ("numpy", "dtype"),
+      # NumPy scalars, e.g. labels written as a list of np.int64.
+      ("numpy.core.multiarray", "scalar"),
+      ("numpy._core.multiarray", "scalar"),
       ("_codecs", "encode"),  # How Python 3 writes bytes in protocol 2.
   }
 
@@ -158,6 +161,10 @@ def _cifar_reader(path: str):
         if member.isfile():
           members[os.path.basename(member.name)] = archive.extractfile(
               member).read()
+      # Reading the compressed stream to its end makes gzip (bz2, xz) check
+      # its checksum, which the tar members alone never reach.
+      while archive.fileobj.read(1 << 20):
+        pass
   except (tarfile.TarError, EOFError, OSError, ValueError) as err:
     raise ValueError(f"CIFAR-10 archive {path} cannot be read (truncated or "
                      f"corrupt?): {type(err).__name__}: {err}") from err

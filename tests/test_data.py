@@ -156,6 +156,36 @@ def test_cifar_truncated_archive(cifar, tmp_path):
     data.load_cifar10(archive_path)
 
 
+def test_cifar_archive_with_a_flipped_byte(cifar, tmp_path):
+  """A byte changed inside a batch fails gzip's checksum; nothing loads.
+  Uncompressed (stored) deflate blocks keep the byte findable."""
+  archive_path = tmp_path / "cifar.tar.gz"
+  with tarfile.open(archive_path, "w:gz", compresslevel=0) as archive:
+    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+  raw = bytearray(archive_path.read_bytes())
+  with open(os.path.join(cifar, "data_batch_3"), "rb") as f:
+    batch = f.read()
+  # Mid-batch is the pixel string; an ASCII byte stays valid text when
+  # flipped, so without the checksum the batch would load, one pixel off.
+  middle = batch[len(batch) // 2:len(batch) // 2 + 64]
+  at = raw.find(middle)
+  assert at > 0 and raw.find(middle, at + 1) < 0
+  at += next(i for i, b in enumerate(middle) if 0x30 <= b < 0x7f)
+  raw[at] ^= 1
+  archive_path.write_bytes(bytes(raw))
+  with pytest.raises(ValueError, match="cifar.tar.gz.*cannot be read.*CRC"):
+    data.load_cifar10(archive_path)
+
+
+def test_cifar_labels_as_numpy_integers(tmp_path, rng):
+  """Labels pickled as a list of NumPy integers (``list(array)``) load."""
+  entry = _batch(rng, 4)
+  entry[b"labels"] = list(np.asarray(entry[b"labels"], np.int64))
+  folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_2": entry})
+  got = data.load_cifar10(folder)
+  np.testing.assert_array_equal(got.train_labels[6:10], entry[b"labels"])
+
+
 def test_cifar_archive_missing_member(cifar, tmp_path):
   archive_path = tmp_path / "cifar.tar.gz"
   os.remove(os.path.join(cifar, "data_batch_5"))
