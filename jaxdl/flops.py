@@ -278,7 +278,10 @@ def _transpose_padding(padding: Padding, kernel: tuple[int, int],
   ``"SAME"`` gives an output ``s`` times the input, ``"VALID"`` one of
   ``(i − 1)s + max(k', s)`` for the dilated kernel size ``k'``."""
   if not isinstance(padding, str):
-    pads = tuple(tuple(int(v) for v in p) for p in padding)
+    try:
+      pads = tuple(tuple(int(v) for v in p) for p in padding)
+    except TypeError:  # Not pairs of ints, e.g. an int.
+      pads = ()
     if len(pads) != 2 or any(len(p) != 2 for p in pads):
       raise ValueError(
           f"padding must be 'SAME', 'VALID' or two (low, high) pairs, got "
@@ -482,8 +485,10 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
   if type(module) is nn.Conv:
     kernel = module.kernel_size
     kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-    if (len(kernel) != 2 or len(x.shape) < 4 or module.padding in (
-        "CIRCULAR", "CAUSAL") or module.input_dilation not in (None, 1)):
+    if (len(kernel) != 2 or len(x.shape) < 4 or (
+        isinstance(module.padding, str)
+        and module.padding not in ("SAME", "VALID"))  # CIRCULAR, REFLECT...
+        or module.input_dilation not in (None, 1)):
       return None
     return conv2d_flops(
         x.shape[-3:-1], x.shape[-1], module.features, kernel,
@@ -572,13 +577,14 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
   init_rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
   variables = jax.eval_shape(
       lambda *x: module.init(init_rngs, *x, **init_kwargs), *inputs)
-  calls = []
+  calls, root_calls = [], []
 
   def record(next_fun, args, kwargs, context):
-    if context.method_name != "__call__" or not context.module.path:
+    if context.method_name != "__call__":
       return next_fun(*args, **kwargs)
     call = [context.module, _abstract(args), kwargs, None]
-    calls.append(call)  # In call order: parents before their children.
+    # In call order: parents before their children.
+    (calls if context.module.path else root_calls).append(call)
     out = next_fun(*args, **kwargs)
     call[3] = _abstract(out)
     return out
@@ -588,6 +594,8 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
 
   with nn.intercept_methods(record):
     out = jax.eval_shape(forward, variables, *inputs)
+  if not calls:  # The model is a single layer (a Dense, a Conv): its own row.
+    calls = root_calls
 
   layers = []
   cache = {}  # Repeated identical layers (e.g. transformer blocks) compile once.
@@ -645,7 +653,7 @@ def _training_flops(forward: Callable[..., Any], variables: Any,
   def loss_grad(variables, cotangent, *inputs):
     def f(params):
       return _model_output(forward({**variables, "params": params}, *inputs))
-    _, vjp = jax.vjp(f, variables["params"])
-    return vjp(cotangent)
+    y, vjp = jax.vjp(f, variables["params"])
+    return y, vjp(cotangent)  # With y, XLA keeps all of the forward pass.
 
   return xla_cost(loss_grad, variables, out, *inputs).flops

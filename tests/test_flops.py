@@ -260,6 +260,8 @@ def test_conv_transpose2d_flops_bad_input():
     flops.conv_transpose2d_flops(8, 3, 5, 3, padding="FULL")
   with pytest.raises(ValueError, match="padding"):
     flops.conv_transpose2d_flops(8, 3, 5, 3, padding=((1, 1),))
+  with pytest.raises(ValueError, match="padding"):
+    flops.conv_transpose2d_flops(8, 3, 5, 3, strides=2, padding=1)
   with pytest.raises(ValueError, match="convention"):
     flops.conv_transpose2d_flops(8, 3, 5, 3, convention="flops")
   with pytest.raises(ValueError, match="kernel"):
@@ -331,6 +333,34 @@ def test_summary_notes_convention_and_nested_paths():
   assert s.formula_flops == conv + dense  # containers are not double counted
   assert s.layers[0].xla_flops == s.xla_flops
   assert s.params == s.layers[0].params == (9 * 2 * 4 + 4) + (4 * 3 + 3)
+
+
+def test_summary_of_a_single_layer_model():
+  """A model that is itself one Dense is its own row, counted in the total;
+  training counts the whole forward plus the weight and bias gradients."""
+  s = flops.summary(nn.Dense(3), jax.ShapeDtypeStruct((2, 5), jnp.float32))
+  assert [(l.path, l.type, l.output_shape) for l in s.layers] == [
+      ("", "Dense", (2, 3))]
+  assert s.formula_flops == flops.dense_flops(5, 3, batch=2) == s.xla_flops
+  grads = 2 * 2 * 5 * 3  # dW = x^T dy; db adds a few more.
+  assert s.training_flops >= s.xla_flops + grads
+
+
+def test_summary_skips_formulas_for_other_paddings():
+  """Flax's REFLECT / CIRCULAR padding pad the input themselves: no formula
+  row, no error; the SAME conv beside them keeps its formula."""
+  class Model(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(4, (3, 3), padding="REFLECT")(x)
+      x = nn.Conv(4, (3, 3), padding="CIRCULAR")(x)
+      return nn.Conv(2, (3, 3), padding="SAME")(x)
+
+  s = flops.summary(Model(), jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32))
+  assert [l.formula_flops is None for l in s.layers] == [True, True, False]
+  assert s.formula_flops == flops.conv2d_flops(8, 4, 2, 3, padding="SAME",
+                                              bias=True)
+  assert not any(math.isnan(l.xla_flops) for l in s.layers)
 
 
 def test_summary_train_mode_with_batch_stats():
