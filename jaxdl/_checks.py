@@ -100,12 +100,15 @@ def positive_int(value: int, name: str, *, allow_bool: bool = False) -> None:
 
 
 def class_ids(ids: jax.Array, num: int, name: str, *,
-              num_name: str = "num_classes", allow_bool: bool = False) -> None:
+              num_name: str = "num_classes", allow_bool: bool = False,
+              mask: jax.Array | None = None) -> None:
   """Raises ``ValueError`` naming ``name`` unless ``ids`` lie in ``[0, num)``.
 
   The dtype must be integer (or bool, with ``allow_bool``). The range is
-  checked only when the values are known (outside ``jit``); under ``jit``
-  the caller documents what happens to out-of-range ids.
+  checked only when the values are known (outside ``jit``), and only where
+  ``mask`` (already checked to have ``ids``' shape) is True, so padding may
+  hold any id (e.g. ``-1``); under ``jit`` the caller documents what
+  happens to out-of-range ids.
 
   Args:
     ids: ``[...]`` class (or cluster) ids.
@@ -113,6 +116,7 @@ def class_ids(ids: jax.Array, num: int, name: str, *,
     name: the argument's name, for the message.
     num_name: the name of the argument that gave ``num``.
     allow_bool: accept a bool array (False / True read as 0 / 1).
+    mask: optional bool array of ``ids``' shape; only True entries count.
 
   >>> class_ids(jnp.array([0, 2]), 3, "labels")
   >>> class_ids(jnp.array([0, 3]), 3, "labels")
@@ -124,12 +128,15 @@ def class_ids(ids: jax.Array, num: int, name: str, *,
           or (allow_bool and ids.dtype == bool)):
     kind = "an integer (or bool)" if allow_bool else "an integer"
     raise ValueError(f"{name} must be {kind} array, got {ids.dtype}.")
-  if not isinstance(ids, jax.core.Tracer) and ids.size:
-    values = np.asarray(ids)
-    if values.min() < 0 or values.max() >= num:
-      raise ValueError(
-          f"{name} must lie in [0, {num_name}={num}), got values in "
-          f"[{values.min()}, {values.max()}].")
+  if isinstance(ids, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+    return
+  values = np.asarray(ids)
+  if mask is not None:
+    values = values[np.asarray(mask, bool)]
+  if values.size and (values.min() < 0 or values.max() >= num):
+    raise ValueError(
+        f"{name} must lie in [0, {num_name}={num}), got values in "
+        f"[{values.min()}, {values.max()}].")
 
 
 def mask_or_ones(mask: ArrayLike | None, shape: tuple[int, ...], *,

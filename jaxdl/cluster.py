@@ -242,11 +242,14 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
     if init.shape != (k, dim):
       raise ValueError(f"init must have shape [k, D]=({k}, {dim}), got "
                        f"{tuple(init.shape)}.")
-  # Both may be traced (no recompilation); check them when they are numbers.
-  if isinstance(max_iter, (int, np.integer)) and max_iter < 1:
-    raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
-  if isinstance(tol, (int, float)) and tol < 0:
-    raise ValueError(f"tol must be >= 0, got {tol}.")
+  # Both may be traced (no recompilation); check them when they are known.
+  if not isinstance(max_iter, jax.core.Tracer) and not (
+      np.ndim(max_iter) == 0 and np.issubdtype(np.asarray(max_iter).dtype,
+                                               np.integer) and max_iter >= 1):
+    raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
+  if not isinstance(tol, jax.core.Tracer) and not (
+      np.ndim(tol) == 0 and tol >= 0):  # NaN too.
+    raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
   result = _kmeans(key, x, mask_or_ones(mask, (n,)).astype(x.dtype),
                    None if isinstance(init, str) else init, max_iter, tol, k=k,
                    init_kind=init if isinstance(init, str) else "array")
@@ -311,7 +314,8 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
 
   Args:
     x: ``[N, D]`` points.
-    labels: ``[N]`` cluster ids in ``[0, num_clusters)``.
+    labels: ``[N]`` cluster ids in ``[0, num_clusters)`` (any id, e.g.
+      :func:`kmeans`' ``-1``, where ``mask`` is False).
     num_clusters: number of possible ids (static).
     mask: optional ``[N]`` bool, False for padding.
 
@@ -330,8 +334,10 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
     raise ValueError(f"labels must have shape ({n},), got "
                      f"{tuple(labels.shape)}.")
   positive_int(num_clusters, "num_clusters")
-  class_ids(labels, num_clusters, "labels", num_name="num_clusters")
-  return _silhouette(x, labels, mask_or_ones(mask, (n,)).astype(x.dtype),
+  mask = mask_or_ones(mask, (n,))
+  class_ids(labels, num_clusters, "labels", num_name="num_clusters",
+            mask=mask)
+  return _silhouette(x, labels, mask.astype(x.dtype),
                      num_clusters=num_clusters)
 
 
@@ -380,7 +386,8 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
 
   Args:
     train_x: ``[N, D]`` training points.
-    train_y: ``[N]`` their class ids in ``[0, num_classes)``.
+    train_y: ``[N]`` their class ids in ``[0, num_classes)`` (any id where
+      ``mask`` is False).
     query: ``[Q, D]`` points to classify.
     k: neighbours per query, ``1 <= k <= N`` (static).
     num_classes: number of classes (static).
@@ -406,9 +413,10 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
                      f"{tuple(train_y.shape)}.")
   _check_k(k, n)
   positive_int(num_classes, "num_classes")
-  class_ids(train_y, num_classes, "train_y")
-  weights = mask_or_ones(mask, (n,)).astype(train_x.dtype)
-  return _knn(train_x, train_y, query, weights, k=k, num_classes=num_classes)
+  mask = mask_or_ones(mask, (n,))
+  class_ids(train_y, num_classes, "train_y", mask=mask)
+  return _knn(train_x, train_y, query, mask.astype(train_x.dtype), k=k,
+              num_classes=num_classes)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))

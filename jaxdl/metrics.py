@@ -104,7 +104,9 @@ def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
 
 
 def _check_zero_division(zero_division: float) -> None:
-  if not (zero_division in (0, 1) or np.isnan(zero_division)):
+  is_nan = (isinstance(zero_division, (float, np.floating))
+            and np.isnan(zero_division))
+  if not (is_nan or zero_division in (0, 1)):
     raise ValueError(
         f"zero_division must be 0.0, 1.0 or nan, got {zero_division!r}.")
 
@@ -228,10 +230,10 @@ def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
   preds = as_rank(preds, "preds", ("N",))
   labels = as_rank(labels, "labels", ("N",))
   _check_same_shape(preds, labels, "preds", "labels")
-  class_ids(preds, num_classes, "preds", allow_bool=True)
-  class_ids(labels, num_classes, "labels", allow_bool=True)
-  return _confusion_matrix(preds, labels, mask_or_ones(mask, preds.shape),
-                           num_classes=num_classes)
+  mask = mask_or_ones(mask, preds.shape)
+  class_ids(preds, num_classes, "preds", allow_bool=True, mask=mask)
+  class_ids(labels, num_classes, "labels", allow_bool=True, mask=mask)
+  return _confusion_matrix(preds, labels, mask, num_classes=num_classes)
 
 
 @functools.partial(jax.jit, static_argnames="num_classes")
@@ -295,7 +297,7 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
   Array(0.6666667, dtype=float32)
   """
   one_of(average, AVERAGES, "average")
-  if beta < 0:
+  if not beta >= 0:  # NaN too.
     raise ValueError(f"beta must be >= 0, got {beta}.")
   _check_zero_division(zero_division)
   cm = confusion_matrix(preds, labels, num_classes=num_classes, mask=mask)
@@ -654,12 +656,13 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
   probs[:, c], labels == c)``; ``"macro"`` is their mean, ``"weighted"``
   the mean weighted by class support, ``"micro"`` the AUC of the flattened
   one-hot problem, ``None`` the ``[C]`` per-class values. A class absent
-  from ``labels`` has AUC NaN, which makes the macro and weighted averages
-  NaN, as in sklearn.
+  from ``labels`` (or present in every sample) has AUC NaN, which makes the
+  macro average NaN, as in sklearn; the weighted average gives an absent
+  class weight 0 and stays a number, as sklearn does.
 
   Args:
     probs: ``[N, C]`` class scores (probabilities in sklearn; any scores here).
-    labels: ``[N]`` class ids in ``[0, C)``.
+    labels: ``[N]`` class ids in ``[0, C)`` (any id where ``mask`` is False).
     average: ``None | "micro" | "macro" | "weighted"`` (static).
     mask: optional ``[N]`` bool.
 
@@ -677,9 +680,9 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape [N]=({n},), got "
                      f"{tuple(labels.shape)}.")
-  class_ids(labels, num_classes, "labels", allow_bool=True)
-  return _multiclass_roc_auc(probs, labels, mask_or_ones(mask, (n,)),
-                             average=average)
+  mask = mask_or_ones(mask, (n,))
+  class_ids(labels, num_classes, "labels", allow_bool=True, mask=mask)
+  return _multiclass_roc_auc(probs, labels, mask, average=average)
 
 
 @functools.partial(jax.jit, static_argnames="average")
@@ -695,7 +698,9 @@ def _multiclass_roc_auc(probs, labels, mask, *, average):
   if average == "macro":
     return jnp.mean(per_class)
   support = jnp.sum(onehot & mask[:, None], axis=0).astype(jnp.float32)
-  return jnp.sum(per_class * support) / jnp.sum(support)
+  # An absent class (AUC NaN) weighs 0, as sklearn forces its score to 0.
+  weighted = jnp.where(support > 0, per_class * support, 0.0)
+  return jnp.sum(weighted) / jnp.sum(support)
 
 
 # ---------------------------------------------------------------- streaming
@@ -712,6 +717,12 @@ class BinnedCounts(NamedTuple):
   """
   positives: jax.Array  # [T] int32
   negatives: jax.Array  # [T] int32
+
+
+def _threshold_grid(num_thresholds: int) -> np.ndarray:
+  """``[T]`` float32 thresholds ``j / (T - 1)`` (NumPy: XLA may divide by
+  multiplying with the reciprocal, which rounds some of them differently)."""
+  return (np.arange(num_thresholds) / (num_thresholds - 1)).astype(np.float32)
 
 
 def binned_init(num_thresholds: int) -> BinnedCounts:
@@ -754,8 +765,16 @@ def binned_update(state: BinnedCounts, scores: ArrayLike, labels: ArrayLike,
 def _binned_update(state, scores, labels, mask) -> BinnedCounts:
   mask = mask & ~jnp.isnan(scores)
   num_bins = state.positives.shape[-1]
-  bins = jnp.floor(jnp.clip(scores.astype(jnp.float32), 0.0, 1.0) *
-                   (num_bins - 1)).astype(jnp.int32).ravel()
+  scores = jnp.clip(scores.astype(jnp.float32), 0.0, 1.0).ravel()
+  # floor(s * (T - 1)) can round across a threshold (float32(0.53) * 100 =
+  # 52.999996): one step either way fixes it, so that bin j holds exactly
+  # the scores with grid[j] <= s < grid[j + 1].
+  grid = jnp.asarray(_threshold_grid(num_bins))
+  bins = jnp.clip(jnp.floor(scores * (num_bins - 1)).astype(jnp.int32), 0,
+                  num_bins - 1)
+  bins = bins + (grid[jnp.minimum(bins + 1, num_bins - 1)] <= scores)
+  bins = jnp.minimum(bins, num_bins - 1)
+  bins = bins - (grid[bins] > scores)
   positive = (labels > 0).ravel()
   mask = mask.ravel()
   add = lambda w: jnp.bincount(bins, weights=w.astype(jnp.int32),
@@ -765,7 +784,15 @@ def _binned_update(state, scores, labels, mask) -> BinnedCounts:
 
 
 def binned_merge(a: BinnedCounts, b: BinnedCounts) -> BinnedCounts:
-  """The state of both batches: an elementwise sum (so ``psum`` merges too)."""
+  """The state of both batches: an elementwise sum (so ``psum`` merges too).
+
+  Args:
+    a: a ``BinnedCounts``, each ``[T]`` int32 (or ``[..., T]``).
+    b: another over the same ``T`` thresholds.
+
+  Returns:
+    Their sum, a ``BinnedCounts`` of the same shapes.
+  """
   return jax.tree.map(jnp.add, a, b)
 
 
@@ -777,9 +804,8 @@ def _binned_ranked(state: BinnedCounts) -> _Ranked:
   tps = jnp.concatenate([zero, _scan(jnp.add, pos)], axis=-1)
   fps = jnp.concatenate([zero, _scan(jnp.add, neg)], axis=-1)
   valid = jnp.concatenate([zero == 0, (pos + neg) > 0], axis=-1)
-  num_bins = pos.shape[-1]
-  grid = jnp.linspace(1.0, 0.0, num_bins, dtype=jnp.float32)
-  thresholds = jnp.concatenate([jnp.full((1,), jnp.inf), grid])
+  thresholds = jnp.concatenate([jnp.full((1,), jnp.inf),
+                                jnp.flip(_threshold_grid(pos.shape[-1]))])
   return _Ranked(tps, fps, thresholds, valid, jnp.zeros((), bool))
 
 

@@ -255,6 +255,24 @@ def test_knn_tied_vote_mask_and_vmap(rng):
         batched[i], ref.knn_predict(train, np.array([2, 1, 0]), queries[i], 1))
 
 
+def test_kmeans_padding_labels_feed_silhouette_and_knn(rng, key):
+  """kmeans labels padding -1; with the same mask, silhouette_score and
+  knn_predict accept them and equal their results on the real points."""
+  x = _blobs(rng, n_per=10, k=3).astype(np.float32)
+  padded = np.concatenate([x, np.full((4, x.shape[1]), 99.0, np.float32)])
+  mask = np.arange(len(padded)) < len(x)
+  labels = cluster.kmeans(key, padded, 3, mask=mask).labels
+  assert np.all(labels[~mask] == -1)
+  np.testing.assert_allclose(
+      cluster.silhouette_score(padded, labels, num_clusters=3, mask=mask),
+      cluster.silhouette_score(x, labels[mask], num_clusters=3), atol=1e-6)
+  queries = x[::7] + 0.1
+  np.testing.assert_array_equal(
+      cluster.knn_predict(padded, labels, queries, k=3, num_classes=3,
+                          mask=mask),
+      cluster.knn_predict(x, labels[mask], queries, k=3, num_classes=3))
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -267,6 +285,11 @@ def test_knn_tied_vote_mask_and_vmap(rng):
     (lambda x, key: cluster.kmeans(key, x, 2, init=x[:3]), "init"),
     (lambda x, key: cluster.kmeans(key, x, 2, max_iter=0), "max_iter"),
     (lambda x, key: cluster.kmeans(key, x, 2, tol=-1.0), "tol"),
+    (lambda x, key: cluster.kmeans(key, x, 2, tol=np.float32(-1)), "tol"),
+    (lambda x, key: cluster.kmeans(key, x, 2, tol=float("nan")), "tol"),
+    (lambda x, key: cluster.kmeans(key, x, 2, max_iter=0.5), "max_iter"),
+    (lambda x, key: cluster.kmeans(key, x, 2, max_iter=np.int32(0)),
+     "max_iter"),
     (lambda x, key: cluster.kmeans(key, x, 2, mask=np.ones(9)), "mask"),
     (lambda x, key: cluster.kmeans_predict(x, x[:, :1]), "centers"),
     (lambda x, key: cluster.silhouette_score(x, np.arange(10) % 3,

@@ -498,6 +498,19 @@ def test_voc_evaluate_argmax_without_fallback():
   assert coco[1] == pytest.approx(1.0)  # AP50: both matched
 
 
+@pytest.mark.parametrize("use_07_metric, want", [(False, np.nan),
+                                                  (True, 0.0)])
+def test_voc_category_with_detections_and_no_ground_truth(use_07_metric,
+                                                          want):
+  """Recall 0 / 0: NaN all-point AP, 0 with the 11-point metric, as in
+  voc_eval; the mean leaves the category out."""
+  dets = [_det(), _det(category_id=2)]
+  got = detection.voc_evaluate(_tiny_gt(), dets, use_07_metric=use_07_metric)
+  want_ref = ref.voc_evaluate(_tiny_gt(), dets, use_07_metric=use_07_metric)
+  np.testing.assert_equal([got["ap"][2], want_ref["ap"][2]], [want, want])
+  assert got["map"] == pytest.approx(1.0)
+
+
 def test_voc_evaluate_difficult_and_duplicates():
   gt = _tiny_gt()
   gt["annotations"].append({"id": 2, "image_id": 1, "category_id": 1,

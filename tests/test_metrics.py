@@ -388,6 +388,30 @@ def test_multiclass_roc_auc_absent_class_is_nan(rng):
   per_class = metrics.multiclass_roc_auc(probs, labels, average=None)
   assert np.isnan(per_class[2]) and not np.any(np.isnan(per_class[:2]))
   assert np.isnan(metrics.multiclass_roc_auc(probs, labels))
+  # Weighted: the absent class weighs 0 (sklearn forces its score to 0).
+  np.testing.assert_allclose(
+      metrics.multiclass_roc_auc(probs, labels, average="weighted"),
+      skm.roc_auc_score(labels, probs, multi_class="ovr", average="weighted",
+                        labels=range(3)), atol=1e-6)
+
+
+def test_masked_padding_may_hold_any_class_id(rng):
+  """Padding ids such as -1 are not range-checked where mask is False, and
+  the results equal those of the real entries alone."""
+  probs = np.asarray(jax.nn.softmax(rng.normal(size=(12, 3))))
+  labels = np.array([0, 1, 2] * 3 + [-1, -1, 7])
+  preds = np.where(labels >= 0, np.argmax(probs, 1), -1)
+  mask = labels >= 0
+  mask[-1] = False
+  real = slice(0, 9)
+  np.testing.assert_array_equal(
+      metrics.confusion_matrix(preds, labels, num_classes=3, mask=mask),
+      metrics.confusion_matrix(preds[real], labels[real], num_classes=3))
+  np.testing.assert_allclose(
+      metrics.multiclass_roc_auc(probs, labels, mask=mask),
+      metrics.multiclass_roc_auc(probs[real], labels[real]), atol=1e-7)
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes"):
+    metrics.multiclass_roc_auc(probs, labels, mask=labels != 7)
 
 
 # ---------------------------------------------------------------- streaming
@@ -437,6 +461,25 @@ def test_binned_psum_across_devices_axis_and_mask(rng):
   assert np.isnan(metrics.binned_roc_auc(metrics.binned_init(11)))
 
 
+@pytest.mark.parametrize("num_thresholds", [2, 11, 101, 200, 1000, 1001])
+def test_binned_scores_on_a_threshold_go_to_its_bin(num_thresholds):
+  """float32(j / (T - 1)) goes to bin j, though float32(0.53) * 100 =
+  52.999996 floors to 52; its neighbours one ulp away go either side."""
+  grid = (np.arange(num_thresholds) / (num_thresholds - 1)).astype(np.float32)
+  below = np.nextafter(grid[1:], np.float32(0))
+  for scores, bins in ((grid, np.arange(num_thresholds)),
+                       (below, np.arange(num_thresholds - 1))):
+    state = metrics.binned_update(metrics.binned_init(num_thresholds), scores,
+                                  np.ones(scores.shape, int))
+    np.testing.assert_array_equal(
+        state.positives, np.bincount(bins, minlength=num_thresholds))
+  # Two scores on adjacent thresholds are told apart: AUC exact.
+  s = grid[[num_thresholds // 2 - 1, num_thresholds // 2]]
+  state = metrics.binned_update(metrics.binned_init(num_thresholds), s,
+                                np.array([0, 1]))
+  assert float(metrics.binned_roc_auc(state)) == 1.0
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -459,8 +502,17 @@ def test_binned_psum_across_devices_axis_and_mask(rng):
      "average"),
     (lambda: metrics.precision_recall_fscore(
         np.zeros(2, int), np.zeros(2, int), num_classes=2, beta=-1.0), "beta"),
+    (lambda: metrics.precision_recall_fscore(
+        np.zeros(2, int), np.zeros(2, int), num_classes=2,
+        beta=float("nan")), "beta"),
     (lambda: metrics.precision_recall_f1(np.zeros(2), np.zeros(2),
                                          zero_division=0.5), "zero_division"),
+    (lambda: metrics.precision_recall_f1(np.zeros(2), np.zeros(2),
+                                         zero_division="warn"),
+     "zero_division"),
+    (lambda: metrics.precision_recall_fscore(
+        np.zeros(2, int), np.zeros(2, int), num_classes=2,
+        zero_division=None), "zero_division"),
     (lambda: metrics.multiclass_roc_auc(np.zeros(3), np.zeros(3, int)),
      "probs"),
     (lambda: metrics.multiclass_roc_auc(np.zeros((3, 2)), np.array([0, 1, 2])),

@@ -321,7 +321,8 @@ def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
       ``annotations`` (``id``, ``image_id``, ``category_id``, ``bbox``
       ``[x, y, w, h]``, ``area``, ``iscrowd``).
     dets: a COCO results list of dicts with ``image_id``, ``category_id``,
-      ``bbox`` and ``score`` (may be empty: every AP and AR is then 0).
+      ``bbox`` and ``score`` (may be empty: every AP and AR is then 0,
+      except -1 for an area range without ground truth, as in pycocotools).
 
   Returns:
     ``[12]`` float64: AP, AP50, AP75, AP small / medium / large, AR1, AR10,

@@ -136,8 +136,9 @@ def voc_evaluate(gt: Any, dets: Any, *, iou_threshold: float = 0.5,
 
   Returns:
     ``{"ap": {category_id: ap}, "map": mean AP}``. As in ``voc_eval``, a
-    category without non-difficult ground truth has AP NaN if it has
-    detections (recall 0 / 0) and 0 if not; ``map`` averages the categories
+    category without non-difficult ground truth has AP 0 if it has no
+    detections; with detections (recall 0 / 0) its all-point AP is NaN and
+    its 11-point AP (``use_07_metric``) 0. ``map`` averages the categories
     that have non-difficult ground truth (NaN if none has).
 
   Raises:
