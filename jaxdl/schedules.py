@@ -72,8 +72,12 @@ def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
   ``int(pct_start * total_steps)`` steps, then down to
   ``init / final_div_factor`` at ``total_steps``; constant after. Each phase
   is a half cosine. This is ``torch.optim.lr_scheduler.OneCycleLR``'s
-  ``anneal_strategy="cos"`` learning rate, except that torch ends the cycle
-  at ``total_steps - 1``.
+  ``anneal_strategy="cos"`` learning rate up to where the phases end: torch
+  ends the warm-up at step ``pct_start * total_steps - 1`` and the cycle at
+  ``total_steps - 1``. With the same arguments the two differ by about 3%
+  of the peak over 100 steps; ``OneCycleLR(total_steps=T + 1,
+  pct_start=(P + 1) / (T + 1))`` matches a cycle of ``T`` steps whose
+  warm-up is ``P`` steps.
 
   Args:
     total_steps: ``> 0``, length of the cycle (static).

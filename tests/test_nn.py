@@ -53,6 +53,18 @@ def test_conv2d_im2col_equals_lax_conv(rng):
     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("strides, padding", [(1, "VALID"), (2, "VALID"),
+                                              (1, ((0, -1), (0, 0)))])
+def test_conv2d_im2col_kernel_larger_than_input_is_empty(strides, padding):
+  x, k = jnp.ones((1, 2, 2, 1)), jnp.ones((3, 3, 1, 1))
+  pads = flops.resolve_padding(padding, (2, 2), (3, 3), strides=strides)
+  want = lax.conv_general_dilated(x, k, (strides,) * 2, pads,
+                                  dimension_numbers=_DN)
+  got = _im2col(x, k, strides=strides, padding=padding)
+  assert got.shape == want.shape and got.dtype == want.dtype
+  assert 0 in got.shape
+
+
 def test_conv2d_im2col_jit_vmap_grad_no_retrace(rng):
   x = jnp.asarray(rng.standard_normal((3, 2, 6, 6, 4)), jnp.float32)
   k = jnp.asarray(rng.standard_normal((3, 3, 2, 6)), jnp.float32)

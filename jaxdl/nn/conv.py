@@ -79,6 +79,9 @@ def conv2d_im2col(x: ArrayLike, kernel: ArrayLike, *, strides=1,
                                dilation=(dh, dw))
   ho = flops.conv_output_size(h, kh, s=sh, p=pads[0], d=dh)
   wo = flops.conv_output_size(w, kw, s=sw, p=pads[1], d=dw)
+  if ho <= 0 or wo <= 0:  # The kernel does not fit: empty, as lax's.
+    return jnp.zeros((n, max(ho, 0), max(wo, 0), c_out),
+                     jnp.result_type(x, kernel))
   # lax.pad accepts negative (cropping) padding, as conv_general_dilated does.
   xp = lax.pad(x, jnp.zeros((), x.dtype),
                ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
