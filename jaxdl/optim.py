@@ -402,6 +402,11 @@ def adam(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
   with ``t`` the 1-based step. The notes' version swaps ``b1`` and ``b2``,
   drops the bias correction and ``eps``; it is not this algorithm.
 
+  The moments have the parameters' dtype, as in optax. With float16
+  parameters both ``eps = 1e-8`` and small ``(1 - b2) g**2`` round to 0, so
+  an update can be ``-inf`` (optax gives the same); keep float16 models'
+  master weights in float32, or use bfloat16.
+
   Args:
     learning_rate: a float ``>= 0`` or a schedule ``step -> lr``.
     b1: decay of the first moment, in [0, 1).
