@@ -12,7 +12,9 @@ compiler option (:func:`compile`):
 * :func:`fast_forward` wraps the model's forward pass, **before**
   differentiation, so that autodiff differentiates the rewritten form: a
   stride-1 convolution with few channels (an RGB first layer) becomes a
-  space-to-depth convolution with 4x the channels.
+  space-to-depth convolution with 4x the channels, and the bias, relu and
+  2x2 max pooling after it work on its 2x2 blocks, without the
+  depth-to-space transposes in between (forward and gradient).
 * :func:`fast_path` wraps the whole differentiated step: every convolution
   (including the gradient convolutions autodiff made) in the canonical
   NHWC/HWIO layout, and non-overlapping max pooling and its gradient as
@@ -23,9 +25,10 @@ compiler option (:func:`compile`):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.extend.core as jex_core
@@ -230,7 +233,93 @@ def _space_to_depth_conv(primitive: Any, lhs: jax.Array, rhs: jax.Array,
   out = primitive.bind(
       _space_to_depth(x), _space_to_depth_kernel(rhs),
       **{**params, "padding": ((0, 0), (0, 0))})
+  if out_h % 2 == 0 and out_w % 2 == 0:
+    return _Blocks(out)
   return _depth_to_space(out)[:, :out_h, :out_w]
+
+
+class _Blocks(NamedTuple):
+  """A ``[B, 2H, 2W, C]`` value held as its ``[B, H, W, 4C]`` 2x2
+  space-to-depth blocks, the output layout of a space-to-depth convolution.
+
+  Elementwise layers and 2x2 max pooling after such a convolution work on
+  the blocks (:data:`_BLOCK_REWRITES`); any other consumer gets
+  :meth:`dense`.
+  """
+  blocks: jax.Array
+
+  def dense(self) -> jax.Array:
+    return _depth_to_space(self.blocks)
+
+
+def _dense(x: Any) -> Any:
+  return x.dense() if isinstance(x, _Blocks) else x
+
+
+def _per_block(x: Any, channels: int) -> Any:
+  """An operand of an elementwise op with a :class:`_Blocks` value, in
+  block layout: a scalar as is, a ``[1, 1, 1, C]`` (bias) tiled over the
+  4 block phases, a :class:`_Blocks` as its blocks; else None."""
+  if isinstance(x, _Blocks):
+    return x.blocks
+  if np.ndim(x) == 0:
+    return x
+  if np.shape(x) == (1, 1, 1, channels):
+    return jnp.tile(x, (1, 1, 1, 4))
+  return None
+
+
+def _blocks_elementwise(primitive: Any, *inputs: Any,
+                        **params: Any) -> _Blocks | None:
+  """A bias add, activation or other binary elementwise op on blocks."""
+  channels = next(x for x in inputs if isinstance(x, _Blocks)).blocks.shape[-1]
+  operands = [_per_block(x, channels // 4) for x in inputs]
+  if any(x is None for x in operands):
+    return None
+  return _Blocks(primitive.bind(*operands, **params))
+
+
+def _traced_source(params: dict[str, Any]) -> str | None:
+  """Where the function of a ``custom_jvp_call`` was defined."""
+  jaxpr = getattr(params.get("call_jaxpr"), "jaxpr", None)
+  return getattr(getattr(jaxpr, "debug_info", None), "func_src_info", None)
+
+
+@functools.cache
+def _relu_source() -> str | None:
+  (eqn,) = jax.make_jaxpr(jax.nn.relu)(1.0).eqns
+  return _traced_source(eqn.params)
+
+
+def _blocks_relu(primitive: Any, x: Any, **params: Any) -> _Blocks | None:
+  """``jax.nn.relu`` on blocks. A ``custom_jvp`` call is traced for the
+  dense shape, so relu (told by where it was defined) is applied anew, which
+  keeps its derivative (0 at 0); other ``custom_jvp`` calls get dense
+  inputs."""
+  del primitive
+  source = _traced_source(params)
+  if (not isinstance(x, _Blocks) or source is None
+      or source != _relu_source()):
+    return None
+  return _Blocks(jax.nn.relu(x.blocks))
+
+
+def _blocks_max_pool(primitive: Any, x: Any, **params: Any) -> jax.Array | None:
+  """2x2 max pooling with stride 2 of blocks: a max over each block's 4
+  phases, which are in window order (row, column), as a ``reduce_window``
+  max of ``[B, H, W, 4, C]`` with window ``(1, 1, 1, 4, 1)``, so that its
+  gradient goes to the first maximum as before and :func:`fast_path` tiles
+  it."""
+  if (not isinstance(x, _Blocks) or not _is_tiling(params)
+      or params["window_dimensions"] != (1, 2, 2, 1)):
+    return None
+  b, h, w, c4 = x.blocks.shape
+  phases = x.blocks.reshape(b, h, w, 4, c4 // 4)
+  window = (1, 1, 1, 4, 1)
+  pooled = primitive.bind(
+      phases, window_dimensions=window, window_strides=window,
+      padding=((0, 0),) * 5, base_dilation=(1,) * 5, window_dilation=(1,) * 5)
+  return pooled.reshape(b, h, w, c4 // 4)
 
 
 Rewrites = Mapping[str, Callable[..., jax.Array]]
@@ -246,11 +335,25 @@ _STEP_REWRITES: Rewrites = {
 _FORWARD_REWRITES: Rewrites = {
     "conv_general_dilated": _space_to_depth_conv,
 }
+# Called for equations with a _Blocks input; None: bind with dense inputs.
+# On ToyNet's epoch (2 CPU cores, A/B in one process, min ms per step over
+# 8-10 rounds) against depth-to-space after every such convolution: batch 4
+# 0.204-0.214 -> 0.196-0.202, batch 128 3.98 -> 3.61.
+_BLOCK_REWRITES: Rewrites = {
+    **{name: _blocks_elementwise
+       for name in ("add", "sub", "mul", "max", "min")},
+    "custom_jvp_call": _blocks_relu,
+    "reduce_window_max": _blocks_max_pool,
+}
 
 
 def _evaluate(jaxpr: jex_core.Jaxpr, consts: list[Any], args: list[Any],
               rewrites: Rewrites) -> list[Any]:
-  """Evaluates a jaxpr with ``rewrites`` applied (nested jits inlined)."""
+  """Evaluates a jaxpr with ``rewrites`` applied (nested jits inlined).
+
+  Values, outputs included, may be :class:`_Blocks`; an equation that
+  :data:`_BLOCK_REWRITES` does not handle gets them dense.
+  """
   env: dict[Any, Any] = {}
 
   def read(var):
@@ -261,11 +364,21 @@ def _evaluate(jaxpr: jex_core.Jaxpr, consts: list[Any], args: list[Any],
   for eqn in jaxpr.eqns:
     inputs = [read(v) for v in eqn.invars]
     name = eqn.primitive.name
-    if name in rewrites:
-      outputs = [rewrites[name](eqn.primitive, *inputs, **eqn.params)]
-    elif name in ("jit", "pjit"):
+    outputs = None
+    if name in ("jit", "pjit"):
       inner = eqn.params["jaxpr"]
       outputs = _evaluate(inner.jaxpr, inner.consts, inputs, rewrites)
+    elif any(isinstance(x, _Blocks) for x in inputs):
+      rewrite = _BLOCK_REWRITES.get(name)
+      out = rewrite and rewrite(eqn.primitive, *inputs, **eqn.params)
+      if out is None:
+        inputs = [_dense(x) for x in inputs]
+      else:
+        outputs = [out]
+    if outputs is not None:
+      pass
+    elif name in rewrites:
+      outputs = [rewrites[name](eqn.primitive, *inputs, **eqn.params)]
     else:
       outputs = eqn.primitive.bind(
           *inputs, **eqn.primitive.get_bind_params(eqn.params))
@@ -293,7 +406,8 @@ def _rewritten(fn: Callable[..., Any],
       return fn(*a, **k)
 
     closed, out_shapes = jax.make_jaxpr(flat_fn, return_shape=True)(*arrays)
-    outputs = _evaluate(closed.jaxpr, closed.consts, arrays, rewrites)
+    outputs = [_dense(x) for x in
+               _evaluate(closed.jaxpr, closed.consts, arrays, rewrites)]
     return jax.tree.unflatten(jax.tree.structure(out_shapes), outputs)
 
   return wrapped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import chex
@@ -106,6 +107,53 @@ def test_space_to_depth_conv_keeps_values_and_gradients(rng, kernel, padding,
   # The rewrite happened: one convolution, on 4x the input channels.
   (conv,) = _convolutions(_xla_cpu.fast_forward(loss), x, k)
   assert conv.invars[0].aval.shape[-1] == 12
+
+
+def _conv_layer(x, k, b, activation, pool):
+  y = jax.lax.conv_general_dilated(
+      x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return pool(activation(y + b.reshape(1, 1, 1, -1)))
+
+
+@pytest.mark.parametrize("activation,pool", [
+    (jax.nn.relu, lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))),
+    (lambda y: jnp.maximum(y, 0.5) * 2.0, lambda y: y),  # Ends in blocks.
+    (jax.nn.relu6, lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))),
+    (jax.nn.relu, lambda y: nn.max_pool(y, (3, 3), strides=(2, 2))),
+    (jax.nn.relu, lambda y: y + jnp.linspace(0, 1, y.size).reshape(y.shape)),
+])
+def test_layers_after_space_to_depth_conv_keep_values_and_gradients(
+    rng, activation, pool):
+  """Bias, activation and 2x2 pooling run on the blocks of a space-to-depth
+  convolution; anything else gets the dense layout. Integer inputs and a
+  zero bias make exact zeros before relu (derivative 0) and ties in the
+  pooling windows (gradient to the first maximum)."""
+  x = np.round(rng.normal(size=(2, 12, 12, 3))).astype(np.float32)
+  x[:, :6] = 0.0
+  k = np.round(rng.normal(size=(5, 5, 3, 4))).astype(np.float32)
+  args = (jnp.asarray(x), jnp.asarray(k), jnp.zeros(4))
+  loss = lambda *args: jnp.sum(jnp.sin(_conv_layer(*args, activation, pool)))
+  expected = jax.value_and_grad(loss, argnums=(0, 1, 2))(*args)
+  fast = jax.value_and_grad(_xla_cpu.fast_forward(loss), argnums=(0, 1, 2))
+  _close(jax.jit(fast)(*args), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_relu_and_pooling_after_space_to_depth_conv_skip_depth_to_space(rng):
+  """ToyNet's conv-bias-relu-pool: no transpose between the convolution and
+  the pooling, which reduces over the block phases."""
+  x = jnp.asarray(rng.normal(size=(2, 12, 12, 3)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(5, 5, 3, 4)), jnp.float32)
+  layer = functools.partial(
+      _conv_layer, activation=jax.nn.relu,
+      pool=lambda y: nn.max_pool(y, (2, 2), strides=(2, 2)))
+  eqns = jax.make_jaxpr(_xla_cpu.fast_forward(layer))(x, k, jnp.zeros(4)).eqns
+  names = [e.primitive.name for e in eqns]
+  after_conv = names[names.index("conv_general_dilated"):]
+  assert "transpose" not in after_conv
+  (pool,) = [e for e in eqns if e.primitive.name == "reduce_window_max"]
+  assert pool.params["window_dimensions"] == (1, 1, 1, 4, 1)
+  _close(_xla_cpu.fast_forward(layer)(x, k, jnp.zeros(4)),
+         layer(x, k, jnp.zeros(4)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(5, 5, 3, 6), (4, 2, 2, 3), (2, 3, 1, 2)])
