@@ -197,6 +197,31 @@ def test_space_to_depth_conv_leaves_other_convolutions(rng, case):
   _close(_xla_cpu.fast_forward(conv)(x, k), conv(x, k), rtol=0)
 
 
+@pytest.mark.parametrize("k", [1, 4, 16, 17])
+@pytest.mark.parametrize("contract", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_short_contractions_as_outer_products_keep_values(rng, k, contract):
+  """A 2-D dot over at most 16 elements (a small batch's weight gradient)
+  becomes elementwise products; longer ones stay dots."""
+  lhs_shape = (k, 5) if contract[0] == 0 else (5, k)
+  rhs_shape = (k, 3) if contract[1] == 0 else (3, k)
+  a = jnp.asarray(rng.normal(size=lhs_shape), jnp.float32)
+  b = jnp.asarray(rng.normal(size=rhs_shape), jnp.float32)
+  dot = lambda a, b: jax.lax.dot_general(
+      a, b, (((contract[0],), (contract[1],)), ((), ())))
+  fast = _xla_cpu.fast_path(dot)
+  _close(jax.jit(fast)(a, b), dot(a, b), rtol=1e-5, atol=1e-5)
+  names = [e.primitive.name for e in jax.make_jaxpr(fast)(a, b).eqns]
+  assert ("dot_general" in names) == (k > 16)
+  # bfloat16 operands with a float32 result, as mixed precision has them.
+  mixed = lambda a, b: jax.lax.dot_general(
+      a, b, (((contract[0],), (contract[1],)), ((), ())),
+      preferred_element_type=jnp.float32)
+  a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+  got = _xla_cpu.fast_path(mixed)(a16, b16)
+  assert got.dtype == jnp.float32
+  _close(got, mixed(a16, b16), rtol=1e-5, atol=1e-5)
+
+
 def test_fit_on_cpu_matches_plain_train_steps(rng):
   """The epoch scan (both rewrites) equals train_step applied batch by batch
   without them, for ToyNet, whose first layer is rewritten."""
