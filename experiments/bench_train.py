@@ -336,13 +336,15 @@ canonical NHWC/HWIO convolution layout, tiled pooling whose forward max
 and gradient share one max/first-argmax reduce) and computes the
 narrow stride-1 convolutions (ToyNet's 3 -> 6 and 6 -> 16 channels) on 2x2
 space-to-depth blocks, rewritten before autodiff so that their gradients
-are too: 4x wider contractions for 1.44x the multiply-adds. XLA's cost
-analysis counts
+are too: 4x wider contractions for 1.44x the multiply-adds. The bias, relu
+and 2x2 pooling after those convolutions work on the blocks as well, and at
+batch sizes up to 16 the dense layers' weight gradients are sums of outer
+products, which XLA fuses into the SGD update. XLA's cost analysis counts
 {flops_note}.
 On CPU ``fit`` also compiles its epochs without YNNPACK's convolutions
 (``jaxdl._xla_cpu.compile``), which ran these convolutions several times
-slower than XLA:CPU's own kernels. At batch size 4, 5x PyTorch would need the
-whole step, some 80 small XLA kernels, to sustain {needed:.0f} GFLOP/s, where
+slower than XLA:CPU's own kernels. At batch size 4, 5x PyTorch means the
+whole step, some 80 small XLA kernels, sustaining {needed:.0f} GFLOP/s, where
 a 2048 x 2048 matmul reaches {peak:.0f} GFLOP/s on the same cores.
 
 ## The default main job
