@@ -327,7 +327,9 @@ def _blocks_max_pool(primitive: Any, x: Any, **params: Any) -> jax.Array | None:
 # gradient, x^T dy) are written as sums of outer products. On ToyNet's epoch
 # (2 CPU cores, A/B in one process, min ms per step over 8-10 rounds):
 # batch 4 0.199-0.240 -> 0.164-0.170, batch 16 0.54-0.58 -> 0.49-0.54; at
-# batch 32 the outer products ran 3% slower, so 16 it is.
+# batch 32 the outer products ran 3% slower, so 16 it is. Not with a batch
+# sharded over devices: each product then needs one device's row on all of
+# them (batch 4 on 2 CPU devices: 0.93-1.04 -> 2.6-3.1 ms).
 _OUTER_PRODUCTS_MAX = 16
 
 
@@ -448,15 +450,20 @@ def fast_forward(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
   return _rewritten(apply_fn, _FORWARD_REWRITES)
 
 
-def fast_path(fn: Callable[..., Any]) -> Callable[..., Any]:
+def fast_path(fn: Callable[..., Any], *,
+              outer_products: bool = True) -> Callable[..., Any]:
   """``fn`` with convolutions and max pooling (forward and gradient) in the
-  forms XLA:CPU runs fast inside ``lax.scan``; same values.
+  forms XLA:CPU runs fast inside ``lax.scan``, and (``outer_products``, for
+  one device) short dense contractions as outer products; same values.
 
   Measured on ToyNet inside the epoch scan (2 CPU cores): the canonical
   convolution layout makes a batch-128 step ~8x faster, tiled pooling a
   further ~25%.
   """
-  return _rewritten(fn, _STEP_REWRITES)
+  rewrites = dict(_STEP_REWRITES)
+  if not outer_products:
+    del rewrites["dot_general"]
+  return _rewritten(fn, rewrites)
 
 
 # XLA:CPU hands convolutions with more than 16 channels on a side (every

@@ -271,10 +271,12 @@ def _on_cpu(sharding: NamedSharding) -> bool:
   return sharding.mesh.devices.flat[0].platform == "cpu"
 
 
-def _for_cpu(step: Callable[..., tuple[Any, Any]]) -> Callable[..., Any]:
+def _for_cpu(step: Callable[..., tuple[Any, Any]], *,
+             devices: int = 1) -> Callable[..., Any]:
   """``step(state, *batch)`` (:func:`train_step` or :func:`eval_step`) in the
   forms XLA:CPU runs fast (:mod:`jaxdl._xla_cpu`): the model's forward pass
-  rewritten before autodiff, then the whole step."""
+  rewritten before autodiff, then the whole step; short dense contractions
+  become outer products only when the batch is on one device."""
 
   def with_fast_forward(state, *batch):
     apply_fn = state.apply_fn
@@ -283,7 +285,7 @@ def _for_cpu(step: Callable[..., tuple[Any, Any]]) -> Callable[..., Any]:
     return tuple(x.replace(apply_fn=apply_fn) if isinstance(x, TrainState)
                  else x for x in out)
 
-  return _xla_cpu.fast_path(with_fast_forward)
+  return _xla_cpu.fast_path(with_fast_forward, outer_products=devices == 1)
 
 
 def _train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
@@ -293,7 +295,8 @@ def _train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
   rng, shuffle_key = jax.random.split(state.rng)
   batches = data.batch_indices(images.shape[0], batch_size=batch_size,
                                key=shuffle_key)
-  step = _for_cpu(train_step) if _on_cpu(sharding) else train_step
+  step = (_for_cpu(train_step, devices=sharding.mesh.size)
+          if _on_cpu(sharding) else train_step)
 
   def body(state, batch):
     return step(state, *_gather_batch(images, labels, batch, preprocess,
@@ -309,7 +312,8 @@ def _eval_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *,
                 sharding: NamedSharding) -> tuple[Metrics, jax.Array]:
   """Summed metrics and ``[N, C]`` logits over a dataset, in order."""
   batches = data.batch_indices(images.shape[0], batch_size=batch_size)
-  step = _for_cpu(eval_step) if _on_cpu(sharding) else eval_step
+  step = (_for_cpu(eval_step, devices=sharding.mesh.size)
+          if _on_cpu(sharding) else eval_step)
 
   def body(_, batch):
     return None, step(state, *_gather_batch(images, labels, batch,

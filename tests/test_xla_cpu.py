@@ -212,6 +212,10 @@ def test_short_contractions_as_outer_products_keep_values(rng, k, contract):
   _close(jax.jit(fast)(a, b), dot(a, b), rtol=1e-5, atol=1e-5)
   names = [e.primitive.name for e in jax.make_jaxpr(fast)(a, b).eqns]
   assert ("dot_general" in names) == (k > 16)
+  # Off for a batch sharded over devices (fit with a mesh of several).
+  one_device_only = _xla_cpu.fast_path(dot, outer_products=False)
+  assert "dot_general" in [
+      e.primitive.name for e in jax.make_jaxpr(one_device_only)(a, b).eqns]
   # bfloat16 operands with a float32 result, as mixed precision has them.
   mixed = lambda a, b: jax.lax.dot_general(
       a, b, (((contract[0],), (contract[1],)), ((), ())),
