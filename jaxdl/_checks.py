@@ -17,10 +17,12 @@ def int_pair(value: int | Sequence[int], name: str, *,
   Raises ``ValueError`` naming ``name`` unless ``value`` is an int or a pair
   of ints, each ``>= minimum`` when ``minimum`` is given.
   """
-  pair = (value, value) if isinstance(value, (int, np.integer)) else value
-  try:
+  is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(
+      v, bool)
+  pair = (value, value) if is_int(value) else value
+  if isinstance(pair, (tuple, list)) and all(is_int(v) for v in pair):
     pair = tuple(int(v) for v in pair)
-  except (TypeError, ValueError):
+  else:  # Floats, strings, arrays: not silently truncated or split.
     pair = ()
   if len(pair) != 2 or (minimum is not None and min(pair) < minimum):
     bound = "" if minimum is None else f" >= {minimum}"

@@ -16,6 +16,7 @@ Half-precision inputs are computed in float32 and returned in their own dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -57,7 +58,9 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
     dst: the output format.
 
   Returns:
-    ``[..., 4]`` boxes in format ``dst``, same dtype.
+    ``[..., 4]`` boxes in format ``dst``, same dtype, except that integer
+    boxes converted from or to ``"cxcywh"`` come back float32 (as
+    torchvision's, whose halves make them float).
 
   >>> convert(jnp.array([10., 20., 4., 6.]), "cxcywh", "xyxy")
   Array([ 8., 17., 12., 23.], dtype=float32)
@@ -67,6 +70,8 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
   boxes = as_boxes(boxes, "boxes")
   if src == dst:
     return boxes
+  if "cxcywh" in (src, dst) and not jnp.issubdtype(boxes.dtype, jnp.floating):
+    boxes = boxes.astype(jnp.float32)  # Centres and corners can be halves.
   a, b, c, d = jnp.moveaxis(boxes, -1, 0)
   if src == "xywh":
     a, b, c, d = a, b, a + c, b + d
@@ -144,19 +149,38 @@ def _overlap(a: jax.Array, b: jax.Array, fmt: str,
   inter = _intersection((ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2),
                        pixel_offset)
   union = wa * ha + wb * hb - inter
-  enclose_w = jnp.maximum(ax2, bx2) - jnp.minimum(ax1, bx1) + pixel_offset
-  enclose_h = jnp.maximum(ay2, by2) - jnp.minimum(ay1, by1) + pixel_offset
+  # Over all four corners: the same box for valid boxes, and one that holds
+  # an inverted box's centre too, so that DIoU's centre distance never
+  # exceeds the enclosing diagonal (without this, an inverted box next to a
+  # point box gave DIoU -5e8).
+  xs, ys = (ax1, ax2, bx1, bx2), (ay1, ay2, by1, by2)
+  enclose_w = _max(xs) - _min(xs) + pixel_offset
+  enclose_h = _max(ys) - _min(ys) + pixel_offset
   centre_dist2 = ((bx1 + bx2 - ax1 - ax2) ** 2 +
                   (by1 + by2 - ay1 - ay2) ** 2) / 4
   return _Overlap(inter, union, enclose_w, enclose_h, centre_dist2,
                   wa, ha, wb, hb)
 
 
+def _max(values):
+  return functools.reduce(jnp.maximum, values)
+
+
+def _min(values):
+  return functools.reduce(jnp.minimum, values)
+
+
 def _safe_aspect_angle(w: jax.Array, h: jax.Array) -> jax.Array:
-  """``atan(w / h)`` that is 0 with a zero gradient for a point box."""
-  nonzero = (w > 0) | (h > 0)
-  return jnp.where(nonzero, jnp.arctan2(jnp.where(nonzero, w, 1.0),
-                                        jnp.where(nonzero, h, 1.0)), 0.0)
+  """``atan(w / h)`` with a finite gradient for every box: 0 with a zero
+  gradient for a point box (and one below the smallest normal float), and
+  the sides scaled by the longer one first, so that ``w**2 + h**2`` in the
+  gradient of ``arctan2`` cannot underflow to 0 for tiny boxes."""
+  side = jnp.maximum(w, h)
+  sized = side > jnp.finfo(side.dtype).tiny
+  scale = jax.lax.stop_gradient(jnp.where(sized, side, 1.0))
+  angle = jnp.arctan2(jnp.where(sized, w, 1.0) / scale,
+                      jnp.where(sized, h, 1.0) / scale)
+  return jnp.where(sized, angle, 0.0)
 
 
 def _iou_from_overlap(o: _Overlap, variant: str, eps: float) -> jax.Array:
@@ -263,16 +287,18 @@ def clip(boxes: ArrayLike, height: ArrayLike, width: ArrayLike, *,
     fmt: box format; the result is in the same format.
 
   Returns:
-    ``[..., 4]`` clipped boxes.
+    ``[..., 4]`` clipped boxes (float32 for integer ``"cxcywh"`` boxes, as
+    :func:`convert`).
   """
   _check_format(fmt)
   boxes = as_boxes(boxes, "boxes")
-  x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
-  width = jnp.asarray(width, boxes.dtype)
-  height = jnp.asarray(height, boxes.dtype)
+  corners = convert(boxes, fmt, "xyxy")
+  x1, y1, x2, y2 = jnp.moveaxis(corners, -1, 0)
+  width = jnp.asarray(width, corners.dtype)
+  height = jnp.asarray(height, corners.dtype)
   clipped = jnp.stack([jnp.clip(x1, 0, width), jnp.clip(y1, 0, height),
                        jnp.clip(x2, 0, width), jnp.clip(y2, 0, height)], -1)
-  return convert(clipped.astype(boxes.dtype), "xyxy", fmt)
+  return convert(clipped.astype(corners.dtype), "xyxy", fmt)
 
 
 def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",

@@ -450,8 +450,9 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
     reduction: ``"none" | "mean" | "sum"`` (torchvision's default "none").
 
   Returns:
-    ``[...]`` losses for ``"none"`` (in [0, 1] for IoU, [0, 2] for the
-    others), else a scalar.
+    ``[...]`` losses for ``"none"`` (``1 -`` :func:`jaxdl.boxes.iou`: in
+    [0, 1] for IoU, [0, 2] for GIoU and DIoU, [0, 2.5] for CIoU), else a
+    scalar.
 
   References:
     Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019;

@@ -5,8 +5,13 @@ Every function runs under ``jax.jit`` with static shapes and batches with
 index arrays padded with ``-1`` plus a ``valid`` mask.
 
 Greedy NMS is exact: it returns the same indices, in the same order, as
-``torchvision.ops.nms`` (and the corrected NumPy loop of the notes) for every
-input, without an ``N x N`` IoU matrix. Boxes are processed in rounds:
+``torchvision.ops.nms`` (and the corrected NumPy loop of the notes), without
+an ``N x N`` IoU matrix. One exception, at float32 ties: jaxdl compares the
+float32 IoU with the threshold in float32, as OpenCV's ``NMSBoxes`` keeps
+it, where torchvision's CPU kernel compares it with the threshold as a
+double; so at a threshold float32 cannot represent (0.3), an IoU that rounds
+to ``float32(0.3)`` (3/10, say) is kept here and by OpenCV, suppressed by
+torchvision on CPU. Boxes are processed in rounds:
 each round resolves the best-ranked boxes still in play (found by
 ``top_k`` while rounds clear boxes fast, else read off the boxes ranked
 once) with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
@@ -25,6 +30,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -138,18 +144,22 @@ def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
   compute = jnp.promote_types(boxes.dtype, jnp.float32)
   boxes = box_ops.convert(boxes.astype(compute), fmt, "xyxy")
   scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
-  return boxes, scores, mask
+  # Nothing is differentiated through NMS (its results are indices, or
+  # scores from a while loop); this also lets a loss that gathers by the
+  # kept indices take gradients (the per-image vmap rule has no JVP).
+  return lax.stop_gradient(boxes), lax.stop_gradient(scores), mask
 
 
 def _output_size(max_output: int | None, n: int) -> int:
   if max_output is None:
     return n
-  if isinstance(max_output, bool) or not isinstance(max_output, int):
+  if isinstance(max_output, bool) or not isinstance(max_output,
+                                                     (int, np.integer)):
     raise ValueError(
         f"max_output must be a positive int or None, got {max_output!r}.")
   if max_output < 1:
     raise ValueError(f"max_output must be >= 1, got {max_output}.")
-  return max_output
+  return int(max_output)
 
 
 def _stable_rank(neg_scores: jax.Array, candidate: jax.Array) -> jax.Array:
@@ -533,6 +543,7 @@ def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
   """Shared body of :func:`nms` and :func:`batched_nms`."""
   _check_unit_interval(iou_threshold, "iou_threshold")
   positive_int(tile_size, "tile_size")
+  tile_size = int(tile_size)
   boxes, scores, mask = _check_inputs(boxes, scores, mask, fmt)
   n = boxes.shape[0]
   if classes is not None:
@@ -674,6 +685,9 @@ def _soft_loop_one(boxes: jax.Array, scores: jax.Array, active: jax.Array,
   def body(state):
     step, active, current, indices, selected = state
     best = jnp.argmax(jnp.where(active, current, -jnp.inf))  # Ties: first.
+    # If every active score is -inf (score_threshold=-inf), argmax found an
+    # inactive -inf first: take the first active box instead.
+    best = jnp.where(active[best], best, jnp.argmax(active))
     indices = indices.at[step].set(best.astype(jnp.int32))
     selected = selected.at[step].set(current[best])
     active = active.at[best].set(False)

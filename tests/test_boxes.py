@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jaxdl import boxes
+from jaxdl._checks import int_pair
 from tests.reference import boxes as ref
 
 VARIANTS = boxes.VARIANTS
@@ -159,6 +160,38 @@ def test_elementwise_broadcasting(rng):
   chex.assert_shape(boxes.iou(a[0, 0], b[0]), (5,))
 
 
+def test_integer_cxcywh_boxes_keep_their_halves():
+  """As torchvision's box_convert: centres and sides of integer boxes can
+  give half-pixel corners, so cxcywh conversions of integers are float32."""
+  b = jnp.array([5, 5, 3, 3])
+  got = boxes.convert(b, "cxcywh", "xyxy")
+  assert got.dtype == jnp.float32
+  np.testing.assert_array_equal(got, [3.5, 3.5, 6.5, 6.5])
+  np.testing.assert_array_equal(boxes.convert(jnp.array([3, 3, 6, 8]), "xyxy",
+                                              "cxcywh"), [4.5, 5.5, 3, 5])
+  # Inside the image: clip leaves it; a 1x1 box is valid.
+  np.testing.assert_array_equal(boxes.clip(b, 100, 100, fmt="cxcywh"), b)
+  assert boxes.is_valid(jnp.array([0, 0, 1, 1]), fmt="cxcywh")
+  # xywh <-> xyxy stays exact in integers.
+  assert boxes.convert(b, "xywh", "xyxy").dtype == b.dtype
+
+
+def test_inverted_box_stays_in_range():
+  """The enclosing box spans every corner, so an inverted box's centre is
+  inside it and DIoU / CIoU keep their ranges (was DIoU -5e8)."""
+  a, b = jnp.array([10.0, 10.0, 0.0, 0.0]), jnp.zeros(4)
+  for variant in VARIANTS:
+    value = float(boxes.iou(a, b, variant=variant))
+    low = {"iou": 0.0, "giou": -1.0, "diou": -1.0, "ciou": -1.5}[variant]
+    assert low <= value <= 1.0, (variant, value)
+
+
+@pytest.mark.parametrize("value", [(2.5, 3), "12", 2.0, True, (1, 2, 3)])
+def test_int_pair_rejects_what_is_not_ints(value):
+  with pytest.raises(ValueError, match="strides must be an int"):
+    int_pair(value, "strides")
+
+
 def test_integer_input_gives_float32():
   got = boxes.iou(jnp.array([0, 0, 2, 2]), jnp.array([1, 0, 3, 2]))
   assert got.dtype == jnp.float32
@@ -276,6 +309,10 @@ _DEGENERATE_PAIRS = [
     ([5.0, 5.0, 1.0, 1.0], [0.0, 0.0, 4.0, 4.0]),      # x1 > x2
     ([2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]),      # identical points
     ([0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 2.0, 1.0]),      # touching edges
+    ([0.0, 0.0, 1e-20, 0.0], [0.0, 0.0, 1.0, 2.0]),    # w**2 underflows
+    ([0.0, 0.0, 1e-25, 1e-25], [0.0, 0.0, 1.0, 2.0]),  # tiny square
+    ([0.0, 0.0, 1e-39, 0.0], [0.0, 0.0, 1.0, 2.0]),    # subnormal side
+    ([10.0, 10.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]),    # inverted vs point
 ]
 
 

@@ -343,6 +343,11 @@ def test_soft_nms_edge_cases():
   np.testing.assert_allclose(got.scores[:4], [0.9, 0.8, 0.8, 0.1], rtol=1e-6)
   empty = nms.soft_nms(np.zeros((0, 4)), np.zeros((0,)), max_output=2)
   assert empty.indices.tolist() == [-1, -1]
+  # With score_threshold=-inf a -inf score stays in play: selected once,
+  # after the finite one, as the reference does.
+  b2, s2 = boxes[[0, 4]], np.array([1.0, -np.inf], np.float32)
+  got = nms.soft_nms(b2, s2, score_threshold=-np.inf)
+  assert _kept(got) == [0, 1] == ref.soft_nms(b2, s2, score_threshold=-np.inf)[0]
 
 
 # ------------------------------------------------ jit, vmap, retrace, errors
@@ -413,6 +418,23 @@ def test_no_retrace(rng):
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_numpy_integer_sizes_and_gradients_through_indices(rng):
+  """NumPy ints work as tile_size / max_output; a loss that gathers the
+  kept boxes differentiates (zero through the selection)."""
+  b = np.asarray(ref.uniform_boxes(rng, 40)[0], np.float32)
+  s = rng.random(40).astype(np.float32)
+  want = _kept(nms.nms(b, s))
+  assert _kept(nms.nms(b, s, tile_size=np.int64(8))) == want
+  assert _kept(nms.nms(b, s, max_output=np.int64(3))) == want[:3]
+  loss = lambda x: jnp.sum(x[nms.nms(x, s, max_output=5).indices])
+  grad = jax.grad(loss)(jnp.asarray(b))
+  expected = np.zeros_like(b)
+  expected[want[:5]] = 1.0
+  np.testing.assert_array_equal(grad, expected)
+  soft = jax.grad(lambda sc: jnp.sum(nms.soft_nms(b, sc).scores))(s)
+  np.testing.assert_array_equal(soft, np.zeros_like(s))
 
 
 def test_bad_input_raises_at_trace_time():

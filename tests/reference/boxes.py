@@ -2,7 +2,8 @@
 
 ``bbox_iou`` follows the YOLOv5 ``bbox_iou`` of the notes ("GIoU & DIoU &
 CIoU"), with three corrections: widths and heights are clamped at zero (an
-inverted box has zero area), ``eps`` sits where torchvision puts it (union,
+inverted box has zero area, and the enclosing box spans all corners),
+``eps`` sits where torchvision puts it (union,
 enclosing area, diagonal, CIoU alpha) rather than inside ``h``, and the aspect
 angle is ``atan2(w, h)`` so zero-height boxes are defined.
 
@@ -12,6 +13,7 @@ show the errors as regression cases.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -58,8 +60,11 @@ def bbox_iou(box1: np.ndarray, box2: np.ndarray, *, variant: str = "iou",
   iou = inter / (union + eps)
   if variant == "iou":
     return iou
-  cw = np.maximum(b1_x2, b2_x2) - np.minimum(b1_x1, b2_x1) + po
-  ch = np.maximum(b1_y2, b2_y2) - np.minimum(b1_y1, b2_y1) + po
+  # The enclosing box spans all four corners, so it holds an inverted box's
+  # centre too (for valid boxes: max of x2, min of x1, as in the notes).
+  xs, ys = (b1_x1, b1_x2, b2_x1, b2_x2), (b1_y1, b1_y2, b2_y1, b2_y2)
+  cw = functools.reduce(np.maximum, xs) - functools.reduce(np.minimum, xs) + po
+  ch = functools.reduce(np.maximum, ys) - functools.reduce(np.minimum, ys) + po
   if variant == "giou":
     c_area = cw * ch
     return iou - (c_area - union) / (c_area + eps)
