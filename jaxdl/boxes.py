@@ -16,7 +16,6 @@ Half-precision inputs are computed in float32 and returned in their own dtype.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
@@ -149,25 +148,12 @@ def _overlap(a: jax.Array, b: jax.Array, fmt: str,
   inter = _intersection((ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2),
                        pixel_offset)
   union = wa * ha + wb * hb - inter
-  # Over all four corners: the same box for valid boxes, and one that holds
-  # an inverted box's centre too, so that DIoU's centre distance never
-  # exceeds the enclosing diagonal (without this, an inverted box next to a
-  # point box gave DIoU -5e8).
-  xs, ys = (ax1, ax2, bx1, bx2), (ay1, ay2, by1, by2)
-  enclose_w = _max(xs) - _min(xs) + pixel_offset
-  enclose_h = _max(ys) - _min(ys) + pixel_offset
+  enclose_w = jnp.maximum(ax2, bx2) - jnp.minimum(ax1, bx1) + pixel_offset
+  enclose_h = jnp.maximum(ay2, by2) - jnp.minimum(ay1, by1) + pixel_offset
   centre_dist2 = ((bx1 + bx2 - ax1 - ax2) ** 2 +
                   (by1 + by2 - ay1 - ay2) ** 2) / 4
   return _Overlap(inter, union, enclose_w, enclose_h, centre_dist2,
                   wa, ha, wb, hb)
-
-
-def _max(values):
-  return functools.reduce(jnp.maximum, values)
-
-
-def _min(values):
-  return functools.reduce(jnp.minimum, values)
 
 
 def _safe_aspect_angle(w: jax.Array, h: jax.Array) -> jax.Array:
@@ -191,7 +177,10 @@ def _iou_from_overlap(o: _Overlap, variant: str, eps: float) -> jax.Array:
     enclose_area = o.enclose_w * o.enclose_h
     return iou_value - (enclose_area - o.union) / (enclose_area + eps)
   diagonal2 = o.enclose_w ** 2 + o.enclose_h ** 2 + eps
-  diou = iou_value - o.centre_dist2 / diagonal2
+  # At most 1 for valid boxes, whose centres lie in the enclosing box; the
+  # clamp keeps an inverted box (centre outside it) in range: next to a
+  # point box it gave DIoU -5e8.
+  diou = iou_value - jnp.minimum(o.centre_dist2 / diagonal2, 1.0)
   if variant == "diou":
     return diou
   angle_gap = _safe_aspect_angle(o.wb, o.hb) - _safe_aspect_angle(o.wa, o.ha)

@@ -177,8 +177,8 @@ def test_integer_cxcywh_boxes_keep_their_halves():
 
 
 def test_inverted_box_stays_in_range():
-  """The enclosing box spans every corner, so an inverted box's centre is
-  inside it and DIoU / CIoU keep their ranges (was DIoU -5e8)."""
+  """DIoU's distance penalty is at most 1, as for any valid pair, though an
+  inverted box's centre lies outside the enclosing box (was DIoU -5e8)."""
   a, b = jnp.array([10.0, 10.0, 0.0, 0.0]), jnp.zeros(4)
   for variant in VARIANTS:
     value = float(boxes.iou(a, b, variant=variant))

@@ -2,10 +2,11 @@
 
 ``bbox_iou`` follows the YOLOv5 ``bbox_iou`` of the notes ("GIoU & DIoU &
 CIoU"), with three corrections: widths and heights are clamped at zero (an
-inverted box has zero area, and the enclosing box spans all corners),
-``eps`` sits where torchvision puts it (union,
-enclosing area, diagonal, CIoU alpha) rather than inside ``h``, and the aspect
-angle is ``atan2(w, h)`` so zero-height boxes are defined.
+inverted box has zero area, and the distance penalty is at most 1, which
+only an inverted box's centre could exceed), ``eps`` sits where torchvision
+puts it (union, enclosing area, diagonal, CIoU alpha) rather than inside
+``h``, and the aspect angle is ``atan2(w, h)`` so zero-height boxes are
+defined.
 
 ``notes_*`` functions are the original snippets, kept verbatim in logic, to
 show the errors as regression cases.
@@ -13,7 +14,6 @@ show the errors as regression cases.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -60,23 +60,21 @@ def bbox_iou(box1: np.ndarray, box2: np.ndarray, *, variant: str = "iou",
   iou = inter / (union + eps)
   if variant == "iou":
     return iou
-  # The enclosing box spans all four corners, so it holds an inverted box's
-  # centre too (for valid boxes: max of x2, min of x1, as in the notes).
-  xs, ys = (b1_x1, b1_x2, b2_x1, b2_x2), (b1_y1, b1_y2, b2_y1, b2_y2)
-  cw = functools.reduce(np.maximum, xs) - functools.reduce(np.minimum, xs) + po
-  ch = functools.reduce(np.maximum, ys) - functools.reduce(np.minimum, ys) + po
+  cw = np.maximum(b1_x2, b2_x2) - np.minimum(b1_x1, b2_x1) + po
+  ch = np.maximum(b1_y2, b2_y2) - np.minimum(b1_y1, b2_y1) + po
   if variant == "giou":
     c_area = cw * ch
     return iou - (c_area - union) / (c_area + eps)
   c2 = cw ** 2 + ch ** 2 + eps
   rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2) ** 2 +
           (b2_y1 + b2_y2 - b1_y1 - b1_y2) ** 2) / 4
+  distance = np.minimum(rho2 / c2, 1.0)  # <= 1 unless a box is inverted.
   if variant == "diou":
-    return iou - rho2 / c2
+    return iou - distance
   if variant == "ciou":
     v = (4 / math.pi ** 2) * (np.arctan2(w2, h2) - np.arctan2(w1, h1)) ** 2
     alpha = v / (v - iou + (1 + eps))
-    return iou - (rho2 / c2 + v * alpha)
+    return iou - (distance + v * alpha)
   raise ValueError(variant)
 
 
