@@ -784,6 +784,11 @@ def letterbox_geometry(height: int, width: int,
   ``(round(H r), round(W r))`` and padded by ``round(d - 0.1)`` before and
   ``round(d + 0.1)`` after, ``d`` being half the leftover, per axis.
 
+  Args:
+    height: the image's height.
+    width: the image's width.
+    size: the output side, or ``(height, width)``.
+
   Returns:
     ``(new_h, new_w, top, bottom, left, right)``.
   """

@@ -81,6 +81,13 @@ def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
 
   For callers that keep the ``Compiled`` object for other uses (its HLO
   text, or running it), so it is not compiled twice.
+
+  Args:
+    compiled: ``jax.jit(f).lower(*args).compile()``.
+
+  Returns:
+    ``Cost(flops, transcendentals, bytes_accessed)``; NaN fields when the
+    backend gives no cost analysis.
   """
   costs = _cost_dict(compiled.cost_analysis())
   if costs is None:
@@ -391,6 +398,16 @@ def conv2d_params(c_in: int, c_out: int, kernel: IntOrPair, *, groups: int = 1,
 
   The notes' ``K²·Ci·Co + Co`` is the ``groups=1`` case.
 
+  Args:
+    c_in: input channels.
+    c_out: output channels.
+    kernel: ``k`` or ``(kh, kw)``.
+    groups: feature groups, dividing ``c_in`` and ``c_out``.
+    bias: whether the layer has a bias.
+
+  Returns:
+    The parameter count (Python int), as ``torch.nn.Conv2d`` has.
+
   >>> conv2d_params(128, 128, 3, groups=32, bias=False)
   4608
   """
@@ -400,7 +417,14 @@ def conv2d_params(c_in: int, c_out: int, kernel: IntOrPair, *, groups: int = 1,
 
 
 def count_params(params: Any) -> int:
-  """Number of scalars in a pytree of arrays (or ``ShapeDtypeStruct``)."""
+  """Number of scalars in a pytree of arrays (or ``ShapeDtypeStruct``).
+
+  Args:
+    params: a pytree whose leaves have ``.shape`` (e.g. Flax ``params``).
+
+  Returns:
+    The sum of the leaves' sizes (Python int).
+  """
   return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
 
