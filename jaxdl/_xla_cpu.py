@@ -394,30 +394,30 @@ def _evaluate(jaxpr: jex_core.Jaxpr, consts: list[Any], args: list[Any],
   env.update(zip(jaxpr.invars, args))
   for eqn in jaxpr.eqns:
     inputs = [read(v) for v in eqn.invars]
-    name = eqn.primitive.name
-    outputs = None
-    if name in ("jit", "pjit"):
-      inner = eqn.params["jaxpr"]
-      outputs = _evaluate(inner.jaxpr, inner.consts, inputs, rewrites)
-    elif any(isinstance(x, _Blocks) for x in inputs):
-      rewrite = _BLOCK_REWRITES.get(name)
-      out = rewrite and rewrite(eqn.primitive, *inputs, **eqn.params)
-      if out is None:
-        inputs = [_dense(x) for x in inputs]
-      else:
-        outputs = [out]
-    if outputs is not None:
-      pass
-    elif name in rewrites:
-      outputs = [rewrites[name](eqn.primitive, *inputs, **eqn.params)]
-    else:
-      outputs = eqn.primitive.bind(
-          *inputs, **eqn.primitive.get_bind_params(eqn.params))
-      if not eqn.primitive.multiple_results:
-        outputs = [outputs]
+    outputs = _evaluate_equation(eqn, inputs, rewrites)
     env.update((v, x) for v, x in zip(eqn.outvars, outputs)
                if not isinstance(v, jex_core.DropVar))
   return [read(v) for v in jaxpr.outvars]
+
+
+def _evaluate_equation(eqn: jex_core.JaxprEqn, inputs: list[Any],
+                       rewrites: Rewrites) -> list[Any]:
+  """The outputs of one equation of :func:`_evaluate`."""
+  name = eqn.primitive.name
+  if name in ("jit", "pjit"):
+    inner = eqn.params["jaxpr"]
+    return _evaluate(inner.jaxpr, inner.consts, inputs, rewrites)
+  if any(isinstance(x, _Blocks) for x in inputs):
+    rewrite = _BLOCK_REWRITES.get(name)
+    out = rewrite and rewrite(eqn.primitive, *inputs, **eqn.params)
+    if out is not None:
+      return [out]
+    inputs = [_dense(x) for x in inputs]
+  if name in rewrites:
+    return [rewrites[name](eqn.primitive, *inputs, **eqn.params)]
+  outputs = eqn.primitive.bind(
+      *inputs, **eqn.primitive.get_bind_params(eqn.params))
+  return outputs if eqn.primitive.multiple_results else [outputs]
 
 
 def _rewritten(fn: Callable[..., Any],
