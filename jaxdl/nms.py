@@ -6,12 +6,12 @@ index arrays padded with ``-1`` plus a ``valid`` mask.
 
 Greedy NMS is exact: it returns the same indices, in the same order, as
 ``torchvision.ops.nms`` (and the corrected NumPy loop of the notes), without
-an ``N x N`` IoU matrix. One exception, at float32 ties: jaxdl compares the
-float32 IoU with the threshold in float32, as OpenCV's ``NMSBoxes`` keeps
-it, where torchvision's CPU kernel compares it with the threshold as a
-double; so at a threshold float32 cannot represent (0.3), an IoU that rounds
-to ``float32(0.3)`` (3/10, say) is kept here and by OpenCV, suppressed by
-torchvision on CPU. Boxes are processed in rounds:
+an ``N x N`` IoU matrix. One exception, at ties with a threshold float32
+cannot represent: jaxdl compares the float32 IoU with the threshold rounded
+to float32, so an IoU of exactly 3/10 at ``iou_threshold=0.3`` is kept, as
+by OpenCV's ``NMSBoxes`` (an IoU equal to the threshold is kept), while
+torchvision's CPU kernel compares its float32 IoU (0.30000001) with the
+threshold as a double and suppresses it. Boxes are processed in rounds:
 each round resolves the best-ranked boxes still in play (found by
 ``top_k`` while rounds clear boxes fast, else read off the boxes ranked
 once) with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
