@@ -96,12 +96,29 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
   if name == "adam":
     return optim.adam(lr)
   if name.startswith("optax-") and callable(getattr(optax, name[6:], None)):
-    return getattr(optax, name[6:])(lr)
+    tx = _plain_optax(getattr(optax, name[6:]), lr)
+    if tx is not None:
+      return tx
   raise ValueError(f"--optimizer must be one of {OPTIMIZERS} or optax-<name> "
-                   f"naming an optax optimizer, got {name!r}.")
+                   f"naming an optax optimizer whose update takes (grads, "
+                   f"state, params) only, got {name!r}.")
+
+
+def _plain_optax(make: Any, lr: float) -> optax.GradientTransformation | None:
+  """``make(lr)`` if it is a transformation that ``update(grads, state,
+  params)`` drives (tried on abstract values); None for the rest of optax's
+  callables (``lbfgs`` needs the loss, ``global_norm`` is no optimizer)."""
+  params = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  try:
+    tx = make(lr)
+    jax.eval_shape(lambda p: tx.update(p, tx.init(p), p), params)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return tx if isinstance(tx, optax.GradientTransformation) else None
 
 
 def load_dataset(name: str, data_dir: str | None) -> data.Dataset:
+  """``--dataset``: the embedded digits, or CIFAR-10 from ``data_dir``."""
   if name == "digits":
     return data.load_digits()
   if name == "cifar10":
@@ -117,7 +134,18 @@ def load_dataset(name: str, data_dir: str | None) -> data.Dataset:
 
 def evaluate_predictions(logits: jax.Array, labels: np.ndarray,
                          num_classes: int) -> dict[str, Any]:
-  """Test-set metrics from jaxdl.metrics (sklearn's definitions)."""
+  """Test-set metrics from jaxdl.metrics (sklearn's definitions).
+
+  Args:
+    logits: ``[M, C]`` test logits.
+    labels: ``[M]`` test labels.
+    num_classes: ``C``.
+
+  Returns:
+    ``accuracy``; per class ``[C]``: ``precision``, ``recall``, ``f1``,
+    ``support``, ``roc_auc``; ``macro_f1``, ``macro_roc_auc``; the ``[C, C]``
+    ``confusion`` matrix; the one-vs-rest ``roc`` and ``pr`` curves.
+  """
   probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
   preds = jnp.argmax(probs, axis=-1)
   labels = jnp.asarray(labels)
@@ -157,6 +185,7 @@ def _figure(path: str, draw) -> None:
 
 
 def plot_history(path: str, history: dict[str, list[float]]) -> None:
+  """Loss per step and per epoch, and accuracy per epoch, as a PNG."""
   def draw(plt):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     steps = np.arange(1, len(history["step_loss"]) + 1)
@@ -201,6 +230,8 @@ def plot_curves(path: str, curves: list[metrics.Curve],
 
 def plot_confusion(path: str, confusion: np.ndarray,
                    class_names: Sequence[str]) -> None:
+  """The ``[C, C]`` confusion matrix (rows: true class) as a PNG."""
+
   def draw(plt):
     fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(confusion, cmap="Blues")
@@ -229,6 +260,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def write_report(path: str, *, config: dict[str, Any], dataset: data.Dataset,
                  history: dict[str, list[float]], results: dict[str, Any],
                  flops_table: str, wall_seconds: float) -> None:
+  """``report.md``: configuration, accuracy, per-class P/R/F1, ROC-AUC,
+  confusion matrix, FLOPs, time per epoch and the device."""
   names = dataset.class_names
   epoch_seconds = history["epoch_seconds"]
   images_per_second = len(dataset.train_labels) / np.median(epoch_seconds)
@@ -314,6 +347,7 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """The command line as a config dict (see the module docstring)."""
   parser = argparse.ArgumentParser(
       prog="python -m experiments.train", description=__doc__.split("\n")[0])
   parser.add_argument("--dataset", default="digits",
@@ -340,6 +374,10 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
   for key, value in DEFAULTS[config["dataset"]].items():
     if config[key] is None:
       config[key] = value
+  for key in ("epochs", "batch_size"):
+    if config[key] < 1:
+      parser.error(f"--{key.replace('_', '-')} must be >= 1, got "
+                   f"{config[key]}.")
   if config["workdir"] is None:
     config["workdir"] = os.path.join("runs",
                                      f"{config['dataset']}-{config['model']}")
@@ -347,6 +385,7 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the main job; returns :func:`train_and_evaluate`'s results."""
   config = parse_args(argv)
   if config.pop("distributed"):
     jax.distributed.initialize()

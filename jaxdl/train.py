@@ -199,7 +199,10 @@ def train_step(state: TrainState, images: ArrayLike, labels: ArrayLike,
 
   Padded examples (``mask`` False) contribute neither loss nor gradient;
   the loss is averaged over the real ones, as PyTorch's
-  ``CrossEntropyLoss`` averages over a (smaller) last batch.
+  ``CrossEntropyLoss`` averages over a (smaller) last batch. A model with
+  batch statistics (``BatchNorm``) still normalises with all ``B`` examples,
+  padding included, so its real examples' outputs depend on the padding:
+  for such models pick a batch size that divides the dataset.
 
   Args:
     state: the current :class:`TrainState`.
@@ -370,14 +373,23 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
     epoch: the number of completed epochs; the checkpoint's step.
     history: JSON-serialisable training history, restored with the state.
     max_to_keep: keep only the newest checkpoints (None keeps all).
+
+  Raises:
+    ValueError: ``directory`` already holds checkpoint ``epoch`` (orbax
+      would skip the save and keep the old one).
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   manager = _checkpointer(directory, max_to_keep)
-  manager.save(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(_state_tree(state)),
-      history=ocp.args.JsonSave(dict(history or {}))))
-  manager.wait_until_finished()
-  manager.close()
+  try:
+    saved = manager.save(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_state_tree(state)),
+        history=ocp.args.JsonSave(dict(history or {}))))
+    manager.wait_until_finished()
+  finally:
+    manager.close()
+  if not saved:
+    raise ValueError(f"checkpoint {epoch} already exists in {directory}; "
+                     "it was kept, nothing was saved.")
 
 
 def restore_checkpoint(
@@ -483,7 +495,8 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
     preprocess: maps a gathered batch to model inputs, inside the jit;
       default :func:`jaxdl.data.normalize` (the tutorial's).
     mesh: a mesh with a ``"data"`` axis; default :func:`data_mesh`.
-    checkpoint_dir: where to save a checkpoint after each epoch.
+    checkpoint_dir: where to save a checkpoint after each epoch; without
+      ``resume``, a new or empty folder.
     resume: continue from the latest checkpoint in ``checkpoint_dir``.
     max_to_keep: keep only this many newest checkpoints (None: all).
     progress: show a tqdm progress bar (one tick per epoch).
@@ -494,7 +507,9 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
     A :class:`FitResult`.
 
   Raises:
-    ValueError: bad sizes, or a corrupt checkpoint when resuming (see
+    ValueError: bad sizes; ``checkpoint_dir`` holding checkpoints without
+      ``resume`` (they would be neither continued nor replaced), or more
+      epochs than ``epochs``; a corrupt checkpoint when resuming (see
       :func:`restore_checkpoint`).
   """
   if epochs < 0:
@@ -529,7 +544,17 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
 
   history: dict[str, list[float]] = {}
   start = 0
-  if resume and latest_checkpoint(checkpoint_dir) is not None:
+  latest = None if checkpoint_dir is None else latest_checkpoint(checkpoint_dir)
+  if latest is not None and not resume:
+    raise ValueError(
+        f"checkpoint_dir {checkpoint_dir} already holds checkpoints (the "
+        f"latest after epoch {latest}): pass resume=True to continue that "
+        "run, or give an empty folder.")
+  if latest is not None:
+    if latest > epochs:
+      raise ValueError(
+          f"checkpoint_dir {checkpoint_dir} holds a run of {latest} epochs, "
+          f"more than epochs={epochs}.")
     state, history, start = restore_checkpoint(checkpoint_dir, state)
   state = put(state)
 
@@ -570,7 +595,7 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
       bar.update()
       if callback is not None:
         callback(epoch, history)
-  if has_test and test_logits is None and epochs > 0:
+  if has_test and test_logits is None:  # No epoch ran here.
     _, test_logits = eval_epoch(state, test_images, test_labels)
   return FitResult(state, history, test_logits)
 

@@ -240,6 +240,26 @@ def test_fit_resume_equals_uninterrupted_run(dataset, tmp_path):
   # Resuming a finished run trains no more.
   again = _fit(dataset, epochs=3, checkpoint_dir=tmp_path, resume=True)
   _close(again.state.params, full.state.params, rtol=0)
+  # Asking for fewer epochs than the checkpoints hold is an error, and so
+  # is a fresh run into the folder (orbax would keep the old checkpoints).
+  with pytest.raises(ValueError, match="holds a run of 3 epochs, more than "
+                                       "epochs=2"):
+    _fit(dataset, epochs=2, checkpoint_dir=tmp_path, resume=True)
+  before = _snapshot(tmp_path)
+  with pytest.raises(ValueError, match="already holds checkpoints .*after "
+                                       "epoch 3.*resume=True"):
+    _fit(dataset, epochs=3, checkpoint_dir=tmp_path)
+  assert _snapshot(tmp_path) == before
+  with pytest.raises(ValueError, match="checkpoint 3 already exists"):
+    train.save_checkpoint(tmp_path, full.state, epoch=3)
+
+
+def test_fit_without_epochs_evaluates_the_given_state(dataset):
+  result = _fit(dataset, epochs=0)
+  assert int(result.state.step) == 0 and "epoch" not in result.history
+  _, logits = EVAL(_state(), data.normalize(dataset[2]), dataset[3])
+  np.testing.assert_allclose(result.test_logits, logits, rtol=1e-5,
+                             atol=1e-5)
 
 
 def _snapshot(folder):
@@ -337,8 +357,13 @@ def test_main_job_options():
   for name in (*main_job.OPTIMIZERS, "optax-adamw", "optax-lion"):
     assert isinstance(main_job.make_optimizer(name, 0.1),
                       optax.GradientTransformation), name
-  with pytest.raises(ValueError, match="--optimizer must be one of"):
-    main_job.make_optimizer("optax-nothing", 0.1)
+  for name in ("optax-nothing", "optax-lbfgs", "optax-global_norm",
+               "optax-chain"):  # Not optimizers that (grads, state) drive.
+    with pytest.raises(ValueError, match="--optimizer must be one of"):
+      main_job.make_optimizer(name, 0.1)
+  for bad in (["--epochs", "0"], ["--batch-size", "0"]):
+    with pytest.raises(SystemExit):
+      main_job.parse_args(bad)
   with pytest.raises(ValueError, match="--model must be one of"):
     main_job.make_model("lenet", 10)
   with pytest.raises(ValueError, match="needs --data-dir"):
