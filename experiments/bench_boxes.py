@@ -75,7 +75,7 @@ def run(repeats: int) -> str:
     a_dev, b_dev = jax.device_put(a), jax.device_put(b)
     for variant in VARIANTS:
       fn = jax.jit(lambda x, y, v=variant: boxes.pairwise_iou(x, y, variant=v))
-      compile_s = benchutil.first_call_time(lambda: fn(a_dev, b_dev))
+      compile_s = benchutil.compile_time(lambda: fn(a_dev, b_dev))
       t_jax = benchutil.median_time(lambda: fn(a_dev, b_dev), repeats=repeats,
                                     min_time=MIN_TIME)
       numpy_fn = lambda: ref.bbox_iou(a[:, None], b[None], variant=variant)
@@ -103,12 +103,14 @@ def main() -> None:
   args = parser.parse_args()
   table = run(args.repeats)
   platform = jax.devices()[0].platform
-  body = ("Pairwise IoU and CIoU, float32, boxes uniform in a 640 px image. "
+  body = ("Pairwise IoU and CIoU, float32, boxes with corners uniform in "
+          "[0, 640) and sides uniform in [0.5, 320). "
           "Median wall time after compilation (each peer repeated for at "
           f"least {MIN_TIME:g} s); ratios > 1 mean jaxdl is faster.\n\n"
           + table)
   benchutil.write_and_print(
-      "boxes", f"Pairwise IoU benchmark ({platform})", body,
+      benchutil.platform_name("boxes"), f"Pairwise IoU benchmark ({platform})",
+      body,
       benchutil.environment(extra_packages=("torch",)))
 
 

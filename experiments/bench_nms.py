@@ -80,7 +80,7 @@ def compare_sizes() -> tuple[list[list], list[str]]:
       dets = np.concatenate([boxes, scores[:, None]], -1)
       jboxes, jscores = jnp.asarray(boxes), jnp.asarray(scores)
       run = jaxdl_fn()
-      compile_s = benchutil.first_call_time(lambda: run(jboxes, jscores))
+      compile_s = benchutil.compile_time(lambda: run(jboxes, jscores))
       jax_s, cv_s, numpy_s = benchutil.timed_in_turns(
           lambda: run(jboxes, jscores), lambda: opencv_nms(xywh, scores),
           lambda: ref.notes_nms(dets, IOU_THRESHOLD))
@@ -155,7 +155,7 @@ def compare_vmap(batch: int = 16, n: int = 5_000) -> list[list]:
     boxes = jnp.asarray(np.stack([b for b, _ in inputs]))
     scores = jnp.asarray(np.stack([s for _, s in inputs]))
     xywh = [(to_xywh(b), s) for b, s in inputs]
-    compile_s = benchutil.first_call_time(lambda: run(boxes, scores))
+    compile_s = benchutil.compile_time(lambda: run(boxes, scores))
     compiled = f"{compile_s:.2f} s" if kind == "uniform" else "(cached)"
     jax_s, cv_s = benchutil.timed_in_turns(
         lambda: run(boxes, scores),

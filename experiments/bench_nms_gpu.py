@@ -68,7 +68,7 @@ def compare_sizes(torch, ops, sizes: Sequence[int]) -> list[list]:
       tboxes, tscores = (torch.as_tensor(x, device="cuda")
                          for x in (boxes, scores))
       run = jaxdl_fn()
-      compile_s = benchutil.first_call_time(lambda: run(jboxes, jscores))
+      compile_s = benchutil.compile_time(lambda: run(jboxes, jscores))
       torchvision = synchronized(
           torch, lambda: ops.nms(tboxes, tscores, IOU_THRESHOLD))
       torchvision()  # Warm-up: CUDA context and kernels.
@@ -99,7 +99,7 @@ def compare_vmap(torch, ops, batch: int = VMAP_BATCH,
         ops.nms(tboxes[i], tscores[i], IOU_THRESHOLD) for i in range(batch)])
     as_categories = synchronized(torch, lambda: ops.batched_nms(
         tboxes.reshape(-1, 4), tscores.reshape(-1), image, IOU_THRESHOLD))
-    compile_s = benchutil.first_call_time(lambda: run(jboxes, jscores))
+    compile_s = benchutil.compile_time(lambda: run(jboxes, jscores))
     compiled = f"{compile_s:.2f} s" if kind == "uniform" else "(cached)"
     one_by_one(), as_categories()  # Warm-up.
     jax_s, loop_s, batched_s = benchutil.timed_in_turns(

@@ -67,6 +67,13 @@ def first_call_time(fn: Callable[[], Any]) -> float:
   return time.perf_counter() - start
 
 
+def compile_time(fn: Callable[[], Any]) -> float:
+  """Compile time of a fresh jit: its first call less a second (steady)
+  call, which the first also ran once."""
+  first = first_call_time(fn)
+  return max(first - first_call_time(fn), 0.0)
+
+
 def timed_in_turns(*fns: Callable[[], Any], budget: float = 3.0,
                    rounds: int = 3) -> list[float]:
   """Median seconds per call of each of ``fns``, timed in turn over
@@ -171,6 +178,13 @@ def write_results(name: str, title: str, body: str,
   with open(path, "w") as f:
     f.write(text)
   return path
+
+
+def platform_name(name: str) -> str:
+  """``name`` on CPU, ``name_<platform>`` on an accelerator, so that a GPU
+  run writes beside the CPU tables instead of over them."""
+  kind = jax.devices()[0].platform
+  return name if kind == "cpu" else f"{name}_{kind}"
 
 
 def write_and_print(name: str, title: str, body: str,
