@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+
+
+def _is_int(value: Any, *, allow_bool: bool = False) -> bool:
+  """A Python or NumPy integer (a bool only with ``allow_bool``)."""
+  return (isinstance(value, (int, np.integer))
+          and (allow_bool or not isinstance(value, bool)))
 
 
 def int_pair(value: int | Sequence[int], name: str, *,
@@ -17,10 +24,8 @@ def int_pair(value: int | Sequence[int], name: str, *,
   Raises ``ValueError`` naming ``name`` unless ``value`` is an int or a pair
   of ints, each ``>= minimum`` when ``minimum`` is given.
   """
-  is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(
-      v, bool)
-  pair = (value, value) if is_int(value) else value
-  if isinstance(pair, (tuple, list)) and all(is_int(v) for v in pair):
+  pair = (value, value) if _is_int(value) else value
+  if isinstance(pair, (tuple, list)) and all(_is_int(v) for v in pair):
     pair = tuple(int(v) for v in pair)
   else:  # Floats, strings, arrays: not silently truncated or split.
     pair = ()
@@ -96,8 +101,7 @@ def positive_int(value: int, name: str, *, allow_bool: bool = False) -> None:
   ...
   ValueError: num_classes must be a positive int, got 0.
   """
-  if (not isinstance(value, (int, np.integer))
-      or (isinstance(value, bool) and not allow_bool) or value < 1):
+  if not _is_int(value, allow_bool=allow_bool) or value < 1:
     raise ValueError(f"{name} must be a positive int, got {value!r}.")
 
 

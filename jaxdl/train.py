@@ -555,7 +555,8 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
       raise ValueError(
           f"checkpoint_dir {checkpoint_dir} holds a run of {latest} epochs, "
           f"more than epochs={epochs}.")
-    state, history, start = restore_checkpoint(checkpoint_dir, state)
+    state, history, start = restore_checkpoint(checkpoint_dir, state,
+                                               epoch=latest)
   state = put(state)
 
   compile_start = time.perf_counter()
