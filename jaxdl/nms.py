@@ -61,7 +61,16 @@ _MAX_TIE_ROUNDS = 8
 # per block size, chunks of up to 512 boxes under 8192 pairs, against these
 # sizes): clustered 1k-20k 0.64-0.75x, uniform 0.74-0.87x; with the same
 # chunks, that loop-per-block layout alone 0.77-0.95x. A body unrolled to two
-# chunks (17 thunks, see below) ran 0.85-0.99x.
+# chunks (17 thunks, see below) ran 0.85-0.99x. Nor, in one loop, did
+# chunks of 256 or 512 whose running counts are one [chunk / 128, 128] x
+# [128, 128] product plus row offsets, which keeps the body at 8 thunks
+# (A/B, quiet 2 cores, speed against these sizes): clustered 1k-20k
+# 0.61-0.86x, with kept boxes in blocks of 8 rows too. Blocks of 8 rows
+# alone (11 rounds): clustered 1k 0.94x, 5k-100k 1.02-1.09x, uniform
+# 0.95-0.96x. Nor did one pass per round over the shortest power-of-two
+# prefix that holds the live boxes (a switch over prefix and block sizes):
+# clustered 1k and 5k 0.57-0.69x, as XLA:CPU copies the whole buffer into
+# the branch that scatters into it.
 _SCREEN_TILES = 2
 _ROW_BLOCKS = 4
 
@@ -70,7 +79,8 @@ _ROW_BLOCKS = 4
 # a cumsum is three). With it and a buffer compacted by one scatter, the
 # loop body that screens a chunk in top_k rounds is 8 XLA:CPU thunks, which
 # XLA:CPU runs inline on one thread; a body of more runs as a task graph
-# across its threads, with an allocation per iteration. A/B on 2 cores
+# across its threads, with an allocation per iteration (unless its buffers
+# are all at most 512 bytes or its thunks form a chain). A/B on 2 cores
 # against the buffer as separate arrays (18-23 thunks): clustered 20k 1.8
 # against 2.0 ms, 100k 8.3-8.7 against 10.2-11.7 ms; 1k and 5k the same
 # while the machine was quiet, 10-20% faster while it was loaded; uniform
@@ -94,6 +104,8 @@ _TOP_K_ROUNDS = 8
 # at 0.89x (20k 1.14-1.17x, 1k 0.72-0.74x); a two-level top_k (maxima of
 # blocks of 8, then the best 64 blocks' entries) ran 0.89-1.04x, as fast
 # alone as XLA:CPU's TopK over 5248 floats (12-14 against 9-16 us).
+# Repeated on a quiet machine (speed against tiles of 64, clustered 1k, 5k,
+# 20k): tiles of 128 0.66, 0.65, 0.94x; tiles of 32 0.95, 0.89, 1.06x.
 _TOP_K_TILE_DIVISOR = 2
 
 
@@ -477,7 +489,9 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       alive &= tile[:, score_col] > -jnp.inf
     keep = _resolve_tile(boxes_of(tile), classes_of(tile), alive,
                          iou_threshold)
-    rank = jnp.cumsum(keep) - 1  # Among the round's kept boxes.
+    # Among the round's kept boxes. As a product with a triangular [t, t]
+    # matrix (one kernel, not five) it ran clustered 1k and 5k at 0.89-0.93x.
+    rank = jnp.cumsum(keep) - 1
     kept = kept.at[jnp.where(keep, num_kept + rank, capacity)].set(
         from_bits(tile[:, index_col]).astype(jnp.int32), mode="drop")
     kept_rows = put(jnp.zeros_like(tile), jnp.where(keep, rank, t), tile)
