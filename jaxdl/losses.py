@@ -286,6 +286,8 @@ def _indexed_loss(log_probs: jax.Array, labels: jax.Array,
   PyTorch rejects with an error) get loss 0 and weight 0.
   """
   num_classes = log_probs.shape[-1]
+  # In uint8, ignore_index=-100 would compare as 156, a real class.
+  labels = labels.astype(jnp.promote_types(labels.dtype, jnp.int32))
   valid = ((labels != ignore_index) & (labels >= 0) &
            (labels < num_classes))  # [...]
   safe_labels = jnp.where(valid, labels, 0)
@@ -447,7 +449,8 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
     variant: ``"iou" | "giou" | "diou" | "ciou"`` (static).
     fmt: ``"xyxy" | "xywh" | "cxcywh"`` (static).
     eps: added to denominators.
-    reduction: ``"none" | "mean" | "sum"`` (torchvision's default "none").
+    reduction: ``"none" | "mean" | "sum"`` (torchvision's default "none");
+      the mean of no boxes is 0, as in torchvision.
 
   Returns:
     ``[...]`` losses for ``"none"`` (``1 -`` :func:`jaxdl.boxes.iou`: in
@@ -462,5 +465,7 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
   Array(0., dtype=float32)
   """
   one_of(reduction, REDUCTIONS, "reduction")
-  value = boxes.iou(pred, target, variant=variant, fmt=fmt, eps=eps)
-  return _reduce(1 - value, reduction)
+  loss = 1 - boxes.iou(pred, target, variant=variant, fmt=fmt, eps=eps)
+  if reduction == "mean" and loss.size == 0:
+    return jnp.sum(loss) * 0  # torchvision: 0, not the NaN of an empty mean.
+  return _reduce(loss, reduction)

@@ -83,6 +83,18 @@ def test_cross_entropy_spatial_and_custom_ignore_index(rng):
   np.testing.assert_array_equal(per_pixel[0, 1], 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_narrow_integer_labels_keep_every_class(dtype):
+  """-100 must not wrap to a real class of the labels' dtype (uint8: 156)."""
+  logits = jnp.zeros((2, 200)).at[1, 156].set(5.0)
+  want = losses.cross_entropy(logits, np.array([0, 156], np.int32),
+                              reduction="none")
+  got = losses.cross_entropy(logits, np.array([0, 156], dtype),
+                             reduction="none")
+  _close(got, want)
+  assert got[1] > 0
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_nll_loss_matches_oracle(data, reduction):
   logits, labels, _, weight, _ = data
@@ -221,6 +233,17 @@ def test_iou_loss_is_one_minus_iou(rng, variant):
   _close(got, want, atol=2e-6)
   _close(losses.iou_loss(a, b, variant=variant, reduction="mean"),
          want.mean(), atol=2e-6)
+
+
+def test_iou_loss_mean_of_no_boxes_is_zero():
+  """torchvision's box losses return 0 (zero gradient) for empty input."""
+  empty = jnp.zeros((0, 4))
+  for variant in boxes.VARIANTS:
+    assert losses.iou_loss(empty, empty, variant=variant,
+                           reduction="mean") == 0
+    grad = jax.grad(lambda p: losses.iou_loss(
+        p, empty, variant=variant, reduction="mean"))(empty)
+    chex.assert_shape(grad, (0, 4))
 
 
 def test_iou_loss_gradient_finite_for_degenerate_boxes():
