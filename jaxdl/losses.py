@@ -112,7 +112,7 @@ def dice_loss(probs: ArrayLike, targets: ArrayLike, *, smooth: float = 1.0,
   Args:
     probs: ``[...]`` predicted foreground probabilities in [0, 1].
     targets: ``[...]`` same shape, the binary (or soft) mask.
-    smooth: ``>= 0``, added to numerator and denominator.
+    smooth: ``>= 0``, added to numerator and denominator (static).
     axis: the axes summed over (static); ``None`` sums everything. For a
       per-image loss on ``[B, H, W]`` masks use ``axis=(1, 2)``.
 
@@ -220,8 +220,9 @@ def sigmoid_focal_loss(logits: ArrayLike, targets: ArrayLike, *,
     targets: ``[...]`` same shape, binary targets (0/1; soft targets follow
       the same formula).
     alpha: weight of positives in [0, 1]; a negative value disables the
-      weighting (torchvision's ``alpha=-1``).
+      weighting (torchvision's ``alpha=-1``). Static.
     gamma: focusing exponent ``>= 0``; ``gamma=0, alpha<0`` is plain BCE.
+      Static.
     reduction: ``"none" | "mean" | "sum"`` (torchvision's default "none").
 
   Returns:
@@ -232,7 +233,7 @@ def sigmoid_focal_loss(logits: ArrayLike, targets: ArrayLike, *,
     ``torchvision.ops.sigmoid_focal_loss``.
   """
   one_of(reduction, REDUCTIONS, "reduction")
-  if alpha > 1:
+  if not alpha <= 1:  # NaN too.
     raise ValueError(f"alpha must be in [0, 1] or negative, got {alpha}.")
   if not gamma >= 0:
     raise ValueError(f"gamma must be >= 0, got {gamma}.")
@@ -361,7 +362,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
     labels: ``[...]`` integers, or ``[..., C]`` floating probabilities.
     weight: optional ``[C]`` class weights.
     ignore_index: integer label value that contributes nothing (static).
-    label_smoothing: ``e`` in [0, 1].
+    label_smoothing: ``e`` in [0, 1] (static).
     reduction: ``"none" | "mean" | "sum"``.
 
   Returns:

@@ -378,6 +378,8 @@ def test_jit_vmap_and_no_retrace(data):
                                        gamma=-1.0), "gamma"),
     (lambda: losses.sigmoid_focal_loss(jnp.zeros(2), jnp.zeros(2),
                                        reduction="max"), "reduction"),
+    (lambda: losses.sigmoid_focal_loss(jnp.zeros(2), jnp.zeros(2),
+                                       alpha=float("nan")), "alpha"),
     (lambda: losses.dice_loss(jnp.zeros(2), jnp.zeros(2), smooth=-1.0),
      "smooth"),
     (lambda: losses.dice_loss(jnp.zeros(2), jnp.zeros(3)), "targets"),
