@@ -178,6 +178,15 @@ def test_match_ties_greedy_and_ignored():
   np.testing.assert_array_equal(m.gt_index, [0, -1, 1, 1, -1])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, bool])
+def test_match_integer_scores_order_as_numbers(dtype):
+  """Unsigned scores must not wrap when negated (0 would come first)."""
+  det = np.array([[0, 0, 10, 10], [0, 0, 10, 11]], np.float32)
+  gt = np.array([[0, 0, 10, 10]], np.float32)
+  m = _match(det, np.array([0, 1], dtype), gt)
+  np.testing.assert_array_equal(m.tp, [False, True])
+
+
 def test_match_prefers_regular_gt_and_best_iou():
   gt = np.array([[0, 0, 10, 10], [0, 0, 10, 12]], np.float32)
   det = np.array([[0, 0, 10, 12]], np.float32)  # IoU 1 with gt 1 (ignored)

@@ -184,8 +184,10 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
   gt_valid = _as_mask(gt_mask, num_gt, "gt_mask")
   ignore = (jnp.zeros(num_gt, bool) if gt_ignore is None else
             _as_mask(gt_ignore, num_gt, "gt_ignore"))
-  # Real detections first, then by descending score, stable.
-  order = jnp.lexsort((-det_scores, ~det_valid))
+  # Real detections first, then by descending score, stable. Negated as
+  # floats: an unsigned score of 0 would wrap to the largest key.
+  keys = det_scores.astype(jnp.promote_types(det_scores.dtype, jnp.float32))
+  order = jnp.lexsort((-keys, ~det_valid))
   if crowd_iou:
     # xywh with the offset in the sides: right edges become x2 + offset.
     offset = jnp.array([0.0, 0.0, pixel_offset, pixel_offset])
