@@ -153,7 +153,10 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
     pixel_offset: 1.0 for the VOC "+1" box size convention.
     crowd_iou: if True (static), the IoU with an ignored ground truth is the
       intersection over the detection's area, COCO's rule for crowd regions;
-      with it, ``gt_ignore=iscrowd`` gives exactly ``evaluateImg``'s matches.
+      with it, ``gt_ignore=iscrowd`` gives ``evaluateImg``'s matches for
+      the detections given (``evaluateImg`` first keeps the ``maxDets``
+      best), exactly where the IoUs computed in the boxes' float dtype
+      order as pycocotools' float64 ones do (always for integer boxes).
 
   Returns:
     :class:`Matches` with ``[N]`` fields in the input order; padded
