@@ -174,7 +174,7 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   Returns:
     ``Mosaic(image [2S, 2S, C], boxes [4M, 4], labels [4M], mask [4M])``;
     box ``t * M + j`` comes from tile ``t``, box ``j``. Masked-out boxes are
-    zeros with label -1.
+    zeros with label -1 (unsigned labels come back as int32 for it).
 
   References:
     Bochkovskiy et al., "YOLOv4", 2020; Ultralytics YOLOv5 ``load_mosaic``.
@@ -219,7 +219,8 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   keep = keep.reshape(-1)
   return Mosaic(image=image,
                 boxes=_masked(moved.reshape(-1, 4), keep),
-                labels=jnp.where(keep, labels.reshape(-1), -1),
+                labels=jnp.where(keep, labels.reshape(-1).astype(
+                    jnp.promote_types(labels.dtype, jnp.int32)), -1),
                 mask=keep)
 
 
@@ -471,7 +472,9 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
   boxes, mask = _as_box_set(boxes, mask)
   matrix = jnp.asarray(matrix, boxes.dtype)
   out_h, out_w = int_pair(size, "size")
-  x1, y1, x2, y2 = boxes.T
+  # Masked-out boxes (any values, NaN padding too) are warped as zeros, so
+  # that their division by w cannot put NaN into the gradients.
+  x1, y1, x2, y2 = jnp.where(mask[:, None], boxes, 0).T
   corners = jnp.stack([jnp.stack([x1, y1]), jnp.stack([x2, y2]),
                        jnp.stack([x1, y2]), jnp.stack([x2, y1])])  # [4, 2, M]
   homogeneous = jnp.concatenate(
@@ -599,8 +602,15 @@ def _blend_step(x: jax.Array, op: jax.Array, factor: jax.Array,
   use_mean = jnp.where(op == _CONTRAST, 1.0, 0.0)  # scalar weights: 0 * v
   use_gray = jnp.where(op == _SATURATION, 1.0, 0.0)  # is exactly 0
   other = use_mean * _mean(gray) + use_gray * gray
-  y = jnp.clip(factor * x + (1.0 - factor) * other, 0.0, bound)
+  y = _clamp(factor * x + (1.0 - factor) * other, bound)
   return jnp.floor(y) if integer else y
+
+
+def _clamp(y: jax.Array, bound: float) -> jax.Array:
+  """``clip(y, 0, bound)`` with torch's gradient: 1 on ``[0, bound]``,
+  bounds included (``jnp.clip`` halves it at the bounds, and a step with
+  factor 1 would halve it again at every black or white pixel)."""
+  return jnp.where((y >= 0) & (y <= bound), y, jnp.clip(y, 0.0, bound))
 
 
 def _frac(x: jax.Array) -> jax.Array:
@@ -645,8 +655,8 @@ def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
     k = n + h6
     k = jnp.where(k >= 6.0, k - 6.0, k)  # (n + 6h) mod 6 for h in [0, 1)
     k = jnp.where(k >= 6.0, k - 6.0, k)
-    return jnp.clip(v - v * s * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0),
-                    0.0, 1.0)
+    return _clamp(v - v * s * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0),
+                  1.0)
   return jnp.stack([channel(5.0), channel(3.0), channel(1.0)])
 
 

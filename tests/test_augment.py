@@ -178,6 +178,14 @@ def test_mosaic_min_size_and_list_input(rng):
   np.testing.assert_allclose(out.boxes[0], [0, 5, 1.5, 20])
 
 
+def test_mosaic_unsigned_labels_pad_with_minus_one(rng):
+  images, boxes, labels, mask = _mosaic_inputs(rng, m=2)
+  mask[:, 1] = False
+  out = augment.mosaic(None, images, boxes, labels.astype(np.uint8), mask,
+                       center=(S, S))
+  assert np.all(np.asarray(out.labels)[~np.asarray(out.mask)] == -1)
+
+
 def test_mosaic_no_retrace(rng):
   images, boxes, labels, mask = _mosaic_inputs(rng)
 
@@ -381,6 +389,27 @@ def test_pure_translation_scale_rotation_move_corners_exactly(rng):
       boxes, mask, zoom, scale=2.0)
   np.testing.assert_allclose(new, 2 * boxes, atol=1e-5)
   assert keep.all()
+
+
+def test_warp_boxes_masked_boxes_keep_gradients_finite(key):
+  """Padding (NaN, or a corner on the horizon line w = 0) is masked out
+  and must not poison the gradients of the matrix or the real boxes."""
+  real = [2., 2., 10., 10.]
+  mask = jnp.array([False, True])
+  tilt = jnp.array([[1., 0, 0], [0, 1, 0], [0.1, 0, 1]])
+  affine = jnp.array([[1.1, .1, 2], [0, .9, 1], [0, 0, 1]])
+  for pad, matrix in (([-10., 0, 5, 5], tilt), ([np.nan] * 4, affine)):
+    b = jnp.array([pad, real])
+    d_matrix, d_boxes = jax.grad(
+        lambda m, b: augment.warp_boxes(b, mask, m, size=16)[0].sum(),
+        argnums=(0, 1))(matrix, b)
+    assert np.all(np.isfinite(d_matrix)) and np.all(np.isfinite(d_boxes))
+    np.testing.assert_array_equal(d_boxes[0], 0.0)
+  image = jnp.zeros((16, 16, 3))
+  b = jnp.array([[np.nan] * 4, real])
+  grad = jax.grad(lambda b: augment.random_perspective(
+      key, image, b, mask, degrees=10).boxes.sum())(b)
+  assert np.all(np.isfinite(grad))
 
 
 def test_warp_boxes_matches_yolov5(key, rng):
@@ -587,6 +616,21 @@ def test_color_jitter_grey_image_and_gradient(key, rng):
   grad = jax.jit(jax.grad(lambda x: jnp.sum(augment.color_jitter(key, x))))(
       image)
   assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+
+
+def test_color_jitter_gradient_passes_at_black_and_white(key):
+  """torch's clamp passes the gradient at its bounds; jnp.clip halves it
+  there (and once more for each identity step)."""
+  x = jnp.array([[[0.0, 0.5, 1.0]]])
+  fixed = dict(NEUTRAL, brightness=(0.8, 0.8))
+  for k in jax.random.split(key, 3):
+    grad = jax.grad(lambda x: augment.color_jitter(k, x, **fixed).sum())(x)
+    np.testing.assert_allclose(grad, np.full((1, 1, 3), 0.8), rtol=1e-6)
+  fixed = dict(NEUTRAL, brightness=(0.9, 0.9), hue=(1e-4, 1e-4))
+  x = jnp.array([[[1.0, 0.6, 0.2]]])
+  for k in jax.random.split(key, 4):  # Both orders of hue and brightness.
+    grad = jax.jacobian(lambda x: augment.color_jitter(k, x, **fixed))(x)
+    np.testing.assert_allclose(grad[0, 0, 0, 0, 0, 0], 0.9, rtol=1e-3)
 
 
 def test_color_jitter_no_retrace(rng):
