@@ -482,6 +482,24 @@ def test_vit_shapes_jit_dropout_grads(rng):
     vit.init(jax.random.key(0), jnp.ones((1, 15, 16, 3)))
 
 
+@pytest.mark.parametrize("module,shape,match", [
+    (lambda: jnn.ViT(0, 8, 1, 2, 16, 10), (1, 8, 8, 3), "patch_size"),
+    (lambda: jnn.ViT(-4, 8, 1, 2, 16, 10), (1, 8, 8, 3), "patch_size"),
+    (lambda: jnn.ViT(4, 8, 1, 0, 16, 10), (1, 8, 8, 3), "num_heads"),
+    (lambda: jnn.TransformerLayer(0), (1, 4, 8), "num_heads"),
+    (lambda: jnn.ResNeXtBlock(8, cardinality=0), (1, 8, 8, 3),
+     "cardinality"),
+    (lambda: jnn.ResNeXtBlock(8, group_width=0), (1, 8, 8, 3),
+     "group_width"),
+    (lambda: jnn.ConvBNAct(4, 3, groups=2), (1, 8, 8, 3), "groups"),
+    (lambda: jnn.ConvBNAct(4, 3, groups=0), (1, 8, 8, 4), "groups"),
+    (lambda: jnn.Bottleneck(6, groups=4), (1, 8, 8, 6), "groups"),
+])
+def test_block_hyperparameters_raise_value_error(module, shape, match):
+  with pytest.raises(ValueError, match=match):
+    module().init(jax.random.key(0), jnp.ones(shape))
+
+
 def test_toynet_param_count_equals_pytorch_net():
   n = _n_params(jnn.ToyNet(), jax.ShapeDtypeStruct((1, 32, 32, 3),
                                                    jnp.float32))

@@ -15,7 +15,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import flops
-from jaxdl._checks import int_pair
+from jaxdl._checks import int_pair, positive_int
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -278,6 +278,8 @@ class ResNeXtBlock(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, H/strides, W/strides, features]``."""
     _check_rank4(x, "x")
+    positive_int(self.cardinality, "cardinality")
+    positive_int(self.group_width, "group_width")
     norm = lambda name: nn.BatchNorm(use_running_average=not train,
                                      momentum=0.9, epsilon=1e-5, name=name)
     width = self.cardinality * self.group_width

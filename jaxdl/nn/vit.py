@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl._checks import positive_int
 from jaxdl.nn.dropout import dropout
 
 
@@ -82,6 +83,8 @@ class ViT(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[B, H, W, C]`` images (H, W multiples of the patch size) to
     ``[B, num_classes]`` logits."""
+    positive_int(self.patch_size, "patch_size")
+    positive_int(self.num_heads, "num_heads")
     if x.ndim != 4 or x.shape[1] % self.patch_size or (
         x.shape[2] % self.patch_size):
       raise ValueError(f"x must be [B, H, W, C] with H and W multiples of "

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl._checks import positive_int
+
 
 class ConvBNAct(nn.Module):
   """YOLOv5 ``Conv``: convolution without bias, batch norm, SiLU.
@@ -35,6 +37,10 @@ class ConvBNAct(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
+    positive_int(self.groups, "groups")
+    if x.shape[-1] % self.groups or self.features % self.groups:
+      raise ValueError(f"groups={self.groups} must divide the input channels "
+                       f"{x.shape[-1]} and features={self.features}.")
     pad = self.kernel_size // 2 if self.padding is None else self.padding
     x = nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.strides,
                 padding=pad, feature_group_count=self.groups, use_bias=False,
@@ -119,6 +125,7 @@ class TransformerLayer(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[B, L, C]`` tokens to ``[B, L, C]``."""
     c = x.shape[-1]
+    positive_int(self.num_heads, "num_heads")
     if c % self.num_heads:
       raise ValueError(f"num_heads={self.num_heads} must divide the "
                        f"channels {c}.")
