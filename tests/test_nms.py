@@ -135,6 +135,12 @@ def test_minus_infinite_scores_are_ranked_last(rng):
     got = _kept(_nms(boxes, scores, iou_threshold=threshold, tile_size=16))
     assert got == ref.greedy_nms(boxes, scores, threshold)
     assert np.isneginf(scores[got]).any()
+  # A score threshold, even -inf, leaves no -inf candidate: the rounds
+  # start by top_k without checking.
+  got = _kept(_nms(boxes, scores, iou_threshold=0.5, tile_size=16,
+                   score_threshold=-np.inf))
+  assert got == ref.greedy_nms(boxes, scores, 0.5, score_threshold=-np.inf)
+  assert np.isfinite(scores[got]).all()
 
 
 def test_notes_example_and_first_notes_bug():
