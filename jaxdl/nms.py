@@ -74,19 +74,23 @@ _MAX_TIE_ROUNDS = 8
 _SCREEN_TILES = 2
 _ROW_BLOCKS = 4
 
-# A screen finds the survivors' slots from running counts: a product with a
-# triangular [chunk, chunk] matrix up to this chunk size (one kernel, where
-# a cumsum is three). With it and a buffer compacted by one scatter, the
-# loop body that screens a chunk in top_k rounds is 8 XLA:CPU thunks, which
-# XLA:CPU runs inline on one thread; a body of more runs as a task graph
-# across its threads, with an allocation per iteration (unless its buffers
-# are all at most 512 bytes or its thunks form a chain). A/B on 2 cores
-# against the buffer as separate arrays (18-23 thunks): clustered 20k 1.8
-# against 2.0 ms, 100k 8.3-8.7 against 10.2-11.7 ms; 1k and 5k the same
+# A screen finds the survivors' slots from running counts of its live
+# flags, packed into 32-bit words (:func:`_bit_words`) by the branch that
+# tests the chunk and counted by population counts (:func:`_running_count`),
+# which XLA fuses into the slot computation. With a buffer compacted by one
+# scatter, the loop body that screens a chunk is then 8 XLA:CPU thunks,
+# which XLA:CPU runs inline on one thread; a body of more runs as a task
+# graph across its threads, with an allocation per iteration (unless its
+# buffers are all at most 512 bytes or its thunks form a chain). A/B on 2
+# cores against the buffer as separate arrays (18-23 thunks): clustered 20k
+# 1.8 against 2.0 ms, 100k 8.3-8.7 against 10.2-11.7 ms; 1k and 5k the same
 # while the machine was quiet, 10-20% faster while it was loaded; uniform
-# boxes and one core unchanged. Rank-order rounds screen 256 boxes at a
-# time, where reading the matrix costs more than the cumsum saves.
-_DOT_CUMSUM_MAX = 128
+# boxes and one core unchanged. The counts were a product with a triangular
+# [chunk, chunk] matrix (top_k rounds; 0.6 us per 128-box chunk alone in a
+# loop, the packed count 0.13 us) and a cumsum (rank-order rounds, 3 thunks
+# more): the packed count ran clustered 5k-100k and uniform 5k-20k in
+# 0.87-0.91x their time, 1k in 0.97-0.98x (A/B, 2 cores, A/A control within
+# 1%).
 
 # Rounds find their tiles by top_k while they clear the buffer fast. Once
 # the boxes left would take more than this many rounds at the last round's
@@ -248,6 +252,35 @@ def _suppresses(a: jax.Array, b: jax.Array, iou_threshold: jax.Array,
   return overlap
 
 
+def _bit_words(flags: jax.Array) -> jax.Array:
+  """``[C]`` bool -> ``[ceil(C / 32)]`` uint32 whose bit ``i`` of word ``k``
+  is ``flags[32 * k + i]`` (padding bits 0)."""
+  c = flags.shape[0]
+  num_words = -(-c // 32)
+  bits = jnp.pad(flags, (0, 32 * num_words - c)).astype(jnp.uint32)
+  return jnp.sum(bits.reshape(num_words, 32)
+                 << jnp.arange(32, dtype=jnp.uint32), axis=1,
+                 dtype=jnp.uint32)  # Disjoint bits: their sum is their OR.
+
+
+def _running_count(words: jax.Array,
+                   c: int) -> tuple[jax.Array, jax.Array]:
+  """The first ``c`` flags packed by :func:`_bit_words` (``[c]`` bool) and
+  their inclusive running count (``[c]`` int32), as population counts of
+  each word's low bits: elementwise, so that XLA fuses it into its
+  consumers, where ``jnp.cumsum`` is three to seven XLA:CPU kernels."""
+  per_word = lax.population_count(words).astype(jnp.int32)
+  before = [jnp.int32(0)]
+  for k in range(words.shape[0] - 1):
+    before.append(before[-1] + per_word[k])
+  bit = jnp.arange(32, dtype=jnp.uint32)
+  low_bits = (jnp.uint32(2) << bit) - 1  # Bits 0..i; 2 << 31 wraps to 0.
+  count = jnp.stack(before)[:, None] + lax.population_count(
+      words[:, None] & low_bits).astype(jnp.int32)
+  flags = (words[:, None] >> bit) & 1 == 1
+  return flags.reshape(-1)[:c], count.reshape(-1)[:c]
+
+
 def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
                   alive: jax.Array, iou_threshold: jax.Array) -> jax.Array:
   """Exact greedy NMS inside one score-sorted tile.
@@ -337,7 +370,7 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
   The buffer is one ``[size, R]`` array, a row per box: x1, y1, x2, y2,
   area, score (-inf: out of play), then the input index and the class as
   the bits of integers, so that compacting it is one scatter (see
-  ``_DOT_CUMSUM_MAX``). A/B on 2 cores against two other layouts, same
+  ``_SCREEN_TILES``). A/B on 2 cores against two other layouts, same
   indices: the buffer coordinate-major (``[R, size]``, no transpose before
   the pair test, but XLA:CPU transposes each chunk for the scatter) ran
   1-5% slower at 1k-20k boxes; a pair test of the rows as read (``[chunk,
@@ -432,13 +465,10 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     chunk = _SCREEN_TILES * t
     rows = max(1, t // _ROW_BLOCKS)
     kept_boxes, kept_classes = boxes_of(kept), classes_of(kept)
-    by_dot = chunk <= _DOT_CUMSUM_MAX  # Running counts by a matrix product.
-    triangle = (jnp.triu(jnp.ones((chunk, chunk), jnp.float32)) if by_dot
-                else None)
 
     def live_if_first(part, part_boxes, counters, block):
-      """[chunk] float32, 1 where the entry is live and none of the first
-      ``block`` kept boxes suppresses it."""
+      """:func:`_bit_words` of the entries that are live and that none of
+      the first ``block`` kept boxes suppresses."""
       hit = _suppresses(kept_boxes[:, :block], part_boxes, iou_threshold,
                         None if kept_classes is None else
                         kept_classes[:block], classes_of(part))
@@ -446,7 +476,7 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       if by_score:
         live &= part[:, score_col] > -jnp.inf
       live &= ~jnp.any(hit & (jnp.arange(block) < num_kept)[:, None], axis=0)
-      return live.astype(jnp.float32)
+      return _bit_words(live)
 
     # Only as many blocks of kept boxes as the round kept are compared.
     by_blocks = [functools.partial(live_if_first, block=(i + 1) * rows)
@@ -461,12 +491,10 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
 
     def body(state):
       counters, buffer, part, part_boxes = state  # Counters: start, kept.
-      live = lax.switch(jnp.maximum(num_kept - 1, 0) // rows, by_blocks,
-                        part, part_boxes, counters)
-      count = (jnp.dot(live, triangle, precision=lax.Precision.HIGHEST)
-               if by_dot else jnp.cumsum(live)).astype(jnp.int32)
-      earlier = jnp.concatenate([jnp.zeros((1,), jnp.int32), count[:-1]])
-      slot = jnp.where(count > earlier, counters[1] + count - 1, size)
+      live, count = _running_count(
+          lax.switch(jnp.maximum(num_kept - 1, 0) // rows, by_blocks, part,
+                     part_boxes, counters), chunk)
+      slot = jnp.where(live, counters[1] + count - 1, size)
       buffer = put(buffer, slot, part)
       counters += jnp.stack([jnp.int32(chunk), count[-1]])
       return (counters, buffer, *read(buffer, counters[0]))
@@ -495,8 +523,9 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     keep = _resolve_tile(boxes_of(tile), classes_of(tile), alive,
                          iou_threshold)
     # Among the round's kept boxes. As a product with a triangular [t, t]
-    # matrix (one kernel, not five) it ran clustered 1k and 5k at 0.89-0.93x.
-    rank = jnp.cumsum(keep) - 1
+    # matrix (one kernel) it ran clustered 1k and 5k at 0.89-0.93x the
+    # speed of a cumsum (five); packed (two) in 0.98-1.01x its time.
+    rank = _running_count(_bit_words(keep), t)[1] - 1
     kept = kept.at[jnp.where(keep, num_kept + rank, capacity)].set(
         from_bits(tile[:, index_col]).astype(jnp.int32), mode="drop")
     kept_rows = put(jnp.zeros_like(tile), jnp.where(keep, rank, t), tile)

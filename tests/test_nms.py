@@ -143,6 +143,18 @@ def test_minus_infinite_scores_are_ranked_last(rng):
   assert np.isfinite(scores[got]).all()
 
 
+@pytest.mark.parametrize("size", [1, 31, 32, 33, 64, 100, 128, 256])
+def test_packed_running_count(rng, size):
+  """The screens' running counts of live flags, packed into 32-bit words,
+  equal a cumsum, bit 31 included."""
+  for fraction in (0.0, 0.3, 1.0):
+    flags = rng.uniform(size=size) < fraction
+    got_flags, count = nms._running_count(
+        nms._bit_words(jnp.asarray(flags)), size)
+    np.testing.assert_array_equal(got_flags, flags)
+    np.testing.assert_array_equal(count, np.cumsum(flags))
+
+
 def test_notes_example_and_first_notes_bug():
   """The notes' 4-box ``dets`` keep rows 1 and 3; the first notes file's
   snippet (``xxr``/``yyr`` from ``xl``) suppresses nothing."""
