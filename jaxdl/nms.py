@@ -70,7 +70,16 @@ _MAX_TIE_ROUNDS = 8
 # 0.95-0.96x. Nor did one pass per round over the shortest power-of-two
 # prefix that holds the live boxes (a switch over prefix and block sizes):
 # clustered 1k and 5k 0.57-0.69x, as XLA:CPU copies the whole buffer into
-# the branch that scatters into it.
+# the branch that scatters into it. With the packed running counts below
+# (A/B, 2 cores, time against these sizes, clustered 1k / 5k / 20k): one
+# tile per chunk 1.09 / 0.97 / 1.01x, four 1.57 / 1.19 / 1.10x; pair tests
+# of at most 32 kept rows at a time, which XLA:CPU does not split, 0.85 /
+# 0.97 / 1.00x against 0.84 / 0.96 / 0.96x for the -inf check alone (see
+# start_by_score), uniform 1.11-1.14x; chunk boxes in a row-major loop
+# state (no layout copy in the branch), 1.05-1.07x, or sliced from the
+# transposed buffer, within noise; the live flags written in place into a
+# scratch buffer (a dynamic_update_slice root, which XLA:CPU never splits)
+# 1.04-1.15x.
 _SCREEN_TILES = 2
 _ROW_BLOCKS = 4
 
@@ -110,6 +119,9 @@ _TOP_K_ROUNDS = 8
 # alone as XLA:CPU's TopK over 5248 floats (12-14 against 9-16 us).
 # Repeated on a quiet machine (speed against tiles of 64, clustered 1k, 5k,
 # 20k): tiles of 128 0.66, 0.65, 0.94x; tiles of 32 0.95, 0.89, 1.06x.
+# Growing them to 128 once a round keeps more than half its tile (2 rounds
+# fewer at 5k, 3 at 20k) took 1.46, 1.26, 1.07x the time: XLA:CPU splits
+# their [128, 128] and [96-128, 256] pair tests over its threads.
 _TOP_K_TILE_DIVISOR = 2
 
 
