@@ -99,7 +99,9 @@ _ROW_BLOCKS = 4
 # loop, the packed count 0.13 us) and a cumsum (rank-order rounds, 3 thunks
 # more): the packed count ran clustered 5k-100k and uniform 5k-20k in
 # 0.87-0.91x their time, 1k in 0.97-0.98x (A/B, 2 cores, A/A control within
-# 1%).
+# 1%). The words' counts are summed by an unrolled chain up to this many
+# words (chunks of 256 boxes, the default's largest), by a cumsum beyond.
+_UNROLLED_WORDS = 8
 
 # Rounds find their tiles by top_k while they clear the buffer fast. Once
 # the boxes left would take more than this many rounds at the last round's
@@ -282,12 +284,16 @@ def _running_count(words: jax.Array,
   each word's low bits: elementwise, so that XLA fuses it into its
   consumers, where ``jnp.cumsum`` is three to seven XLA:CPU kernels."""
   per_word = lax.population_count(words).astype(jnp.int32)
-  before = [jnp.int32(0)]
-  for k in range(words.shape[0] - 1):
-    before.append(before[-1] + per_word[k])
+  if words.shape[0] <= _UNROLLED_WORDS:
+    before = [jnp.int32(0)]
+    for k in range(words.shape[0] - 1):
+      before.append(before[-1] + per_word[k])
+    before = jnp.stack(before)
+  else:  # An unrolled chain of thousands of adds took minutes to compile.
+    before = jnp.cumsum(per_word) - per_word
   bit = jnp.arange(32, dtype=jnp.uint32)
   low_bits = (jnp.uint32(2) << bit) - 1  # Bits 0..i; 2 << 31 wraps to 0.
-  count = jnp.stack(before)[:, None] + lax.population_count(
+  count = before[:, None] + lax.population_count(
       words[:, None] & low_bits).astype(jnp.int32)
   flags = (words[:, None] >> bit) & 1 == 1
   return flags.reshape(-1)[:c], count.reshape(-1)[:c]
@@ -491,7 +497,8 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       return _bit_words(live)
 
     # Only as many blocks of kept boxes as the round kept are compared.
-    by_blocks = [functools.partial(live_if_first, block=(i + 1) * rows)
+    by_blocks = [functools.partial(live_if_first,
+                                   block=min((i + 1) * rows, t))
                  for i in range(-(-t // rows))]
 
     def read(buffer, start):

@@ -155,6 +155,26 @@ def test_packed_running_count(rng, size):
     np.testing.assert_array_equal(count, np.cumsum(flags))
 
 
+def test_packed_running_count_of_long_chunks_stays_small():
+  """Beyond a few words the words' counts are a cumsum, not an unrolled
+  chain of adds (one per word), which took XLA minutes to compile at large
+  tile sizes."""
+  words = jnp.zeros((256,), jnp.uint32)
+  jaxpr = jax.make_jaxpr(lambda w: nms._running_count(w, 32 * 256))(words)
+  assert len(jaxpr.eqns) < 40
+
+
+@pytest.mark.parametrize("tile_size", [9, 13, 17, 33, 100])
+def test_tile_sizes_whose_row_blocks_do_not_divide_the_tile(rng, tile_size):
+  """A round compares its kept boxes in blocks of tile / 4 rows; the last
+  block of an odd tile is cut to the tile (it raised a shape error)."""
+  boxes, scores = _inputs("clustered", rng, 300)
+  for threshold in (0.3, 0.7):
+    got = _kept(_nms(boxes, scores, iou_threshold=threshold,
+                     tile_size=tile_size))
+    assert got == ref.greedy_nms(boxes, scores, threshold)
+
+
 def test_notes_example_and_first_notes_bug():
   """The notes' 4-box ``dets`` keep rows 1 and 3; the first notes file's
   snippet (``xxr``/``yyr`` from ``xl``) suppresses nothing."""
