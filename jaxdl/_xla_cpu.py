@@ -458,6 +458,9 @@ def fast_forward(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
 # through a later gradient (w + 0 * g) removes the copies but holds every
 # update until the backward pass ends: ToyNet batch 4 0.163 -> 0.169 ms
 # (A/B, min of 10 rounds); an optimization_barrier left the copies in place.
+# Making each dense weight's gradient depend on that layer's own input
+# gradient, evaluated first, removed two of the three copies without holding
+# the other updates: 0.1784 against 0.1748 and 0.1727 (A/A).
 
 
 def fast_path(fn: Callable[..., Any], *,
@@ -488,7 +491,12 @@ def fast_path(fn: Callable[..., Any], *,
 # (xla_cpu_prefer_vector_width=512) 0.213 -> 0.210, region-analysis copy
 # insertion 0.219 -> 0.237, Eigen single-threaded 0.216 -> 0.212, XNNPACK
 # or oneDNN 0.206 -> 0.205-0.207; the older fusion emitters, MLIR tiling
-# and flattening after fusion were 1.2-1.4x slower.
+# and flattening after fusion were 1.2-1.4x slower. Repeated later with an
+# A/A control: Eigen single-threaded 0.1654 -> 0.1653, the concurrency-
+# optimized scheduler on or off 0.165-0.166 against 0.164-0.165; sibling
+# multi-output fusion (settable only through XLA_FLAGS, as
+# xla_backend_extra_options=xla_cpu_use_multi_output_fusion=true) 0.16 ->
+# 0.19.
 _COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type":
         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
