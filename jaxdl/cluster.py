@@ -9,7 +9,9 @@ a centre and get label -1.
 the same greedy k-means++ (``2 + floor(log k)`` candidates per centre), the
 same stopping rule (labels unchanged, or total squared centre shift ``<=
 tol * mean feature variance``), empty clusters re-seeded with the points
-farthest from their centres, and a final assignment step so that the labels
+farthest from their centres (a cluster left empty, as when there are more
+clusters than distinct points, takes the largest cluster's centre), and a
+final assignment step so that the labels
 belong to the returned centres. Random draws use ``jax.random``, so only a
 given ``init`` array reproduces sklearn's run exactly.
 """
@@ -165,16 +167,22 @@ def _assign(x: jax.Array, centers: jax.Array) -> _Assignment:
   return _Assignment(labels, jnp.take_along_axis(d2, labels[:, None], 1)[:, 0])
 
 
-def _relocate_empty(x, w, assignment, sums, counts):
+def _relocate_empty(x, w, centers, labels, sums, counts):
   """sklearn's ``_relocate_empty_clusters``: each empty cluster takes one of
   the points farthest from their own centre (the farthest for the
-  lowest-numbered empty cluster), and that point leaves its old cluster."""
+  lowest-numbered empty cluster), and that point leaves its old cluster;
+  nothing moves when every point sits on its centre (more clusters than
+  distinct points). Distances as sklearn's, from the differences: the
+  expanded form of :func:`_squared_distances` leaves rounding where they
+  are 0."""
   k = sums.shape[0]
-  empty = counts == 0
-  far = lax.top_k(jnp.where(w > 0, assignment.distances, -jnp.inf), k)[1]
+  distances = jnp.where(
+      w > 0, jnp.sum((x - centers[labels]) ** 2, axis=1), -jnp.inf)
+  empty = (counts == 0) & (jnp.max(distances) > 0)
+  far = lax.top_k(distances, k)[1]
   far = far[jnp.clip(jnp.cumsum(empty) - 1, 0, k - 1)]  # [k]
   moved = empty.astype(x.dtype)  # [k]
-  leaves = jax.nn.one_hot(assignment.labels[far], k, dtype=x.dtype) * moved[
+  leaves = jax.nn.one_hot(labels[far], k, dtype=x.dtype) * moved[
       :, None]  # [k (empty), k (old)]
   sums = jnp.where(empty[:, None], x[far], sums - leaves.T @ x[far])
   counts = jnp.where(empty, 1, counts - jnp.sum(leaves, axis=0))
@@ -189,8 +197,14 @@ def _lloyd_update(x: jax.Array, w: jax.Array, centers: jax.Array):
   sums = jnp.matmul(onehot.T, x, precision=lax.Precision.HIGHEST)  # [k, D]
   counts = jnp.sum(onehot, axis=0)  # [k]
   sums, counts = lax.cond(jnp.any(counts == 0), _relocate_empty,
-                          lambda *a: a[-2:], x, w, assignment, sums, counts)
-  return sums / jnp.maximum(counts, 1)[:, None], assignment.labels
+                          lambda *a: a[-2:], x, w, centers, assignment.labels,
+                          sums, counts)
+  centers = sums / jnp.maximum(counts, 1)[:, None]
+  # A cluster still empty sits on the largest cluster's centre, where
+  # sklearn means to put it (its _average_centers reads that cluster's
+  # unnormalised sum instead when the largest has the higher index).
+  return (jnp.where(counts[:, None] > 0, centers, centers[jnp.argmax(counts)]),
+          assignment.labels)
 
 
 def kmeans(key: jax.Array, x: ArrayLike, k: int, *,

@@ -310,8 +310,8 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
 @functools.partial(jax.jit, static_argnames=("average", "beta"))
 def _precision_recall_fscore(cm, zero_division, *, average, beta):
   tp = jnp.diagonal(cm)
-  pred_sum = jnp.sum(cm, axis=0)
-  true_sum = jnp.sum(cm, axis=1)
+  pred_sum = jnp.sum(cm, axis=0, dtype=cm.dtype)
+  true_sum = jnp.sum(cm, axis=1, dtype=cm.dtype)  # int32 under x64 too.
   support = true_sum
   if average == "micro":
     tp, pred_sum, true_sum = jnp.sum(tp), jnp.sum(pred_sum), jnp.sum(true_sum)

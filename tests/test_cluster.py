@@ -10,6 +10,7 @@ differentiable (argmin), so there are no gradient tests.
 """
 
 import doctest
+import warnings
 
 import chex
 import jax
@@ -81,6 +82,30 @@ def test_kmeans_empty_cluster_reseeded_like_sklearn(rng, key):
   got = cluster.kmeans(key, x, 3, init=init)
   _assert_same_as_sklearn(got, _sklearn(x, init))
   assert np.all(np.bincount(np.asarray(got.labels), minlength=3) > 0)
+
+
+@pytest.mark.parametrize("x, init, max_iter", [
+    # More clusters than distinct points: nothing to relocate (the loop
+    # never converged, and a centre drifted to the data mean).
+    ([1., 0., 0.], [0., 1., 5.], 300),
+    ([11., 11., 10., 10.], [10., 11., 15.], 300),
+    # A cluster emptied by a relocation takes the largest cluster's centre
+    # (it took the data mean). Only where the largest cluster has the lower
+    # index: there sklearn's _average_centers reads its unnormalised sum.
+    ([0., 1., 10.], [0.5, 7., 100.], 1),
+    ([3., 6., 9., 12., 14., 17.], [25., 40., -18.], 300),
+    ([0., 1., 2., 10., 11., 30.], [0.5, 100., -50., 10.5], 300),
+])
+def test_kmeans_clusters_left_empty_like_sklearn(x, init, max_iter, key):
+  x = np.array(x, np.float32)[:, None]
+  init = np.array(init, np.float32)[:, None]
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # sklearn: fewer distinct clusters.
+    km = _sklearn(x, init, max_iter=max_iter)
+  got = cluster.kmeans(key, x, len(init), init=init, max_iter=max_iter)
+  _assert_same_as_sklearn(got, km)
+  if max_iter == 300:
+    assert bool(got.converged)
 
 
 def test_notes_k_means_loop_reaches_the_same_centres(key):

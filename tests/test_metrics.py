@@ -138,6 +138,14 @@ def test_prfs_matches_sklearn(average, zero_division, rng):
         got.support, np.bincount(labels[mask], minlength=6))
 
 
+def test_prfs_support_is_int32_under_x64():
+  with jax.enable_x64(True):
+    got = metrics.precision_recall_fscore(
+        np.array([0, 1, 1]), np.array([0, 1, 0]), num_classes=2)
+  assert got.support.dtype == jnp.int32
+  np.testing.assert_array_equal(got.support, [2, 1])
+
+
 def test_prfs_nan_zero_division_compiles_once(rng):
   preds, labels = rng.integers(0, 7, 20), rng.integers(0, 7, 20)
   core = metrics._precision_recall_fscore
