@@ -215,7 +215,11 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
   Equals ``sklearn.cluster.KMeans(n_clusters=k, init=init, n_init=1,
   max_iter=max_iter, tol=tol, algorithm="lloyd")`` run on the real points:
   given the same ``init`` array it reaches the same centres, inertia and
-  iteration count. The loop stops when the labels no longer change or the
+  iteration count, except where sklearn 1.9 is arbitrary or off: ties among
+  the farthest points when empty clusters are re-seeded (numpy's
+  argpartition order there, lowest index here), and a cluster that the
+  re-seeding empties while the largest cluster has a higher index (sklearn
+  gives it that cluster's unnormalised sum, here its centre). The loop stops when the labels no longer change or the
   total squared centre shift is ``<= tol`` times the mean per-feature
   variance of the data.
 
