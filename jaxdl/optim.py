@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Schedule = Callable[[jax.Array], jax.typing.ArrayLike]
@@ -51,6 +52,9 @@ ScalarOrSchedule = float | jax.typing.ArrayLike | Schedule
 def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
   if callable(learning_rate):
     return
+  if isinstance(learning_rate, (str, bytes)):
+    raise ValueError(
+        f"learning_rate must be a number or a schedule, got {learning_rate!r}.")
   try:
     value = float(learning_rate)
   except (TypeError, jax.errors.ConcretizationTypeError):
@@ -60,12 +64,22 @@ def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
         f"learning_rate must be >= 0 or a schedule, got {learning_rate}.")
 
 
+def _check_number(value: Any, name: str) -> None:
+  if value is None or isinstance(value, (str, bytes)) or np.ndim(value):
+    raise ValueError(
+        f"{name} must be a number, got {value!r}"
+        + (" (0 turns it off, where optax takes None)." if value is None
+           else "."))
+
+
 def _check_decay(value: float, name: str) -> None:
+  _check_number(value, name)
   if not 0.0 <= value < 1.0:
     raise ValueError(f"{name} must be in [0, 1), got {value}.")
 
 
 def _check_non_negative(value: float, name: str) -> None:
+  _check_number(value, name)
   if not value >= 0.0:
     raise ValueError(f"{name} must be >= 0, got {value}.")
 
@@ -90,6 +104,14 @@ def _scale_by_learning_rate(updates: Any, learning_rate: ScalarOrSchedule,
   """``-lr * u`` with ``lr`` evaluated at ``count`` for a schedule."""
   lr = learning_rate(count) if callable(learning_rate) else learning_rate
   return jax.tree.map(lambda u: jnp.asarray(-lr, u.dtype) * u, updates)
+
+
+def _abs_square(x: jax.Array) -> jax.Array:
+  """``|x|**2``: the second moments of complex parameters are real, as in
+  optax."""
+  if jnp.iscomplexobj(x):
+    return (x * jnp.conj(x)).real.astype(x.dtype)
+  return jnp.square(x)
 
 
 def _ema(values: Any, average: Any, decay: float) -> Any:
@@ -319,9 +341,11 @@ def rmsprop(learning_rate: ScalarOrSchedule, *, decay: float = 0.9,
 
   def update(updates, state, params=None):
     del params
-    nu = _ema(jax.tree.map(jnp.square, updates), state.nu, decay)
+    nu = _ema(jax.tree.map(_abs_square, updates), state.nu, decay)
     mu = _ema(updates, state.mu, decay) if centered else None
-    second = jax.tree.map(lambda n, m: n - m * m, nu, mu) if centered else nu
+    second = (jax.tree.map(
+        lambda n, m: n - (_abs_square(m) if jnp.iscomplexobj(m) else m * m),
+        nu, mu) if centered else nu)
     if eps_in_sqrt:
       scale = jax.tree.map(lambda s: jax.lax.rsqrt(s + eps), second)
     else:
@@ -371,7 +395,7 @@ def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
 
   def update(updates, state, params=None):
     mu = _ema(updates, state.mu, b1)
-    nu = _ema(jax.tree.map(jnp.square, updates), state.nu, b2)
+    nu = _ema(jax.tree.map(_abs_square, updates), state.nu, b2)
     count = optax.safe_increment(state.count)
     mu_hat = _bias_correction(mu, b1, count)
     nu_hat = _bias_correction(nu, b2, count)

@@ -264,6 +264,31 @@ def test_bfloat16_dtypes_follow_optax(name):
   chex.assert_trees_all_close(got, want, rtol=1e-2)
 
 
+@pytest.mark.parametrize("name", ["rmsprop", "rmsprop_centered", "adam",
+                                  "adamw"])
+def test_complex_parameters_follow_optax(name):
+  """Second moments of complex gradients are |g|^2, as in optax (g^2 made
+  them complex and the steps wrong)."""
+  mine, theirs = {
+      "rmsprop": (optim.rmsprop(0.1), optax.rmsprop(0.1)),
+      "rmsprop_centered": (optim.rmsprop(0.1, centered=True),
+                           optax.rmsprop(0.1, centered=True)),
+      "adam": (optim.adam(0.1), optax.adam(0.1)),
+      "adamw": (optim.adamw(0.1), optax.adamw(0.1)),
+  }[name]
+  params = jnp.array([1 + 1j, 2 - 1j], jnp.complex64)
+  grad = jnp.array([0.5 + 0.5j, -1 + 2j], jnp.complex64)
+  got, want = params, params
+  state_got, state_want = mine.init(params), theirs.init(params)
+  for step in range(5):
+    g = grad * (step + 1) * (1 - 0.3j)
+    update_got, state_got = mine.update(g, state_got, got)
+    update_want, state_want = theirs.update(g, state_want, want)
+    got = optax.apply_updates(got, update_got)
+    want = optax.apply_updates(want, update_want)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_vmap_over_independent_problems_equals_loop():
   opt = optim.adam(0.1)
   params = jnp.arange(12.0).reshape(4, 3)
@@ -295,6 +320,12 @@ def test_vmap_over_independent_problems_equals_loop():
     (lambda: optim.adam(1e-3, b1=1.0), "b1"),
     (lambda: optim.adam(1e-3, b2=-0.1), "b2"),
     (lambda: optim.adamw(1e-3, weight_decay=-0.1), "weight_decay"),
+    # optax spells "no momentum" None; jaxdl 0 (a TypeError before).
+    (lambda: optim.sgd(0.1, momentum=None), "momentum.*0 turns it off"),
+    (lambda: optim.rmsprop(0.1, momentum=None), "momentum"),
+    (lambda: optim.adam(1e-3, b1="0.9"), "b1"),
+    # float() takes strings: the error came at update, as a TypeError.
+    (lambda: optim.adam("0.1"), "learning_rate"),
 ])
 def test_bad_hyper_parameters_raise(make, match):
   with pytest.raises(ValueError, match=match):
