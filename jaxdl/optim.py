@@ -343,6 +343,8 @@ def rmsprop(learning_rate: ScalarOrSchedule, *, decay: float = 0.9,
     del params
     nu = _ema(jax.tree.map(_abs_square, updates), state.nu, decay)
     mu = _ema(updates, state.mu, decay) if centered else None
+    # m * m for real m: the HLO that experiments/bench_optim.py measured
+    # (jnp.square compiles differently).
     second = (jax.tree.map(
         lambda n, m: n - (_abs_square(m) if jnp.iscomplexobj(m) else m * m),
         nu, mu) if centered else nu)
