@@ -143,7 +143,8 @@ def main() -> None:
       "\n\njaxdl's stats (equal to pycocotools' to the digits shown):\n\n" +
       stats)
   benchutil.write_and_print(
-      benchutil.platform_name("detection"), f"COCO evaluation benchmark ({platform})", body,
+      benchutil.platform_name("detection"),
+      f"COCO evaluation benchmark ({platform})", body,
       benchutil.environment(extra_packages=("pycocotools",
                                             "faster-coco-eval")))
 

@@ -221,7 +221,8 @@ def main() -> None:
           "timed back to back.\n\n" +
           "\n\n".join(f"## {title}\n\n{table}" for title, table in sections))
   benchutil.write_and_print(
-      benchutil.platform_name("metrics"), f"Metrics and clustering benchmark ({platform})", body,
+      benchutil.platform_name("metrics"),
+      f"Metrics and clustering benchmark ({platform})", body,
       benchutil.environment(extra_packages=("scikit-learn",)))
 
 

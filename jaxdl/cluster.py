@@ -106,7 +106,7 @@ def kmeans_predict(x: ArrayLike, centers: ArrayLike) -> jax.Array:
   if centers.shape[1] != x.shape[1]:
     raise ValueError(f"centers must have shape [k, D={x.shape[1]}], got "
                      f"{tuple(centers.shape)}.")
-  return _assign(x, centers).labels
+  return _assign(x, centers)
 
 
 # ------------------------------------------------------------------ k-means
@@ -156,15 +156,9 @@ def _initial_centers(key: jax.Array, x: jax.Array, w: jax.Array, k: int,
   return x[idx]
 
 
-class _Assignment(NamedTuple):
-  labels: jax.Array     # [N] int32
-  distances: jax.Array  # [N] squared distance to the own centre
-
-
-def _assign(x: jax.Array, centers: jax.Array) -> _Assignment:
-  d2 = _squared_distances(x, centers)
-  labels = jnp.argmin(d2, axis=1).astype(jnp.int32)
-  return _Assignment(labels, jnp.take_along_axis(d2, labels[:, None], 1)[:, 0])
+def _assign(x: jax.Array, centers: jax.Array) -> jax.Array:
+  """``[N]`` int32 index of each point's nearest centre."""
+  return jnp.argmin(_squared_distances(x, centers), axis=1).astype(jnp.int32)
 
 
 def _relocate_empty(x, w, centers, labels, sums, counts):
@@ -192,19 +186,19 @@ def _relocate_empty(x, w, centers, labels, sums, counts):
 def _lloyd_update(x: jax.Array, w: jax.Array, centers: jax.Array):
   """One Lloyd iteration: assign, then move each centre to its mean."""
   k = centers.shape[0]
-  assignment = _assign(x, centers)
-  onehot = jax.nn.one_hot(assignment.labels, k, dtype=x.dtype) * w[:, None]
+  labels = _assign(x, centers)
+  onehot = jax.nn.one_hot(labels, k, dtype=x.dtype) * w[:, None]
   sums = jnp.matmul(onehot.T, x, precision=lax.Precision.HIGHEST)  # [k, D]
   counts = jnp.sum(onehot, axis=0)  # [k]
   sums, counts = lax.cond(jnp.any(counts == 0), _relocate_empty,
-                          lambda *a: a[-2:], x, w, centers, assignment.labels,
-                          sums, counts)
+                          lambda *a: a[-2:], x, w, centers, labels, sums,
+                          counts)
   centers = sums / jnp.maximum(counts, 1)[:, None]
   # A cluster still empty sits on the largest cluster's centre, where
   # sklearn means to put it (its _average_centers reads that cluster's
   # unnormalised sum instead when the largest has the higher index).
   return (jnp.where(counts[:, None] > 0, centers, centers[jnp.argmax(counts)]),
-          assignment.labels)
+          labels)
 
 
 def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
@@ -219,9 +213,9 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
   the farthest points when empty clusters are re-seeded (numpy's
   argpartition order there, lowest index here), and a cluster that the
   re-seeding empties while the largest cluster has a higher index (sklearn
-  gives it that cluster's unnormalised sum, here its centre). The loop stops when the labels no longer change or the
-  total squared centre shift is ``<= tol`` times the mean per-feature
-  variance of the data.
+  gives it that cluster's unnormalised sum, here its centre). The loop
+  stops when the labels no longer change or the total squared centre shift
+  is ``<= tol`` times the mean per-feature variance of the data.
 
   Args:
     key: PRNG key for the initialisation (unused for an array ``init``).
@@ -305,7 +299,7 @@ def _kmeans(key, x, w, init, max_iter, tol, *, k, init_kind) -> KMeansResult:
                 jnp.bool_(False))
   centers, _, n_iter, converged = lax.while_loop(cond, body, init_state)
   # Final assignment to the returned centres (sklearn's last E-step).
-  labels = _assign(x, centers).labels
+  labels = _assign(x, centers)
   residual = (x - centers[labels]) * w[:, None]
   inertia = jnp.sum(residual * residual)
   labels = jnp.where(w > 0, labels, -1)
