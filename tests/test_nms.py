@@ -475,6 +475,28 @@ def test_numpy_integer_sizes_and_gradients_through_indices(rng):
   np.testing.assert_array_equal(soft, np.zeros_like(s))
 
 
+def test_calls_outside_a_jit_compile_with_the_cpu_options(rng):
+  """A call from Python runs one jit compiled with XLA_CPU_OPTIONS; a call
+  inside a caller's jit runs without them; both give the same indices. So do
+  masks that leave no candidate (each round's tile resolves nothing)."""
+  boxes, scores = _inputs("clustered", rng, 300)
+  tuned = (nms._hard_nms_jit.tuned,  # pylint: disable=protected-access
+           nms._soft_nms_jit.tuned)  # pylint: disable=protected-access
+  before = [f._cache_size() for f in tuned]  # pylint: disable=protected-access
+  got = nms.nms(boxes, scores, iou_threshold=0.5, max_output=77)
+  soft = nms.soft_nms(boxes, scores, max_output=9)
+  assert [f._cache_size() for f in tuned] == [n + 1 for n in before]  # pylint: disable=protected-access
+  inside = jax.jit(functools.partial(nms.nms, iou_threshold=0.5,
+                                     max_output=77))(boxes, scores)
+  chex.assert_trees_all_equal(got, inside)
+  assert _kept(got) == ref.greedy_nms(boxes, scores, 0.5)[:77]
+  chex.assert_trees_all_equal(
+      soft, jax.jit(functools.partial(nms.soft_nms, max_output=9))(boxes,
+                                                                  scores))
+  nothing = nms.nms(boxes, scores, mask=np.zeros(300, bool), tile_size=16)
+  assert not nothing.valid.any() and (nothing.indices == -1).all()
+
+
 def test_bad_input_raises_at_trace_time():
   with pytest.raises(ValueError, match="iou_threshold must be in"):
     jax.jit(functools.partial(nms.nms, iou_threshold=2.0))(

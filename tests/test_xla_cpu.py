@@ -278,3 +278,31 @@ def test_compile_without_ynnpack_convolutions_keeps_values(rng):
     pytest.skip("this XLA has no YNNPACK fusion option")
   assert " convolution(" in compiled.as_text()
   assert _ynnpack_convolutions(compiled.as_text()) == 0
+
+
+def test_jit_with_options_falls_back_where_jax_refuses_them():
+  """Options apply to calls from Python and under an eager vmap; a caller's
+  jit or grad runs the function without them; an unknown option is dropped;
+  other errors propagate."""
+  square = _xla_cpu.jit_with_options(lambda x: x * x,
+                                     {"xla_cpu_prefer_vector_width": "512"})
+  x = jnp.arange(4.0)
+  np.testing.assert_array_equal(square(x), x * x)
+  np.testing.assert_array_equal(jax.vmap(square)(x[:, None]), (x * x)[:, None])
+  assert square.tuned._cache_size() == 1 and square.plain._cache_size() == 0  # pylint: disable=protected-access
+  with pytest.raises(jax.errors.JaxRuntimeError, match="compile option"):
+    jax.vmap(jax.jit(lambda x: x, compiler_options={  # Options under vmap.
+        "xla_cpu_no_such_option": "1"}))(x)
+  np.testing.assert_array_equal(jax.jit(square)(x), x * x)
+  np.testing.assert_array_equal(jax.grad(lambda v: square(v).sum())(x), 2 * x)
+  unknown = _xla_cpu.jit_with_options(lambda x: x + 1,
+                                      {"xla_cpu_no_such_option": "1"})
+  for _ in range(2):
+    np.testing.assert_array_equal(unknown(x), x + 1)
+  assert unknown.plain._cache_size() == 1  # pylint: disable=protected-access
+
+  def bad(x):
+    raise ValueError("bad input")
+
+  with pytest.raises(ValueError, match="bad input"):
+    _xla_cpu.jit_with_options(bad, {"xla_cpu_prefer_vector_width": "512"})(x)
