@@ -94,7 +94,11 @@ _MAX_TIE_ROUNDS = 8
 # state (no layout copy in the branch), 1.05-1.07x, or sliced from the
 # transposed buffer, within noise; the live flags written in place into a
 # scratch buffer (a dynamic_update_slice root, which XLA:CPU never splits)
-# 1.04-1.15x.
+# 1.04-1.15x. With 512-bit vectors (XLA_CPU_OPTIONS): the any over kept
+# rows in parts of 32 (XLA:CPU splits a longer one into a reduce-window and
+# a pair test of its own, which it runs on both threads) 0.96-1.03x on
+# clustered boxes, uniform 1.11-1.13x; chunks of 4 or 8 tiles had their pair
+# tests split over threads, also as two-output (tuple-shaped) fusions.
 _SCREEN_TILES = 2
 _ROW_BLOCKS = 4
 
