@@ -538,8 +538,12 @@ def jit_with_options(fun: Callable[..., Any],
   (Array([2., 2.], dtype=float32), Array([2., 2.], dtype=float32))
   """
   plain = jax.jit(fun, **jit_kwargs)
-  tuned = jax.jit(fun, compiler_options=dict(compiler_options), **jit_kwargs)
-  unknown_option = False
+  try:
+    tuned = jax.jit(fun, compiler_options=dict(compiler_options),
+                    **jit_kwargs)
+  except TypeError:  # A JAX whose jit takes no compiler options.
+    tuned = None
+  unknown_option = tuned is None
 
   @functools.wraps(fun)
   def call(*args: Any, **kwargs: Any) -> Any:
@@ -550,7 +554,7 @@ def jit_with_options(fun: Callable[..., Any],
       except ValueError as error:  # Staged into another trace.
         if "compiler_options" not in str(error):
           raise
-      except jax.errors.JaxRuntimeError as error:
+      except RuntimeError as error:  # jax.errors.JaxRuntimeError.
         if "compile option" not in str(error):
           raise
         unknown_option = True

@@ -646,6 +646,17 @@ def _arrays(*values: ArrayLike | None) -> tuple[Any, ...]:
                else jnp.asarray(v) for v in values)
 
 
+def _number(value: Any) -> Any:
+  """A Python or NumPy scalar as a Python float, which a jit takes weakly
+  typed, like a literal: so that its type (int, np.float32, ...) does not
+  key a new compile, and it is compared in the array's dtype. Arrays and
+  tracers pass as they are."""
+  if isinstance(value, (int, float, np.number)) or (
+      isinstance(value, np.ndarray) and value.ndim == 0):
+    return float(value)
+  return value
+
+
 def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
               max_output, mask, fmt, tile_size) -> NmsResult:
   """Shared body of :func:`nms` and :func:`batched_nms`: checks what a jit
@@ -655,8 +666,8 @@ def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
   box_ops._check_format(fmt)  # pylint: disable=protected-access
   boxes, scores, classes, mask = _arrays(boxes, scores, classes, mask)
   boxes = as_boxes(boxes, "boxes", flat=True)
-  return _hard_nms_jit(boxes, scores, classes, mask, iou_threshold,
-                       score_threshold,
+  return _hard_nms_jit(boxes, scores, classes, mask, _number(iou_threshold),
+                       _number(score_threshold),
                        max_output=_output_size(max_output, boxes.shape[0]),
                        fmt=fmt, tile_size=int(tile_size))
 
@@ -799,10 +810,14 @@ def _soft_nms_traced(boxes, scores, mask, iou_threshold, sigma,
     return SoftNmsResult(jnp.full((max_output,), -1, jnp.int32),
                          jnp.zeros((max_output,), out_dtype),
                          jnp.zeros((max_output,), bool))
+  active = mask & (scores >= score_threshold)  # NaN: False.
+  # Scores decay in the wider of the two dtypes (float64 boxes, float32
+  # scores: the loop's scores would change dtype).
+  scores = scores.astype(jnp.promote_types(scores.dtype, boxes.dtype))
   indices, selected = _one_image_at_a_time(functools.partial(
       _soft_loop_one, method=method, max_output=max_output))(
-          boxes, scores, mask & (scores >= score_threshold),  # NaN: False.
-          jnp.asarray(iou_threshold, boxes.dtype), sigma, score_threshold)
+          boxes, scores, active, jnp.asarray(iou_threshold, boxes.dtype),
+          sigma, score_threshold)
   return SoftNmsResult(indices, selected.astype(out_dtype), indices >= 0)
 
 
@@ -892,7 +907,7 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   box_ops._check_format(fmt)  # pylint: disable=protected-access
   boxes, scores, mask = _arrays(boxes, scores, mask)
   boxes = as_boxes(boxes, "boxes", flat=True)
-  return _soft_nms_jit(boxes, scores, mask, iou_threshold, sigma,
-                       score_threshold, method=method,
+  return _soft_nms_jit(boxes, scores, mask, _number(iou_threshold),
+                       _number(sigma), _number(score_threshold), method=method,
                        max_output=_output_size(max_output, boxes.shape[0]),
                        fmt=fmt)

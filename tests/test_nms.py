@@ -371,6 +371,21 @@ def test_soft_nms_matches_reference(method, rng):
   assert 0 < count < mask.sum()  # Some boxes decayed below the threshold.
 
 
+def test_soft_nms_64_bit_boxes_with_32_bit_scores(rng):
+  """With x64, float64 boxes and float32 scores decay in float64 (the loop
+  carry changed dtype before) and come back as float32."""
+  boxes, scores, _ = ref.clustered_boxes(rng, 60, num_objects=3)
+  with jax.enable_x64(True):
+    got = nms.soft_nms(boxes.astype(np.float64), scores.astype(np.float32),
+                       method="linear", score_threshold=0.01)
+    assert got.scores.dtype == jnp.float32
+  want_idx, want_scores = ref.soft_nms(boxes, scores.astype(np.float32),
+                                       method="linear", score_threshold=0.01)
+  assert _kept(got) == want_idx
+  np.testing.assert_allclose(got.scores[:len(want_idx)], want_scores,
+                             rtol=1e-6)
+
+
 def test_soft_nms_edge_cases():
   boxes = np.array([[0., 0., 10., 10.], [0., 0., 10., 10.], [0., 0., 0., 0.],
                     [0., 0., 0., 0.], [20., 20., 30., 30.]], np.float32)
@@ -414,6 +429,25 @@ def test_vmap_equals_per_image(rng):
   for i in range(4):
     assert _kept(jax.tree.map(lambda x, i=i: x[i], soft)) == ref.soft_nms(
         boxes[i, :40], scores[i, :40])[0][:20]
+
+
+def test_threshold_types_do_not_compile_again(rng):
+  """Python ints and floats and NumPy scalars are one weakly typed float to
+  the jit of a call from Python: changing their type or value does not
+  compile again (None, no threshold, does)."""
+  boxes, scores = _inputs("uniform", rng, 40)
+  runs = [(nms.nms, nms._hard_nms_jit.tuned),  # pylint: disable=protected-access
+          (nms.soft_nms, nms._soft_nms_jit.tuned)]  # pylint: disable=protected-access
+  for fn, jitted in runs:
+    fn(boxes, scores, iou_threshold=0.3, score_threshold=0.1)
+    size = jitted._cache_size()  # pylint: disable=protected-access
+    for value in (0.6, 1, np.float32(0.5), np.float64(0.5), np.array(0.2)):
+      fn(boxes, scores, iou_threshold=value, score_threshold=value)
+    assert jitted._cache_size() == size, fn  # pylint: disable=protected-access
+  # A float32 score of 0.3 is still not above the threshold 0.3.
+  at_threshold = np.full(40, 0.3, np.float32)
+  for value in (0.3, np.float64(0.3), np.array(0.3)):
+    assert not nms.nms(boxes, at_threshold, score_threshold=value).valid.any()
 
 
 def test_no_retrace(rng):

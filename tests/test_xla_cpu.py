@@ -306,3 +306,20 @@ def test_jit_with_options_falls_back_where_jax_refuses_them():
 
   with pytest.raises(ValueError, match="bad input"):
     _xla_cpu.jit_with_options(bad, {"xla_cpu_prefer_vector_width": "512"})(x)
+
+
+def test_jit_with_options_on_a_jax_without_them(monkeypatch):
+  """A jax.jit that takes no compiler_options (older JAX) gives a plain
+  jit."""
+  real_jit = jax.jit
+
+  def old_jit(fun, **kwargs):
+    if "compiler_options" in kwargs:
+      raise TypeError("jit() got an unexpected keyword 'compiler_options'")
+    return real_jit(fun, **kwargs)
+
+  monkeypatch.setattr(jax, "jit", old_jit)
+  double = _xla_cpu.jit_with_options(lambda x: 2 * x,
+                                     {"xla_cpu_prefer_vector_width": "512"})
+  assert double.tuned is None
+  np.testing.assert_array_equal(double(jnp.ones(2)), 2 * jnp.ones(2))
