@@ -145,10 +145,13 @@ def dice_loss(probs: ArrayLike, targets: ArrayLike, *, smooth: float = 1.0,
 def _bce_from_logits(x: jax.Array, t: jax.Array,
                      pos_weight: jax.Array | None = None) -> jax.Array:
   """``-[pw t log s(x) + (1 - t) log(1 - s(x))]`` via softplus, stable."""
-  # -log s(x) = softplus(-x) and -log(1 - s(x)) = x + softplus(-x).
-  if pos_weight is None:
-    return (1 - t) * x + jax.nn.softplus(-x)
-  return (1 - t) * x + (1 + (pos_weight - 1) * t) * jax.nn.softplus(-x)
+  # -log s(x) = softplus(-x) and -log(1 - s(x)) = softplus(x). Written as
+  # x + softplus(-x), the second cancels for x << 0 (t = 0): its value and
+  # gradient lost their digits, and the gradient was 0 from x = -17.
+  positive = t * jax.nn.softplus(-x)
+  if pos_weight is not None:
+    positive = pos_weight * positive
+  return positive + (1 - t) * jax.nn.softplus(x)
 
 
 def binary_cross_entropy_with_logits(

@@ -290,6 +290,29 @@ def test_bce_saturated_values_are_exact():
          2e4)
 
 
+def test_bce_and_focal_keep_their_digits_for_confident_negatives():
+  """For t = 0 and x << 0 the loss is softplus(x) and its gradient
+  sigmoid(x), both tiny but representable; written as x + softplus(-x) they
+  cancelled (gradient 0 from x = -17). Same for t = 1, x >> 0."""
+  x = jnp.array([-5.0, -10.0, -17.0, -30.0])
+  for sign, t in [(1.0, 0.0), (-1.0, 1.0)]:
+    logits, targets = sign * x, jnp.full(4, t)
+    for pos_weight in (None, jnp.float32(3.0)):
+      loss = functools.partial(losses.binary_cross_entropy_with_logits,
+                               targets=targets, pos_weight=pos_weight)
+      scale = 1.0 if pos_weight is None or t == 0 else 3.0
+      _close(loss(logits, reduction="none"),
+             scale * np.log1p(np.exp(np.float64(x))), rtol=1e-6, atol=0)
+      grad = jax.grad(lambda z, loss=loss: loss(z, reduction="sum"))(logits)
+      _close(grad, sign * scale * (1 / (1 + np.exp(-np.float64(x)))),
+             rtol=1e-6, atol=0)
+  focal = jax.grad(lambda z: losses.sigmoid_focal_loss(
+      z, jnp.zeros(4), alpha=-1, gamma=1.0, reduction="sum"))(x)
+  p = 1 / (1 + np.exp(-np.float64(x)))  # d/dx [p softplus(x)]
+  _close(focal, p * (1 - p) * np.log1p(np.exp(np.float64(x))) + p * p,
+         rtol=1e-5, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_half_precision_agrees_with_float32(data, dtype):
   logits, labels, _, weight, targets = data
