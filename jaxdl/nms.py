@@ -184,9 +184,8 @@ def _check_unit_interval(value, name: str) -> None:
 
 def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
                   fmt: str) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Validates shapes; returns xyxy float boxes, float scores, bool mask."""
-  box_ops._check_format(fmt)  # pylint: disable=protected-access
-  boxes = as_boxes(boxes, "boxes", flat=True)
+  """Validates the scores and mask against boxes that :func:`_checked`
+  passed; returns xyxy float boxes, float scores, bool mask."""
   scores = jnp.asarray(scores)
   n = boxes.shape[0]
   if scores.shape != (n,):
@@ -660,19 +659,29 @@ def _number(value: Any) -> Any:
   return value
 
 
+def _checked(boxes: ArrayLike, *others: ArrayLike | None, iou_threshold,
+             max_output: int | None, fmt: str) -> tuple[Any, ...]:
+  """The checks of every NMS that a jit cannot make (a concrete threshold,
+  static sizes, ``fmt``, the boxes' shape): ``(boxes, *others, K)`` as the
+  jit takes them, ``K`` the number of output slots."""
+  _check_unit_interval(iou_threshold, "iou_threshold")
+  box_ops._check_format(fmt)  # pylint: disable=protected-access
+  boxes, *others = _arrays(boxes, *others)
+  boxes = as_boxes(boxes, "boxes", flat=True)
+  return (boxes, *others, _output_size(max_output, boxes.shape[0]))
+
+
 def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
               max_output, mask, fmt, tile_size) -> NmsResult:
   """Shared body of :func:`nms` and :func:`batched_nms`: checks what a jit
-  cannot (concrete thresholds, static arguments), then runs one jit."""
-  _check_unit_interval(iou_threshold, "iou_threshold")
+  cannot, then runs one jit."""
   positive_int(tile_size, "tile_size")
-  box_ops._check_format(fmt)  # pylint: disable=protected-access
-  boxes, scores, classes, mask = _arrays(boxes, scores, classes, mask)
-  boxes = as_boxes(boxes, "boxes", flat=True)
+  boxes, scores, classes, mask, k = _checked(
+      boxes, scores, classes, mask, iou_threshold=iou_threshold,
+      max_output=max_output, fmt=fmt)
   return _hard_nms_jit(boxes, scores, classes, mask, _number(iou_threshold),
-                       _number(score_threshold),
-                       max_output=_output_size(max_output, boxes.shape[0]),
-                       fmt=fmt, tile_size=int(tile_size))
+                       _number(score_threshold), max_output=k, fmt=fmt,
+                       tile_size=int(tile_size))
 
 
 def _hard_nms_traced(boxes, scores, classes, mask, iou_threshold,
@@ -906,11 +915,9 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   one_of(method, SOFT_NMS_METHODS, "method")
   if not isinstance(sigma, jax.core.Tracer) and not float(sigma) > 0:
     raise ValueError(f"sigma must be > 0, got {sigma}.")
-  _check_unit_interval(iou_threshold, "iou_threshold")
-  box_ops._check_format(fmt)  # pylint: disable=protected-access
-  boxes, scores, mask = _arrays(boxes, scores, mask)
-  boxes = as_boxes(boxes, "boxes", flat=True)
+  boxes, scores, mask, k = _checked(boxes, scores, mask,
+                                    iou_threshold=iou_threshold,
+                                    max_output=max_output, fmt=fmt)
   return _soft_nms_jit(boxes, scores, mask, _number(iou_threshold),
                        _number(sigma), _number(score_threshold), method=method,
-                       max_output=_output_size(max_output, boxes.shape[0]),
-                       fmt=fmt)
+                       max_output=k, fmt=fmt)
