@@ -24,6 +24,7 @@ changing them recompiles (``fill`` and an array ``center`` may be traced).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -31,9 +32,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
+import numpy as np
 
 from jaxdl import boxes as boxes_lib
-from jaxdl._checks import as_boxes, as_rank, int_pair, mask_or_ones
+from jaxdl._checks import _is_int, as_boxes, as_rank, int_pair, mask_or_ones
 
 
 class Mosaic(NamedTuple):
@@ -81,10 +83,21 @@ def _as_box_set(boxes: ArrayLike, mask: ArrayLike | None, *,
   return boxes, mask_or_ones(mask, boxes.shape[:-1])
 
 
-def _check_non_negative(**values: float) -> None:
+def _check_non_negative(*, finite: bool = False, **values: float) -> None:
+  """Raises ``ValueError`` naming the first value that is negative or NaN
+  (or, with ``finite``, infinite)."""
   for name, value in values.items():
-    if value < 0:
-      raise ValueError(f"{name} must be >= 0, got {value}.")
+    if not value >= 0 or (finite and math.isinf(value)):
+      bound = "finite and >= 0" if finite else ">= 0"
+      raise ValueError(f"{name} must be {bound}, got {value}.")
+
+
+def _matrix3x3(matrix: ArrayLike) -> jax.Array:
+  """A float32 ``[3, 3]`` matrix; ``ValueError`` for any other shape."""
+  matrix = jnp.asarray(matrix, jnp.float32)
+  if matrix.shape != (3, 3):
+    raise ValueError(f"matrix must have shape [3, 3], got {matrix.shape}.")
+  return matrix
 
 
 def _finish(values: jax.Array, dtype) -> jax.Array:
@@ -128,16 +141,19 @@ def _as_four_images(images) -> jax.Array:
 def _mosaic_center(key: jax.Array, size: int, center) -> jax.Array:
   """``[2]`` int32 ``(xc, yc)``: drawn as YOLOv5, or the given one."""
   if center is None:
-    # int(uniform(S // 2, 2S - S // 2)) in the notes: uniform over integers.
-    return jax.random.randint(key, (2,), size // 2, 2 * size - size // 2)
+    # YOLOv5: int(uniform(-b, 2S + b)) with b = -S // 2, i.e. the integers in
+    # [c, 2S - c) with c = ceil(S / 2) (c = S / 2 for even S, as in the notes).
+    half = -(-size // 2)
+    return jax.random.randint(key, (2,), half, 2 * size - half)
   if isinstance(center, (tuple, list)):
     if len(center) != 2:
       raise ValueError(f"center must be (xc, yc), got {center!r}.")
     for value in center:
-      if isinstance(value, (int, float)) and not 0 <= value <= 2 * size:
+      if isinstance(value, (bool, np.bool_, numbers.Number)) and not (
+          _is_int(value) and 0 <= value <= 2 * size):
         raise ValueError(
-            f"center must lie in [0, {2 * size}] (the canvas), got "
-            f"{center!r}.")
+            f"center must be integer pixels in [0, {2 * size}] (the "
+            f"canvas), got {center!r}.")
   center = jnp.asarray(center)
   if center.shape != (2,):
     raise ValueError(f"center must be (xc, yc), got shape {center.shape}.")
@@ -154,8 +170,10 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   centre ``(xc, yc)`` from the top left, tile 1 from the top right, tile 2
   from the bottom left and tile 3 from the bottom right, each cropped by the
   canvas edge, exactly as the four cases of YOLOv5's ``load_mosaic``. The
-  centre is drawn uniformly from the integers in ``[S // 2, 2S - S // 2)``
-  (the notes' ``int(random.uniform(S/2, 3S/2))``). Boxes move with their tile,
+  centre is drawn uniformly from the integers in ``[c, 2S - c)``,
+  ``c = ceil(S / 2)``, as YOLOv5's ``int(random.uniform(-b, 2S + b))`` with
+  its border ``b = -S // 2`` (for even ``S`` the notes'
+  ``int(random.uniform(S/2, 3S/2))``). Boxes move with their tile,
   are clipped to the canvas, and those narrower or shorter than ``min_size``
   pixels after clipping are masked out (at ``min_size=0``: boxes with no
   visible area).
@@ -200,7 +218,7 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   block = jnp.concatenate(
       [jnp.concatenate([images[0], images[1]], axis=1),
        jnp.concatenate([images[2], images[3]], axis=1)], axis=0)
-  fill_value = jnp.asarray(fill).astype(images.dtype)
+  fill_value = _finish(jnp.asarray(fill, jnp.float32), images.dtype)
   # The block's offset (yc - S, xc - S) lies in [-pad, pad], so it sits in a
   # canvas-sized slice of the block padded by pad. The drawn centre needs
   # only S - S // 2; the pad matters when a warp's gather (as in
@@ -279,7 +297,7 @@ def perspective_matrix(key: jax.Array, height: int, width: int, *,
     Ultralytics YOLOv5 ``utils/augmentations.py: random_perspective``.
   """
   _check_non_negative(degrees=degrees, translate=translate, scale=scale,
-                      shear=shear, perspective=perspective)
+                      shear=shear, perspective=perspective, finite=True)
   border_y, border_x = int_pair(border, "border")
   out_h, out_w = height + 2 * border_y, width + 2 * border_x
   if out_h <= 0 or out_w <= 0:
@@ -386,9 +404,7 @@ def warp_image(image: ArrayLike, matrix: ArrayLike, *,
   if image.shape[0] < 2 or image.shape[1] < 2:
     raise ValueError(
         f"image must be at least 2x2 pixels, got {tuple(image.shape)}.")
-  matrix = jnp.asarray(matrix, jnp.float32)
-  if matrix.shape != (3, 3):
-    raise ValueError(f"matrix must have shape [3, 3], got {matrix.shape}.")
+  matrix = _matrix3x3(matrix)
   out_h, out_w = int_pair(size, "size", minimum=1)
   inverse = _inverse3x3(matrix)
   ys, xs = jnp.meshgrid(jnp.arange(out_h, dtype=jnp.float32),
@@ -429,7 +445,7 @@ def box_candidates(before: ArrayLike, after: ArrayLike, *,
     eps: guards the ratios against zero sizes.
 
   Returns:
-    ``[...]`` bool.
+    ``[...]`` bool (computed in float32 at least).
 
   References:
     Ultralytics YOLOv5 ``utils/augmentations.py: box_candidates``.
@@ -437,6 +453,12 @@ def box_candidates(before: ArrayLike, after: ArrayLike, *,
   _check_non_negative(min_size=min_size, min_area_ratio=min_area_ratio,
                       max_aspect_ratio=max_aspect_ratio)
   before, after = as_boxes(before, "before"), as_boxes(after, "after")
+  if before.shape != after.shape:
+    raise ValueError(f"before and after must have the same shape, got "
+                     f"{tuple(before.shape)} and {tuple(after.shape)}.")
+  # float32 at least: a float16 area overflows from 256 x 256 pixels.
+  dtype = jnp.promote_types(jnp.result_type(before, after), jnp.float32)
+  before, after = before.astype(dtype), after.astype(dtype)
   w1, h1 = before[..., 2] - before[..., 0], before[..., 3] - before[..., 1]
   w2, h2 = after[..., 2] - after[..., 0], after[..., 3] - after[..., 1]
   aspect = jnp.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
@@ -467,11 +489,15 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
     max_aspect_ratio: as in :func:`box_candidates`.
 
   Returns:
-    ``(boxes [M, 4], mask [M])``; masked-out boxes are zeros.
+    ``(boxes [M, 4], mask [M])`` in the boxes' dtype (computed in float32 at
+    least); masked-out boxes are zeros.
   """
   boxes, mask = _as_box_set(boxes, mask)
-  matrix = jnp.asarray(matrix, boxes.dtype)
-  out_h, out_w = int_pair(size, "size")
+  dtype = boxes.dtype
+  # float32 at least: float16 corners lose pixels and their areas overflow.
+  boxes = boxes.astype(jnp.promote_types(dtype, jnp.float32))
+  matrix = _matrix3x3(matrix).astype(boxes.dtype)
+  out_h, out_w = int_pair(size, "size", minimum=1)
   # Masked-out boxes (any values, NaN padding too) are warped as zeros, so
   # that their division by w cannot put NaN into the gradients.
   x1, y1, x2, y2 = jnp.where(mask[:, None], boxes, 0).T
@@ -487,7 +513,7 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
   keep = mask & box_candidates(boxes * scale, new, min_size=min_size,
                                min_area_ratio=min_area_ratio,
                                max_aspect_ratio=max_aspect_ratio)
-  return _masked(new, keep), keep
+  return _masked(new, keep).astype(dtype), keep
 
 
 def random_perspective(key: jax.Array, image: ArrayLike, boxes: ArrayLike,
@@ -503,8 +529,9 @@ def random_perspective(key: jax.Array, image: ArrayLike, boxes: ArrayLike,
   (:func:`warp_image`, bilinear, ``fill`` outside) and the boxes
   (:func:`warp_boxes`: corners, re-box, clip, the YOLOv5 candidate rule).
   After :func:`mosaic`, ``border=-S // 2`` crops the ``2S`` canvas back to
-  ``S`` as YOLOv5 does. With every strength zero and ``border=0`` it is the
-  identity on the image and on boxes larger than ``min_size``.
+  ``S`` as YOLOv5 does (``S - 1`` for odd ``S``, as there). With every
+  strength zero and ``border=0`` it is the identity on the image and on the
+  boxes that pass :func:`box_candidates`; the others are masked out.
 
   Args:
     key: PRNG key.
@@ -554,8 +581,16 @@ _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)
 def _jitter_range(value, name: str, *, center: float, low: float,
                   high: float) -> tuple[float, float] | None:
   """torchvision ``ColorJitter._check_input``: a factor range or None."""
-  if isinstance(value, (int, float)):
-    if value < 0:
+  if isinstance(value, (str, bytes)):
+    raise ValueError(f"{name} must be a number or a (min, max) pair, "
+                     f"got {value!r}.")
+  if np.ndim(value) == 0:  # Python, NumPy or concrete JAX scalars.
+    try:
+      value = float(value)
+    except (TypeError, ValueError):
+      raise ValueError(f"{name} must be a number or a (min, max) pair "
+                       f"(static), got {value!r}.") from None
+    if not value >= 0:
       raise ValueError(f"{name} must be >= 0, got {value}.")
     lo, hi = center - value, center + value
     if center == 1:
@@ -599,9 +634,9 @@ def _blend_step(x: jax.Array, op: jax.Array, factor: jax.Array,
   values in ``[0, bound]`` (integers for uint8): callers skip a step with 1.
   """
   gray = _grayscale(x, integer)
-  use_mean = jnp.where(op == _CONTRAST, 1.0, 0.0)  # scalar weights: 0 * v
-  use_gray = jnp.where(op == _SATURATION, 1.0, 0.0)  # is exactly 0
-  other = use_mean * _mean(gray) + use_gray * gray
+  # Selected, not weighted by 0 or 1: 0 * NaN would spread one NaN pixel.
+  other = jnp.where(op == _CONTRAST, _mean(gray),
+                    jnp.where(op == _SATURATION, gray, 0.0))
   y = _clamp(factor * x + (1.0 - factor) * other, bound)
   return jnp.floor(y) if integer else y
 
@@ -713,6 +748,10 @@ def color_jitter(key: jax.Array, image: ArrayLike, *,
   channels = image.shape[-1]
   if channels not in (1, 3):
     raise ValueError(f"image must have 1 or 3 channels, got {channels}.")
+  if image.dtype != jnp.uint8 and not jnp.issubdtype(image.dtype,
+                                                     jnp.floating):
+    raise ValueError(f"image must be uint8 or floating point, got "
+                     f"{image.dtype}.")
   ranges = [
       _jitter_range(brightness, "brightness", center=1, low=0, high=math.inf),
       _jitter_range(contrast, "contrast", center=1, low=0, high=math.inf),
@@ -803,8 +842,15 @@ def letterbox_geometry(height: int, width: int,
     ``(new_h, new_w, top, bottom, left, right)``.
   """
   out_h, out_w = int_pair(size, "size", minimum=1)
+  if height < 1 or width < 1:
+    raise ValueError(f"the image must be at least 1x1 pixels, got "
+                     f"{height}x{width}.")
   r = min(out_h / height, out_w / width)
   new_h, new_w = int(round(height * r)), int(round(width * r))
+  if new_h < 1 or new_w < 1:
+    raise ValueError(
+        f"size={size!r} resizes the {height}x{width} image to "
+        f"{new_h}x{new_w}; each side must keep at least one pixel.")
   dh, dw = (out_h - new_h) / 2, (out_w - new_w) / 2
   top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
   left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
@@ -847,7 +893,8 @@ def letterbox(image: ArrayLike, boxes: ArrayLike, mask: ArrayLike, *,
                                antialias=False)
     resized = _finish(resized, image.dtype)
   padded = jnp.pad(resized, ((top, bottom), (left, right), (0, 0)),
-                   constant_values=jnp.asarray(fill).astype(image.dtype))
+                   constant_values=_finish(jnp.asarray(fill, jnp.float32),
+                                           image.dtype))
   factors = jnp.array([new_w / width, new_h / height] * 2, boxes.dtype)
   offsets = jnp.array([left, top] * 2, boxes.dtype)
   return Augmented(image=padded, boxes=_masked(boxes * factors + offsets,

@@ -743,3 +743,135 @@ def test_flips_move_boxes_with_content(x1, y1, w, h):
     back_image, back = flip(flipped, new)
     np.testing.assert_array_equal(back_image, image)
     np.testing.assert_array_equal(back, box)
+
+
+# ------------------------------------------- edge cases found by review
+
+
+def test_warp_boxes_and_box_candidates_compute_half_precision_in_float32():
+  """float16 areas overflow from 256 x 256 px: inf / inf dropped a box that
+  float32 keeps, and an inf visible area kept one it drops."""
+  for dtype in (np.float16, jnp.bfloat16):
+    small = np.array([[0, 0, 300, 300], [10, 10, 50, 50]], np.float32)
+    big = np.array([[0, 0, 2000, 2000]], np.float32)  # 300 x 300 visible
+    for boxes, size in ((small, 640), (big, 300)):
+      want_boxes, want_mask = augment.warp_boxes(boxes, None, np.eye(3),
+                                                 size=size)
+      got_boxes, got_mask = augment.warp_boxes(boxes.astype(dtype), None,
+                                               np.eye(3), size=size)
+      assert got_boxes.dtype == dtype
+      np.testing.assert_array_equal(got_mask, want_mask)
+      np.testing.assert_array_equal(got_boxes.astype(np.float32),
+                                    want_boxes.astype(dtype).astype(
+                                        np.float32))
+    assert bool(augment.box_candidates(small[:1].astype(dtype),
+                                       small[:1].astype(dtype))[0])
+
+
+@pytest.mark.parametrize("strength", [np.float32(0.2), np.int64(1),
+                                      jnp.float32(0.2)])
+def test_color_jitter_takes_numpy_and_jax_scalars(strength, key, rng):
+  image = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+  want = augment.color_jitter(key, image, brightness=float(strength))
+  got = augment.color_jitter(key, image, brightness=strength)
+  np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op, factor, nan_count", [
+    ("brightness", (1.2, 1.2), 1), ("saturation", (1.5, 1.5), 3),
+    ("hue", (0.1, 0.1), 3)])
+def test_color_jitter_nan_pixel_stays_in_its_pixel(op, factor, nan_count,
+                                                   key):
+  """As torchvision: a NaN poisons its own pixel (its grey level under
+  saturation), never the rest of the image."""
+  image = np.full((3, 3, 3), 0.5, np.float32)
+  image[0, 0, 0] = np.nan
+  out = np.asarray(augment.color_jitter(key, image, **{**NEUTRAL,
+                                                        op: factor}))
+  assert np.isnan(out).sum() == nan_count
+  assert not np.isnan(out[1:]).any()
+
+
+def test_color_jitter_rejects_integer_dtypes_other_than_uint8(key):
+  for dtype in (np.uint16, np.int8, np.int32, np.bool_):
+    with pytest.raises(ValueError, match="uint8 or floating"):
+      augment.color_jitter(key, np.ones((2, 2, 3), dtype))
+
+
+@pytest.mark.parametrize("fill, want", [(300, 255), (-1, 0), (114.6, 115)])
+def test_fill_rounds_and_saturates_for_uint8(fill, want, rng):
+  """As warp_image and cv2.copyMakeBorder, not a wrapping cast."""
+  image = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+  boxed = augment.letterbox(image, np.zeros((1, 4)), np.ones(1, bool),
+                            size=8, fill=fill)
+  assert np.all(np.asarray(boxed.image)[0] == want)  # top padding row
+  images, boxes, labels, mask = _mosaic_inputs(rng)
+  canvas = augment.mosaic(None, images, boxes, labels, mask, fill=fill,
+                          center=(S, 0))
+  assert np.all(np.asarray(canvas.image)[-1] == want)  # below the tiles
+  warped = augment.warp_image(image, np.eye(3), size=(6, 8), fill=fill)
+  assert np.all(np.asarray(warped)[:, -1] == want)
+
+
+def test_letterbox_rejects_sizes_that_leave_no_pixels():
+  with pytest.raises(ValueError, match="at least 1x1"):
+    augment.letterbox(np.zeros((0, 5, 3), np.uint8), np.zeros((1, 4)),
+                      np.ones(1, bool), size=10)
+  with pytest.raises(ValueError, match="at least one pixel"):
+    augment.letterbox_geometry(1, 1000, 10)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("matrix23", "matrix must have shape"), ("matrix44", "matrix"),
+    ("size", "size"), ("candidates", "same shape")])
+def test_warp_boxes_bad_input(case, match):
+  boxes = np.array([[1, 1, 5, 5], [2, 2, 6, 7]], np.float32)
+  with pytest.raises(ValueError, match=match):
+    if case == "matrix23":
+      augment.warp_boxes(boxes, None, np.eye(3)[:2], size=8)
+    elif case == "matrix44":
+      augment.warp_boxes(boxes, None, np.eye(4), size=8)
+    elif case == "size":
+      augment.warp_boxes(boxes, None, np.eye(3), size=-5)
+    else:
+      augment.box_candidates(np.zeros((3, 4)), np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("call", ["perspective", "perspective_inf",
+                                  "min_area_ratio", "mosaic_min_size"])
+def test_nan_and_inf_strengths_are_rejected(call, key, rng):
+  nan = float("nan")
+  with pytest.raises(ValueError, match="must be"):
+    if call == "perspective":
+      augment.random_perspective(key, np.zeros((8, 8, 3), np.uint8),
+                                 [[1, 1, 6, 6.]], [True], degrees=nan)
+    elif call == "perspective_inf":
+      augment.perspective_matrix(key, 8, 8, scale=float("inf"))
+    elif call == "min_area_ratio":
+      augment.box_candidates(np.zeros((1, 4)), np.zeros((1, 4)),
+                             min_area_ratio=nan)
+    else:
+      augment.mosaic(key, *_mosaic_inputs(rng), min_size=nan)
+
+
+def test_mosaic_centre_range_for_odd_tiles(key):
+  """YOLOv5 draws int(uniform(3, 7)) for S = 5: centres 3..6."""
+  size = 5
+  images = np.zeros((4, size, size, 1), np.uint8)
+  boxes = np.zeros((4, 1, 4), np.float32)
+  boxes[0, 0] = (0, 0, size, size)
+  labels, mask = np.zeros((4, 1), int), np.zeros((4, 1), bool)
+  mask[0, 0] = True
+  out = jax.vmap(_mosaic_jit, in_axes=(0, None, None, None, None))(
+      jax.random.split(key, 200), images, boxes, labels, mask)
+  centres = np.asarray(out.boxes[:, 0, 2:])
+  assert set(np.unique(centres)) == {3, 4, 5, 6}
+
+
+@pytest.mark.parametrize("center", [(np.int64(100), 0), (3.7, 4.2),
+                                    (True, 4)])
+def test_mosaic_rejects_non_integer_or_outside_centres(center, rng):
+  with pytest.raises(ValueError, match="center must be integer pixels"):
+    augment.mosaic(None, *_mosaic_inputs(rng), center=center)
+  ok = augment.mosaic(None, *_mosaic_inputs(rng), center=(np.int64(S), 3))
+  assert ok.image.shape == (2 * S, 2 * S, 3)
