@@ -318,6 +318,14 @@ def test_voc_ap_edge_cases_and_gradient():
   np.testing.assert_allclose(grad, [0.25, 0.0, 0.0, 0.75], atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_voc_ap_half_precision_sums_in_float32(dtype):
+  for use_07_metric in (False, True):
+    ap = detection.voc_ap(jnp.ones(1, dtype), jnp.ones(1, dtype),
+                          use_07_metric=use_07_metric)
+    assert ap.dtype == dtype and float(ap) == 1.0
+
+
 def test_voc_ap_bad_input():
   with pytest.raises(ValueError, match="recall"):
     detection.voc_ap(np.zeros((2, 3)), np.zeros((2, 3)))
@@ -449,6 +457,43 @@ def test_coco_evaluate_small_cases_equal_pycocotools():
       ref.pycocotools_stats(_tiny_gt(), [_det(category_id=2)]))
 
 
+# (detection, ground truth) xywh pairs whose float64 IoU sits an ulp above a
+# threshold: 0.8000000000000002 and 0.5000000000000001 (pycocotools), and,
+# with VOC's "+1" sides, 0.5000000000000001 (voc_eval).
+_ULP_ABOVE_COCO = [([0.09999999999999999, 14.64, 41.1, 40.77],
+                    [0.12, 14.64, 32.88, 40.77]),
+                   ([7.970000000000001, 45.0, 41.0, 28.55],
+                    [7.98, 45.0, 20.5, 28.55])]
+_ULP_ABOVE_VOC = ([25.76, 2.47, 92.94, 5.87], [25.76, 2.47, 45.97, 5.87])
+
+
+def _with_far_crowds(det_box, gt_box, crowds):
+  """One image and category: the pair plus ``crowds`` far-away crowd boxes,
+  which only take ground-truth slots (more than 16 vectorise the IoU)."""
+  anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": gt_box,
+           "area": 2000.0, "iscrowd": 0}]
+  anns += [{"id": 2 + k, "image_id": 1, "category_id": 1,
+            "bbox": [500.0 + 10 * k, 500.0, 5.0, 5.0], "area": 2000.0,
+            "iscrowd": 1} for k in range(crowds)]
+  gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
+        "annotations": anns}
+  return gt, [_det(bbox=det_box)]
+
+
+@pytest.mark.parametrize("crowds", [0, 16, 40])
+def test_ious_an_ulp_from_the_threshold_decide_as_the_references(crowds):
+  """In-kernel areas let XLA fuse a multiply-add once the IoU vectorises,
+  and the single rounding flipped these matches (AP50 1 -> 0)."""
+  for det_box, gt_box in _ULP_ABOVE_COCO:
+    gt, dets = _with_far_crowds(det_box, gt_box, crowds)
+    np.testing.assert_allclose(detection.coco_evaluate(gt, dets),
+                               ref.pycocotools_stats(gt, dets), rtol=0,
+                               atol=1e-12)  # the means' order of sums
+  gt, dets = _with_far_crowds(*_ULP_ABOVE_VOC, crowds)
+  got = detection.voc_evaluate(gt, dets)["ap"]
+  assert got == ref.voc_evaluate(gt, dets)["ap"] == {1: 1.0}
+
+
 @pytest.mark.parametrize("gt, dets, message", [
     (_tiny_gt(), [_det(image_id=5)], r"dets\[0\] has unknown image_id 5"),
     (_tiny_gt(), [_det(), _det(category_id=9)],
@@ -469,6 +514,20 @@ def test_coco_evaluate_small_cases_equal_pycocotools():
                                      "iscrowd": 0}]}, [_det()],
      r"annotations'\]\[0\] has no 'area'"),
     (_tiny_gt(), {"image_id": 1}, "dets must be a list"),
+    ({**_tiny_gt(), "images": None}, [_det()], r"gt\['images'\] must be a list"),
+    ({**_tiny_gt(), "annotations": None}, [_det()],
+     r"gt\['annotations'\] must be a list"),
+    # NumPy would parse strings and flatten lists: numbers, one per entry.
+    (_tiny_gt(), [_det(score="0.9")], "score values must be numbers"),
+    (_tiny_gt(), [_det(score=[0.9])], "score values must be numbers"),
+    (_tiny_gt(area="100"), [_det()], "area values must be numbers"),
+    (_tiny_gt(bbox=["0", "0", "1", "1"]), [_det()],
+     "bbox values must be numbers"),
+    ({**_tiny_gt(), "images": [{"id": [1, 2]}]}, [_det()],
+     "'id' values must be integers"),
+    (_tiny_gt(), [_det(image_id=[1, 2])], "'image_id' values must be"),
+    # pycocotools ignores but does not reuse such a box: neither rule.
+    (_tiny_gt(iscrowd=0.5), [_det()], "iscrowd must be 0 or 1"),
 ])
 def test_evaluate_bad_input(gt, dets, message):
   for evaluate in (detection.coco_evaluate, detection.voc_evaluate):

@@ -52,16 +52,20 @@ class CocoAccumulation(NamedTuple):
 
 
 @jax.jit
-def _match_cells(det_valid, gt_valid, det_boxes, det_area_out, gt_boxes,
-                 gt_crowd, gt_ignore, gt_zero_id, thresholds):
+def _match_cells(det_valid, gt_valid, det_boxes, det_area, det_area_out,
+                 gt_boxes, gt_area, gt_crowd, gt_ignore, gt_zero_id,
+                 thresholds):
   """TP / FP flags of padded cells for every IoU threshold and area range.
 
   Args:
     det_valid: ``[P, D]``.
     gt_valid: ``[P, G]``.
     det_boxes: ``[P, D, 4]`` xywh, by descending score within a cell.
+    det_area: ``[P, D]`` box areas ``w * h``, from the host (see
+      :func:`_coco_iou`).
     det_area_out: ``[P, D, A]`` detection area outside the area range.
     gt_boxes: ``[P, G, 4]`` xywh in annotation order.
+    gt_area: ``[P, G]`` box areas ``w * h`` (not the ``area`` field).
     gt_crowd, gt_zero_id: ``[P, G]``.
     gt_ignore: ``[P, G, A]`` crowd or area outside the range.
     thresholds: ``[T]``.
@@ -71,7 +75,8 @@ def _match_cells(det_valid, gt_valid, det_boxes, det_area_out, gt_boxes,
     threshold ``t`` and area range ``a`` (packed so the host moves one word
     per detection).
   """
-  ious = jax.vmap(_coco_iou)(det_boxes, gt_boxes, gt_crowd)  # [P, D, G]
+  ious = jax.vmap(_coco_iou)(det_boxes, gt_boxes, gt_crowd, det_area,
+                            gt_area)  # [P, D, G]
   match = functools.partial(_greedy_match, rule="coco")
   per_threshold = jax.vmap(match, (None, None, None, None, None, 0))
   per_area = jax.vmap(per_threshold, (None, None, None, 1, None, None))
@@ -238,7 +243,8 @@ def _evaluate(gt: Any, dets: Any) -> CocoAccumulation:
   rank = rank[rank < MAX_DETS[-1]]
   det_cell = det_cell[order]
   det_boxes = d.boxes[order]
-  det_area_out = _outside(det_boxes[:, 2] * det_boxes[:, 3])  # [N, A]
+  det_area = det_boxes[:, 2] * det_boxes[:, 3]
+  det_area_out = _outside(det_area)  # [N, A]
   # Ground truths by cell, annotation order kept.
   gt_cell = g.image * num_cat + g.category
   gt_order = np.argsort(gt_cell, kind="stable")
@@ -256,8 +262,9 @@ def _evaluate(gt: Any, dets: Any) -> CocoAccumulation:
   fp = ((~det_area_out).astype(np.int64) @ (1 << np.arange(num_area)) *
         sum(1 << (t * num_area) for t in range(num_t)))
   _dataset.match_cells(
-      _match_cells, det_cell, gt_cell, (det_boxes, det_area_out),
-      (gt_boxes, gt_crowd, gt_ignore, gt_zero_id), (thresholds,), (tp, fp))
+      _match_cells, det_cell, gt_cell, (det_boxes, det_area, det_area_out),
+      (gt_boxes, gt_boxes[:, 2] * gt_boxes[:, 3], gt_crowd, gt_ignore,
+       gt_zero_id), (thresholds,), (tp, fp))
 
   # Accumulation order: category, -score, image, list position (stable).
   category = d.category[order]

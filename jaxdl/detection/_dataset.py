@@ -56,11 +56,25 @@ def _column(entries: Sequence[dict], field: str, where: str) -> list:
 
 
 def _ids(values: list, where: str, field: str) -> np.ndarray:
-  ids = np.asarray(values)
-  if ids.size and ids.dtype.kind not in "iu":
-    raise ValueError(f"{where} {field} values must be integers, got dtype "
-                     f"{ids.dtype} (e.g. {values[0]!r}).")
-  return ids.astype(np.int64).reshape(-1)
+  ids = _scalars(values, where, field, kinds="iu", what="integers")
+  return ids.astype(np.int64)
+
+
+def _scalars(values: list, where: str, field: str, *, kinds: str,
+             what: str) -> np.ndarray:
+  """``[N]`` array of one scalar per entry, of a NumPy kind in ``kinds``:
+  no strings (NumPy would parse them), lists or None."""
+  try:
+    array = np.asarray(values)
+  except ValueError:  # ragged
+    array = np.asarray(values, object)
+  if len(values) and (array.dtype.kind not in kinds
+                      or array.shape != (len(values),)):
+    bad = next((i for i, v in enumerate(values)
+                if np.ndim(v) or np.asarray(v).dtype.kind not in kinds), 0)
+    raise ValueError(f"{where} {field} values must be {what}, got "
+                     f"{values[bad]!r} at [{bad}].")
+  return array.reshape(len(values))
 
 
 def _unique_ids(entries: Sequence[dict], where: str) -> np.ndarray:
@@ -85,9 +99,11 @@ def _lookup(ids: np.ndarray, known: np.ndarray, where: str,
 
 def _boxes(values: list, where: str) -> np.ndarray:
   try:
-    boxes = np.asarray(values, np.float64)
+    boxes = np.asarray(values)
   except (ValueError, TypeError):
     boxes = None
+  if boxes is not None:
+    boxes = boxes.astype(np.float64) if boxes.dtype.kind in "biuf" else None
   if not values:
     boxes = np.zeros((0, 4))
   if boxes is None or boxes.shape != (len(values), 4):
@@ -105,10 +121,8 @@ def _boxes(values: list, where: str) -> np.ndarray:
 
 
 def _numbers(values: list, where: str, field: str) -> np.ndarray:
-  try:
-    array = np.asarray(values, np.float64).reshape(len(values))
-  except (ValueError, TypeError):
-    raise ValueError(f"{where} {field} values must be numbers.") from None
+  array = _scalars(values, where, field, kinds="biuf",
+                   what="numbers").astype(np.float64)
   if np.any(np.isnan(array)):
     index = int(np.argmax(np.isnan(array)))
     raise ValueError(f"{where}[{index}] has a NaN {field}.")
@@ -122,6 +136,9 @@ def parse_ground_truth(gt: Any) -> GroundTruth:
   for key in ("images", "categories", "annotations"):
     if key not in gt:
       raise ValueError(f"gt has no {key!r} list.")
+    if not isinstance(gt[key], (list, tuple)):
+      raise ValueError(f"gt[{key!r}] must be a list, got "
+                       f"{type(gt[key]).__name__}.")
   image_ids = _unique_ids(gt["images"], "gt['images']")
   category_ids = _unique_ids(gt["categories"], "gt['categories']")
   anns = gt["annotations"]
@@ -136,7 +153,12 @@ def parse_ground_truth(gt: Any) -> GroundTruth:
   category = _lookup(_ids(columns["category_id"], where, "'category_id'"),
                      category_ids, where, "category_id")
   area = _numbers(columns["area"], where, "area")
-  crowd = _numbers(columns["iscrowd"], where, "iscrowd") != 0
+  crowd = _numbers(columns["iscrowd"], where, "iscrowd")
+  if not np.all((crowd == 0) | (crowd == 1)):
+    index = int(np.argmax((crowd != 0) & (crowd != 1)))
+    raise ValueError(f"{where}[{index}] iscrowd must be 0 or 1, got "
+                     f"{columns['iscrowd'][index]!r}.")
+  crowd = crowd == 1
   return GroundTruth(image_ids, category_ids, image, category,
                      _boxes(columns["bbox"], where), area, crowd, ann_id)
 

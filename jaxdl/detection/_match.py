@@ -28,14 +28,23 @@ class Matches(NamedTuple):
   ignored: jax.Array
 
 
-def _coco_iou(det: jax.Array, gt: jax.Array, crowd: jax.Array) -> jax.Array:
+# The evaluators pass box areas computed on the host in NumPy: computed in the
+# kernel, XLA:CPU contracts an area product and the sum of areas into one
+# fused multiply-add where it vectorises (cells of more than 16 ground
+# truths), whose single rounding moved IoUs by an ulp from pycocotools' and
+# voc_eval's and flipped matches at thresholds such as IoU = 0.5 + 1e-16.
+
+
+def _coco_iou(det: jax.Array, gt: jax.Array, crowd: jax.Array,
+              det_area: jax.Array, gt_area: jax.Array) -> jax.Array:
   """``pycocotools.mask.iou`` of ``[D, 4]`` and ``[G, 4]`` xywh boxes.
 
   The arithmetic follows pycocotools' ``bbIou`` operation by operation
-  (areas ``w * h``, right edges ``x + w``, union ``(da + ga) - i``) so that
-  thresholds and ties compare bit-identically; a crowd ground truth's union
-  is the detection's area. ``jaxdl.boxes.iou`` derives areas from corners,
-  which can differ in the last bit.
+  (right edges ``x + w``, union ``(da + ga) - i``) so that thresholds and
+  ties compare bit-identically, given the areas ``w * h`` (``[D]``, ``[G]``)
+  rounded as pycocotools rounds them; a crowd ground truth's union is the
+  detection's area. ``jaxdl.boxes.iou`` derives areas from corners, which
+  can differ in the last bit.
   """
   dx, dy, dw, dh = (v[:, None] for v in det.T)  # [D, 1]
   gx, gy, gw, gh = gt.T  # [G]
@@ -43,9 +52,19 @@ def _coco_iou(det: jax.Array, gt: jax.Array, crowd: jax.Array) -> jax.Array:
   h = jnp.minimum(dh + dy, gh + gy) - jnp.maximum(dy, gy)
   overlap = (w > 0) & (h > 0)
   inter = w * h
-  det_area = dw * dh
-  union = jnp.where(crowd, det_area, det_area + gw * gh - inter)
+  det_area = det_area[:, None]
+  union = jnp.where(crowd, det_area, det_area + gt_area - inter)
   return jnp.where(overlap, inter / jnp.where(overlap, union, 1.0), 0.0)
+
+
+def _voc_iou(det: jax.Array, gt: jax.Array, det_area: jax.Array,
+             gt_area: jax.Array, pixel_offset: ArrayLike) -> jax.Array:
+  """py-faster-rcnn ``voc_eval``'s overlaps of ``[D, 4]`` and ``[G, 4]`` xyxy
+  boxes, operation by operation, given the areas ``(x2 - x1 + offset) *
+  (y2 - y1 + offset)`` (``[D]``, ``[G]``): 0 / 0 is NaN, as there."""
+  inter = box_ops._intersection(  # pylint: disable=protected-access
+      tuple(v[:, None] for v in det.T), tuple(gt.T), pixel_offset)
+  return inter / (det_area[:, None] + gt_area - inter)
 
 
 def _greedy_match(ious: jax.Array, det_valid: jax.Array, gt_valid: jax.Array,
@@ -156,7 +175,11 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
       with it, ``gt_ignore=iscrowd`` gives ``evaluateImg``'s matches for
       the detections given (``evaluateImg`` first keeps the ``maxDets``
       best), exactly where the IoUs computed in the boxes' float dtype
-      order as pycocotools' float64 ones do (always for integer boxes).
+      order as pycocotools' float64 ones do: always for integer boxes with
+      areas below 2**24 in float32; for other boxes an IoU within an ulp of
+      the threshold or of another can decide differently, as products may
+      round differently here (float32, or fused multiply-adds that XLA
+      emits). :func:`coco_evaluate` has none of these differences.
 
   Returns:
     :class:`Matches` with ``[N]`` fields in the input order; padded
@@ -194,9 +217,11 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
   if crowd_iou:
     # xywh with the offset in the sides: right edges become x2 + offset.
     offset = jnp.array([0.0, 0.0, pixel_offset, pixel_offset])
-    ious = _coco_iou(
-        box_ops.convert(det_boxes[order], "xyxy", "xywh") + offset,
-        box_ops.convert(gt_boxes, "xyxy", "xywh") + offset, ignore)
+    det_xywh = box_ops.convert(det_boxes[order], "xyxy", "xywh") + offset
+    gt_xywh = box_ops.convert(gt_boxes, "xyxy", "xywh") + offset
+    ious = _coco_iou(det_xywh, gt_xywh, ignore,
+                     det_xywh[:, 2] * det_xywh[:, 3],
+                     gt_xywh[:, 2] * gt_xywh[:, 3])
   else:
     # eps=0 and 0 for 0 / 0 (point boxes), as pycocotools' bbIou.
     ious = jnp.nan_to_num(box_ops.pairwise_iou(

@@ -9,22 +9,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl import boxes as box_ops
 from jaxdl.detection import _dataset
 from jaxdl.detection._ap import voc_ap
 from jaxdl.detection._match import _greedy_match
+from jaxdl.detection._match import _voc_iou
 
 
 @jax.jit
-def _match_cells(det_valid, gt_valid, det_boxes, gt_boxes, gt_difficult,
-                 iou_threshold, pixel_offset):
+def _match_cells(det_valid, gt_valid, det_boxes, det_area, gt_boxes, gt_area,
+                 gt_difficult, iou_threshold, pixel_offset):
   """``voc_eval``'s TP / FP flags of padded cells.
 
   Args:
     det_valid: ``[P, D]``.
     gt_valid: ``[P, G]``.
     det_boxes: ``[P, D, 4]`` xyxy, by descending score (stable) in a cell.
+    det_area: ``[P, D]`` areas with the offset, from the host (see
+      :func:`_voc_iou`).
     gt_boxes: ``[P, G, 4]`` xyxy.
+    gt_area: ``[P, G]`` likewise.
     gt_difficult: ``[P, G]``.
     iou_threshold: a match needs ``IoU > iou_threshold``.
     pixel_offset: added to widths and heights.
@@ -32,10 +35,8 @@ def _match_cells(det_valid, gt_valid, det_boxes, gt_boxes, gt_difficult,
   Returns:
     ``(tp, fp)``, each ``[P, D]`` bool.
   """
-  # eps=0: voc_eval divides by the plain union.
-  iou = functools.partial(box_ops.pairwise_iou, pixel_offset=pixel_offset,
-                          eps=0.0)
-  ious = jax.vmap(iou)(det_boxes, gt_boxes)  # [P, D, G]
+  iou = functools.partial(_voc_iou, pixel_offset=pixel_offset)
+  ious = jax.vmap(iou)(det_boxes, gt_boxes, det_area, gt_area)  # [P, D, G]
   match = functools.partial(_greedy_match, threshold=iou_threshold,
                             rule="voc")
   # A difficult ground truth is ignored and never marked as detected.
@@ -70,6 +71,12 @@ def _evaluate(gt: Any, dets: Any, iou_threshold: float, use_07_metric: bool,
     x, y, w, h = xywh.T
     return np.stack([x, y, x + w, y + h], -1)
 
+  def areas(xyxy):  # voc_eval's, operation by operation
+    x1, y1, x2, y2 = xyxy.T
+    return (x2 - x1 + pixel_offset) * (y2 - y1 + pixel_offset)
+
+  det_corners, gt_corners = corners(d.boxes), corners(g.boxes)
+
   det_cell = d.image * num_cat + d.category
   order = np.lexsort((-d.scores, det_cell))  # stable: list order on ties
   gt_cell = g.image * num_cat + g.category
@@ -78,8 +85,8 @@ def _evaluate(gt: Any, dets: Any, iou_threshold: float, use_07_metric: bool,
   fp = np.ones(order.size, bool)  # no ground truth in the cell: a miss
   _dataset.match_cells(
       _match_cells, det_cell[order], gt_cell[gt_order],
-      (corners(d.boxes[order]),),
-      (corners(g.boxes[gt_order]), g.crowd[gt_order]),
+      (det_corners[order], areas(det_corners[order])),
+      (gt_corners[gt_order], areas(gt_corners[gt_order]), g.crowd[gt_order]),
       (np.float64(iou_threshold), np.float64(pixel_offset)), (tp, fp))
 
   # voc_eval's curve: all detections of a class by score, stable.
