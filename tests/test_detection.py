@@ -514,7 +514,8 @@ def test_ious_an_ulp_from_the_threshold_decide_as_the_references(crowds):
                                      "iscrowd": 0}]}, [_det()],
      r"annotations'\]\[0\] has no 'area'"),
     (_tiny_gt(), {"image_id": 1}, "dets must be a list"),
-    ({**_tiny_gt(), "images": None}, [_det()], r"gt\['images'\] must be a list"),
+    ({**_tiny_gt(), "images": None}, [_det()],
+     r"gt\['images'\] must be a list"),
     ({**_tiny_gt(), "annotations": None}, [_det()],
      r"gt\['annotations'\] must be a list"),
     # NumPy would parse strings and flatten lists: numbers, one per entry.
