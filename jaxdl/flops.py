@@ -4,7 +4,9 @@ Three conventions count the cost of a convolution or a dense layer:
 
 * ``"xla"``: 2 FLOPs per multiply-add over the *valid* (non-padded) taps, plus
   one per output for a bias. This is what XLA's ``HloCostAnalysis`` counts, so
-  ``conv2d_flops(..., convention="xla") == xla_cost(conv)["flops"]`` exactly.
+  ``conv2d_flops(..., convention="xla") == xla_cost(conv).flops`` exactly for
+  float32 on CPU (for float16 / bfloat16 XLA:CPU adds the conversions it
+  inserts to compute in float32).
 * ``"notes"``: the notes' ``(2·Ci/g·K² − 1)·Ho·Wo·Co`` (n products need n − 1
   additions), ``+ Ho·Wo·Co`` with a bias. It counts padded taps as real work,
   so a ``SAME`` convolution costs less in XLA than the formula says.
@@ -27,7 +29,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from jaxdl._checks import int_pair, one_of
+from jaxdl._checks import _is_int, int_pair, one_of
 
 CONVENTIONS = ("xla", "notes", "macs")
 
@@ -97,8 +99,17 @@ def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
               float(costs.get("bytes accessed", 0.0)))
 
 
+def _check_count(minimum: int, **values: int) -> None:
+  """Raises ``ValueError`` naming the first value that is not an int (Python
+  or NumPy, not bool) ``>= minimum``."""
+  for name, value in values.items():
+    if not _is_int(value) or value < minimum:
+      raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+
+
 def _check_groups(groups: int, c_in: int, c_out: int) -> None:
-  if groups < 1 or c_in % groups or c_out % groups:
+  _check_count(1, c_in=c_in, c_out=c_out)
+  if not _is_int(groups) or groups < 1 or c_in % groups or c_out % groups:
     raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
                      f"got {groups}.")
 
@@ -109,8 +120,9 @@ def resolve_padding(padding: Padding, in_hw: IntOrPair, kernel: IntOrPair, *,
   """Explicit ``((top, bottom), (left, right))`` padding, as Flax and lax pad.
 
   Args:
-    padding: ``"SAME"``, ``"VALID"``, an int (all sides), a pair of ints
-      (rows, columns) or a pair of ``(low, high)`` pairs.
+    padding: ``"SAME"``, ``"VALID"``, an int (all sides), or a pair (rows,
+      columns) whose entries are ints or ``(low, high)`` pairs (Flax's
+      ``canonicalize_padding`` forms).
     in_hw: input height and width (an int for square inputs).
     kernel: kernel size, int or ``(kh, kw)``.
     strides: int or pair.
@@ -131,16 +143,21 @@ def resolve_padding(padding: Padding, in_hw: IntOrPair, kernel: IntOrPair, *,
     window = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
     return tuple(tuple(p) for p in lax.padtype_to_pads(
         in_hw, window, strides, padding.upper()))
-  if isinstance(padding, (int, np.integer)):
-    return ((int(padding),) * 2,) * 2
-  padding = tuple(padding)
-  if len(padding) == 2 and all(isinstance(p, (int, np.integer))
-                               for p in padding):
-    return tuple((int(p), int(p)) for p in padding)
-  if len(padding) == 2 and all(len(p) == 2 for p in padding):
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
-  raise ValueError(
-      f"padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}.")
+  def side(p):  # an int or a (low, high) pair of ints, else None
+    if _is_int(p):
+      return int(p), int(p)
+    if (isinstance(p, (tuple, list)) and len(p) == 2
+        and all(_is_int(v) for v in p)):
+      return int(p[0]), int(p[1])
+    return None
+
+  sides = ((side(padding),) * 2 if _is_int(padding) else
+           tuple(side(p) for p in padding)
+           if isinstance(padding, (tuple, list)) else ())
+  if len(sides) != 2 or None in sides:
+    raise ValueError(
+        f"padding must be 'SAME', 'VALID', an int or pairs, got {padding!r}.")
+  return sides
 
 
 def conv_output_size(i: int, k: int, *, s: int = 1, p: int | tuple[int, int] = 0,
@@ -159,10 +176,18 @@ def conv_output_size(i: int, k: int, *, s: int = 1, p: int | tuple[int, int] = 0
   Returns:
     The output length (torch.nn.Conv2d's ``H_out``), at least 0.
 
+  Raises:
+    ValueError: ``k``, ``s`` or ``d`` below 1, ``i`` below 0, or ``p``
+      not ints (negative padding crops, as in ``lax``).
+
   >>> conv_output_size(32, 5), conv_output_size(7, 3, s=2, p=1, d=2)
   (28, 3)
   """
-  lo, hi = (p, p) if isinstance(p, (int, np.integer)) else p
+  _check_count(0, i=i)
+  _check_count(1, k=k, s=s, d=d)
+  lo, hi = (p, p) if _is_int(p) else tuple(p)
+  if not (_is_int(lo) and _is_int(hi)):  # negative: cropped, as lax pads
+    raise ValueError(f"p must be an int or a (low, high) pair, got {p!r}.")
   return max((i + lo + hi - d * (k - 1) - 1) // s + 1, 0)
 
 
@@ -183,15 +208,21 @@ def conv_transpose_output_size(i: int, k: int, *, s: int = 1, p: int = 0,
     d: dilation.
 
   Returns:
-    The output length.
+    The output length, at least 0 (0: ``p`` crops everything).
+
+  Raises:
+    ValueError: a size below 1, a negative ``p`` or ``output_padding``, or an
+      ``output_padding`` of ``max(s, d)`` or more.
 
   >>> conv_transpose_output_size(3, 3, s=2, p=1, output_padding=1)
   6
   """
-  if not 0 <= output_padding < max(s, d):
+  _check_count(1, i=i, k=k, s=s, d=d)
+  _check_count(0, p=p, output_padding=output_padding)
+  if not output_padding < max(s, d):
     raise ValueError("output_padding must be in [0, max(s, d)), got "
                      f"{output_padding} with s={s}, d={d}.")
-  return (i - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
+  return max((i - 1) * s - 2 * p + d * (k - 1) + output_padding + 1, 0)
 
 
 def _valid_taps(n: int, k: int, s: int, d: int, lo: int, hi: int,
@@ -226,7 +257,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
 
   Conventions (see the module docstring): ``"xla"`` counts 2 per multiply-add
   over valid taps only, ``+ Ho·Wo·c_out`` for the bias, and equals XLA's count
-  exactly. XLA rewrites one case as an elementwise multiply, costed at 1 FLOP
+  exactly (float32 on CPU). XLA rewrites one case as an elementwise multiply, costed at 1 FLOP
   per product: a 1x1, stride-1, unpadded, undilated depthwise convolution with
   ``groups == c_in == c_out``; ``"xla"`` follows it. ``"notes"`` is
   ``(2·c_in/g·K² − 1)·Ho·Wo·c_out (+ Ho·Wo·c_out)`` per image; ``"macs"`` is
@@ -255,6 +286,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   (19360, 22720)
   """
   _check_groups(groups, c_in, c_out)
+  _check_count(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
   pads = resolve_padding(padding, in_hw, kernel, strides=strides,
@@ -318,7 +350,7 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   stride-1 convolution over the input dilated by ``strides``. ``"xla"``
   counts 2 per multiply-add over the taps that land on a real input element
   (not on padding or on the holes of the dilation), ``+ Ho·Wo·c_out`` for the
-  bias, and equals XLA's count exactly. ``"macs"`` is fvcore's count for
+  bias, and equals XLA's count exactly (float32 on CPU). ``"macs"`` is fvcore's count for
   transposed convolutions, every input element times every tap,
   ``H·W·c_in·K²·c_out`` per image (it ignores the outputs that ``"SAME"``
   crops away). ``"notes"`` generalises the notes' ``2n − 1`` per output:
@@ -349,6 +381,8 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   >>> conv_transpose2d_flops(8, 4, 5, 3, strides=2, convention="macs")
   11520
   """
+  _check_count(1, c_in=c_in, c_out=c_out)
+  _check_count(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
   pads = _transpose_padding(padding, kernel, strides, dilation)
@@ -386,6 +420,8 @@ def dense_flops(in_features: int, out_features: int, *, batch: int = 1,
   (96120, 96000)
   """
   one_of(convention, CONVENTIONS, "convention")
+  _check_count(1, in_features=in_features, out_features=out_features)
+  _check_count(0, batch=batch)
   if convention == "macs":
     return batch * in_features * out_features
   per_output = 2 * in_features - int(convention == "notes") + int(bias)
@@ -508,7 +544,7 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
     return None
   if type(module) is nn.Conv:
     kernel = module.kernel_size
-    kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    kernel = (kernel,) if isinstance(kernel, int) else tuple(kernel)  # Flax
     if (len(kernel) != 2 or len(x.shape) < 4 or (
         isinstance(module.padding, str)
         and module.padding not in ("SAME", "VALID"))  # CIRCULAR, REFLECT...
@@ -529,7 +565,7 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
         batch=math.prod(x.shape[:-3]), convention=convention)
   if type(module) is nn.ConvTranspose:
     kernel = module.kernel_size
-    kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    kernel = (kernel,) if isinstance(kernel, int) else tuple(kernel)
     if len(kernel) != 2 or len(x.shape) < 4 or module.padding == "CIRCULAR":
       return None
     padding = module.padding
@@ -577,6 +613,11 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
   every cost comes from compiling (not running) the model, each layer on its
   own, and the VJP of the whole forward with respect to ``params``.
 
+  Lifted loops are not unrolled: XLA's cost analysis counts a loop body once,
+  so the totals of a model with ``nn.scan`` (or ``lax.scan``, ``fori_loop``)
+  count one iteration of it, and the layers inside ``nn.scan`` are listed as
+  Flax traces them (twice), not once per iteration.
+
   Args:
     module: an unbound Flax module.
     *inputs: its positional inputs (arrays or ``jax.ShapeDtypeStruct``).
@@ -623,7 +664,7 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
 
   layers = []
   cache = {}  # Repeated identical layers (e.g. transformer blocks) compile once.
-  for sub, args, kwargs, out in calls:
+  for sub, args, kwargs, layer_out in calls:
     path = tuple(sub.path)
     sub_vars = _subtree(variables, path)
     unbound = sub.clone(parent=None, name=None)
@@ -637,7 +678,8 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
       except Exception:  # pylint: disable=broad-except
         cache[key] = math.nan  # A module that needs its parent's context.
     xla = cache[key]
-    first_out = jax.tree.leaves(out)[0] if jax.tree.leaves(out) else None
+    leaves = jax.tree.leaves(layer_out)
+    first_out = leaves[0] if leaves else None
     layers.append(LayerCost(
         path="/".join(path), type=type(sub).__name__,
         output_shape=tuple(getattr(first_out, "shape", ())),
@@ -677,7 +719,7 @@ def _training_flops(forward: Callable[..., Any], variables: Any,
   def loss_grad(variables, cotangent, *inputs):
     def f(params):
       return _model_output(forward({**variables, "params": params}, *inputs))
-    y, vjp = jax.vjp(f, variables["params"])
+    y, vjp = jax.vjp(f, variables.get("params", {}))
     return y, vjp(cotangent)  # With y, XLA keeps all of the forward pass.
 
   return xla_cost(loss_grad, variables, out, *inputs).flops

@@ -404,3 +404,78 @@ def test_xla_convention_is_notes_minus_padded_taps(hw, k, s, d, padding, bias):
   assert notes - xla == padded - outputs
   if padding in ("VALID", 0):
     assert padded == 0
+
+
+# ------------------------------------------- edge cases found by review
+
+_F32 = functools.partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
+
+
+class _MeanHead(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(4)(x).mean(-1)
+
+
+class _TupleOut(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    y = nn.Dense(4)(x)
+    return y, jnp.argmax(y, -1)
+
+
+class _NoParams(nn.Module):
+  def __call__(self, x):
+    return nn.relu(x)
+
+
+@pytest.mark.parametrize("model", [_MeanHead(), _TupleOut(), _NoParams()])
+def test_summary_of_outputs_other_than_the_last_layers(model):
+  """The model's output, not its last layer's, shapes the VJP's cotangent;
+  a model without parameters has a forward-only training count."""
+  s = flops.summary(model, _F32((2, 3)))
+  assert s.training_flops >= s.xla_flops >= 0
+  assert not math.isnan(s.training_flops)
+
+
+def test_summary_int_kernel_size_is_flax_1d():
+  """Flax reads ``kernel_size=3`` as the 1-D kernel ``(3,)``; the 2-D
+  formula would count 11872 FLOPs where XLA counts 4480."""
+  for layer in (nn.Conv(4, kernel_size=3), nn.ConvTranspose(4, kernel_size=3)):
+    (row,) = flops.summary(layer, _F32((1, 8, 8, 3))).layers
+    assert row.formula_flops is None and row.xla_flops > 0
+
+
+def test_mixed_int_and_pair_padding_as_flax():
+  assert flops.resolve_padding((1, (0, 2)), 8, 3) == ((1, 1), (0, 2))
+  conv = nn.Conv(4, (3, 3), padding=(1, (0, 2)))
+  (row,) = flops.summary(conv, _F32((1, 8, 8, 3))).layers
+  assert row.formula_flops == row.xla_flops
+  for bad in (None, 1.5, (1, 2, 3), ((0, 1, 2), 1), "FULL"):
+    with pytest.raises(ValueError, match="padding"):
+      flops.resolve_padding(bad, 8, 3)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: flops.conv_output_size(8, 3, s=0), "s must be"),
+    (lambda: flops.conv_output_size(8, 0), "k must be"),
+    (lambda: flops.conv_output_size(8, 3, d=0), "d must be"),
+    (lambda: flops.conv_output_size(8.0, 3), "i must be"),
+    (lambda: flops.conv_transpose_output_size(1, 1, p=-1), "p must be"),
+    (lambda: flops.conv2d_flops(8, -4, 4, 3), "c_in must be"),
+    (lambda: flops.conv2d_flops(8, 4, 4, 3, batch=-1), "batch must be"),
+    (lambda: flops.conv2d_flops(8, 4, 4, 3, groups=2.0), "groups must"),
+    (lambda: flops.conv_transpose2d_flops(8, 4, 0, 3), "c_out must be"),
+    (lambda: flops.dense_flops(-3, 4), "in_features must be"),
+    (lambda: flops.dense_flops(3, 4, batch=1.5), "batch must be"),
+    (lambda: flops.conv2d_params(3, 0, 3), "c_out must be"),
+])
+def test_formula_helpers_reject_bad_sizes(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_transposed_size_is_never_negative():
+  assert flops.conv_transpose_output_size(1, 1, p=1) == 0
+  # Negative padding crops, as lax pads: still a valid output length.
+  assert flops.conv_output_size(8, 3, p=(-1, 0)) == 5
