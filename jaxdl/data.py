@@ -19,9 +19,12 @@ Two datasets are provided:
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import pickle
+import posixpath
 import tarfile
+import zlib
 from typing import Any, NamedTuple
 
 import jax
@@ -88,6 +91,11 @@ class _CifarUnpickler(pickle.Unpickler):
       ("numpy.core.multiarray", "scalar"),
       ("numpy._core.multiarray", "scalar"),
       ("_codecs", "encode"),  # How Python 3 writes bytes in protocol 2.
+      # Empty bytes (b"") and bytearrays: harmless constructors.
+      ("__builtin__", "bytes"),
+      ("builtins", "bytes"),
+      ("__builtin__", "bytearray"),
+      ("builtins", "bytearray"),
   }
 
   def find_class(self, module: str, name: str) -> Any:
@@ -97,14 +105,23 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def _unpickle(raw: bytes, source: str) -> dict[str, Any]:
-  """Reads one CIFAR pickle (protocol 2 from Python 2, or any later one)."""
+  """Reads one CIFAR pickle (protocol 2 from Python 2, or any later one).
+
+  The pickle must fill the whole file: two batches written one after the
+  other, or bytes appended to one, are an error rather than ignored.
+  """
+  stream = io.BytesIO(raw)
   try:
     # latin1 is how Python 3 reads the Python 2 pickles of the release.
-    entry = _CifarUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    entry = _CifarUnpickler(stream, encoding="latin1").load()
   except Exception as err:  # pickle raises many types on corrupt input.
     raise ValueError(
         f"{source} is not a readable CIFAR-10 pickle (truncated or "
         f"corrupt?): {type(err).__name__}: {err}") from err
+  if stream.tell() != len(raw):
+    raise ValueError(
+        f"{source} has trailing data after its pickle ("
+        f"{len(raw) - stream.tell()} of {len(raw)} bytes unread).")
   if not isinstance(entry, dict):
     raise ValueError(f"{source} must hold a dict, got {type(entry).__name__}.")
   return {k.decode() if isinstance(k, bytes) else k: v
@@ -154,26 +171,58 @@ def _cifar_reader(path: str):
 
     return read_file
 
+  return _archive_reader(path)
+
+
+def _archive_reader(path: str):
+  """Returns ``read(name) -> (bytes, source)`` for a CIFAR-10 tar archive.
+
+  Only the files directly in the folder that holds ``test_batch`` count, so
+  that a batch of the same name elsewhere (a backup, another copy) can never
+  stand in for one of the release.
+  """
+  wanted = {*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE, CIFAR10_META_FILE}
+  found: dict[str, bytes] = {}  # Normalised member path -> contents.
+  repeated: set[str] = set()
   try:
     with tarfile.open(path, "r:*") as archive:
-      members = {}
-      for member in archive.getmembers():
-        if member.isfile():
-          members[os.path.basename(member.name)] = archive.extractfile(
-              member).read()
+      for member in archive:  # In stream order: no seeking back.
+        name = posixpath.normpath(member.name)
+        if member.isfile() and posixpath.basename(name) in wanted:
+          if name in found:
+            repeated.add(name)
+          found[name] = archive.extractfile(member).read()
       # Reading the compressed stream to its end makes gzip (bz2, xz) check
       # its checksum, which the tar members alone never reach.
       while archive.fileobj.read(1 << 20):
         pass
-  except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+  except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error,
+          lzma.LZMAError) as err:
     raise ValueError(f"CIFAR-10 archive {path} cannot be read (truncated or "
                      f"corrupt?): {type(err).__name__}: {err}") from err
+  folders = sorted({posixpath.dirname(name) for name in found
+                    if posixpath.basename(name) == CIFAR10_TEST_FILE})
+  if not folders:
+    raise FileNotFoundError(
+        f"CIFAR-10 archive {path} has no batch file {CIFAR10_TEST_FILE}.")
+  if len(folders) > 1:
+    raise ValueError(
+        f"CIFAR-10 archive {path} is ambiguous: {CIFAR10_TEST_FILE} is in "
+        f"several folders ({', '.join(map(repr, folders))}).")
+  folder = folders[0]
+  members: dict[str, bytes] = {}  # Path relative to the folder -> contents.
+  for name, contents in found.items():
+    if posixpath.dirname(name) == folder:
+      if name in repeated:
+        raise ValueError(f"CIFAR-10 archive {path} holds {name} more than "
+                         "once; which copy is the batch is ambiguous.")
+      members[posixpath.basename(name)] = contents
 
   def read_member(name: str) -> tuple[bytes, str]:
     if name not in members:
       raise FileNotFoundError(
           f"CIFAR-10 archive {path} has no batch file {name}.")
-    return members[name], f"{path}:{name}"
+    return members[name], f"{path}:{posixpath.join(folder, name)}"
 
   return read_member
 
@@ -189,7 +238,8 @@ def load_cifar10(path: str | os.PathLike[str]) -> Dataset:
 
   Args:
     path: the ``cifar-10-batches-py`` folder, a folder containing it, or the
-      ``cifar-10-python.tar.gz`` archive.
+      ``cifar-10-python.tar.gz`` archive; a leading ``~`` is expanded. In an
+      archive only the files beside ``test_batch`` are read.
 
   Returns:
     A :class:`Dataset`: images ``uint8 [N, 32, 32, 3]`` (50,000 train and
@@ -197,14 +247,16 @@ def load_cifar10(path: str | os.PathLike[str]) -> Dataset:
 
   Raises:
     FileNotFoundError: naming ``path`` or the missing batch file.
-    ValueError: naming the file that is truncated, corrupt or has arrays of
-      the wrong size, dtype or label range.
+    ValueError: naming the file that is truncated, corrupt, has trailing
+      data or arrays of the wrong size, dtype or label range, or the archive
+      in which the batch files are ambiguous (``test_batch`` in two folders,
+      a batch file twice).
 
   References:
     Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009;
     the reader of ``torchvision.datasets.CIFAR10``.
   """
-  path = os.fspath(path)
+  path = os.path.expanduser(os.fspath(path))
   if not os.path.exists(path):
     raise FileNotFoundError(f"CIFAR-10 path {path} does not exist.")
   read = _cifar_reader(path)
@@ -226,10 +278,17 @@ def load_cifar10(path: str | os.PathLike[str]) -> Dataset:
     pass  # The names are fixed; the meta file is optional.
   else:
     names = _unpickle(raw, source).get("label_names")
-    if names is None or len(names) != 10:
-      raise ValueError(f"{source}: 'label_names' must list 10 class names.")
-    class_names = tuple(n.decode() if isinstance(n, bytes) else str(n)
-                        for n in names)
+    if not isinstance(names, (list, tuple)) or len(names) != 10 or not all(
+        isinstance(n, (str, bytes)) for n in names):
+      raise ValueError(
+          f"{source}: 'label_names' must list 10 class names (a list of str "
+          f"or bytes), got {type(names).__name__} {names!r:.80}.")
+    try:
+      class_names = tuple(n.decode() if isinstance(n, bytes) else n
+                          for n in names)
+    except UnicodeDecodeError as err:
+      raise ValueError(f"{source}: 'label_names' are not UTF-8 text: "
+                       f"{err}") from err
   return Dataset(train_images, train_labels, test_images, test_labels,
                  class_names)
 
@@ -309,9 +368,13 @@ def normalize(images: ArrayLike, *, mean: tuple[float, ...] = TUTORIAL_MEAN,
                        f"(one per channel), got {len(value)}.")
   if min(std) <= 0:
     raise ValueError(f"std must be positive, got {std}.")
-  mean_arr = jnp.asarray(mean, jnp.float32)
-  std_arr = jnp.asarray(std, jnp.float32)
-  return (images.astype(jnp.float32) / 255.0 - mean_arr) / std_arr
+  # (x / 255 - mean) / std as (x - 255 mean) / (255 std), with the scaled
+  # constants rounded once from float64: the default is (x - 127.5) / 127.5,
+  # exact at 0 -> -1 and 255 -> 1 also under jit, where XLA multiplies by
+  # the reciprocal (x / 255 then gave 1.0000001 for 255).
+  mean_arr = jnp.asarray(np.multiply(mean, 255.0), jnp.float32)
+  std_arr = jnp.asarray(np.multiply(std, 255.0), jnp.float32)
+  return (images.astype(jnp.float32) - mean_arr) / std_arr
 
 
 def batch_indices(num_examples: int, *, batch_size: int,

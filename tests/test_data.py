@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import lzma
 import os
 import pickle
 import tarfile
+import zlib
 
 import chex
 import jax
@@ -195,6 +198,133 @@ def test_cifar_archive_missing_member(cifar, tmp_path):
     data.load_cifar10(archive_path)
 
 
+def _tar_bytes(folder: str) -> bytes:
+  """The uncompressed tar of a CIFAR folder, as the release packs it."""
+  buf = io.BytesIO()
+  with tarfile.open(fileobj=buf, mode="w") as archive:
+    archive.add(folder, arcname=data.CIFAR10_FOLDER)
+  return buf.getvalue()
+
+
+def test_cifar_archive_ignores_batches_in_other_folders(cifar, tmp_path):
+  """A same-named batch outside the release folder never replaces one."""
+  other = write_cifar(str(tmp_path / "other"), np.random.default_rng(1), n=3)
+  archive_path = tmp_path / "cifar.tar.gz"
+  with tarfile.open(archive_path, "w:gz") as archive:
+    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+    # Added last, so a reader keyed by file name alone would pick it.
+    archive.add(os.path.join(other, "data_batch_1"),
+                arcname="old_backup/data_batch_1")
+    archive.add(os.path.join(other, "data_batch_2"),
+                arcname=f"{data.CIFAR10_FOLDER}/old/data_batch_2")
+  got = data.load_cifar10(archive_path)
+  for a, b in zip(data.load_cifar10(cifar), got):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("extra, message", [
+    # A second complete copy: which folder is the release is ambiguous.
+    ("copy/cifar-10-batches-py", r"ambiguous: test_batch is in several "
+                                 r"folders \('cifar-10-batches-py', 'copy/"),
+    # The same member twice: tar extraction would keep the last one.
+    ("cifar-10-batches-py/data_batch_3",
+     r"holds cifar-10-batches-py/data_batch_3 more than once"),
+], ids=["test_batch_in_two_folders", "member_twice"])
+def test_cifar_archive_with_ambiguous_members(cifar, tmp_path, extra,
+                                              message):
+  archive_path = tmp_path / "cifar.tar.gz"
+  with tarfile.open(archive_path, "w:gz") as archive:
+    archive.add(cifar, arcname=data.CIFAR10_FOLDER)
+    source = cifar if extra.startswith("copy") else os.path.join(
+        cifar, "data_batch_4")
+    archive.add(source, arcname=extra)
+  with pytest.raises(ValueError, match=f"cifar.tar.gz.*{message}"):
+    data.load_cifar10(archive_path)
+
+
+def test_cifar_corrupt_compressed_streams(cifar, tmp_path):
+  """Codec errors (zlib, lzma) are ValueErrors naming the archive."""
+  raw = _tar_bytes(cifar)
+  # gzip: half the tar deflates, then comes a block of the reserved type 3.
+  deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+  gz = (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        + deflate.compress(raw[:len(raw) // 2])
+        + deflate.flush(zlib.Z_FULL_FLUSH)
+        + b"\x07" + bytes(64))
+  # xz: one byte changed in the middle of the compressed stream.
+  xz = bytearray(lzma.compress(raw))
+  xz[len(xz) // 2] ^= 0xff
+  for name, contents, error in (("bad.tar.gz", gz, "error"),
+                                ("bad.tar.xz", bytes(xz), "LZMAError")):
+    path = tmp_path / name
+    path.write_bytes(contents)
+    with pytest.raises(ValueError,
+                       match=f"{name} cannot be read.*{error}"):
+      data.load_cifar10(path)
+
+
+def test_cifar_empty_bytes_and_bytearray_fields(tmp_path, rng):
+  """b"" pickles as builtins.bytes() in protocol 2; it must load."""
+  entry = _batch(rng, 4)
+  entry[b"batch_label"] = b""
+  entry[b"filenames"] = [bytearray(), bytearray(b"1.png"), b"", b"3.png"]
+  folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_5": entry})
+  assert b"bytes" in open(os.path.join(folder, "data_batch_5"), "rb").read()
+  got = data.load_cifar10(folder)
+  np.testing.assert_array_equal(
+      got.train_images[24:28].transpose(0, 3, 1, 2).reshape(4, -1),
+      entry[b"data"])
+  # Other builtins stay forbidden.
+  evil = b"c__builtin__\neval\n(S'1'\ntR."
+  folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_5": evil})
+  with pytest.raises(ValueError, match="forbidden global __builtin__.eval"):
+    data.load_cifar10(folder)
+
+
+def test_cifar_expands_user_home(tmp_path, rng, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.setenv("USERPROFILE", str(tmp_path))
+  folder = write_cifar(str(tmp_path), rng)
+  got = data.load_cifar10(f"~/{data.CIFAR10_FOLDER}")
+  np.testing.assert_array_equal(got.test_images,
+                                data.load_cifar10(folder).test_images)
+
+
+@pytest.mark.parametrize("names", [
+    5,
+    "abcdefghij",  # A string of 10 letters is not 10 names.
+    list(range(10)),
+    [b"\xff"] * 10,  # Not UTF-8.
+], ids=["int", "str", "ints", "not_utf8"])
+def test_cifar_rejects_bad_label_names(tmp_path, rng, names):
+  folder = write_cifar(str(tmp_path), rng, overrides={
+      data.CIFAR10_META_FILE: {b"label_names": names}})
+  with pytest.raises(ValueError, match="batches.meta: 'label_names'"):
+    data.load_cifar10(folder)
+
+
+def test_cifar_label_names_from_meta(tmp_path, rng):
+  names = tuple(f"class {i}" for i in range(10))
+  folder = write_cifar(str(tmp_path), rng, overrides={
+      data.CIFAR10_META_FILE: {b"label_names": names}})
+  assert data.load_cifar10(folder).class_names == names
+
+
+@pytest.mark.parametrize("tail", ["data_batch_2", b"\n", b"garbage"],
+                         ids=["second_batch", "newline", "garbage"])
+def test_cifar_rejects_trailing_data(cifar, tail):
+  """Two batches in one file, or bytes after a pickle, are not ignored."""
+  path = os.path.join(cifar, "data_batch_1")
+  if isinstance(tail, str):
+    with open(os.path.join(cifar, tail), "rb") as f:
+      tail = f.read()
+  with open(path, "ab") as f:
+    f.write(tail)
+  with pytest.raises(ValueError, match=(
+      f"data_batch_1 has trailing data after its pickle \\({len(tail)} of")):
+    data.load_cifar10(cifar)
+
+
 def test_load_digits():
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   ds = data.load_digits()
@@ -246,6 +376,18 @@ def test_normalize_matches_tutorial_transform(rng):
 def test_normalize_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     data.normalize(jnp.zeros((2, 2, 3), jnp.uint8), **kwargs)
+
+
+def test_normalize_default_is_exact_at_the_ends():
+  """Under jit too, 0 -> -1 and 255 -> 1 exactly, all values in [-1, 1]."""
+  pixels = np.arange(256, dtype=np.uint8)[:, None].repeat(3, axis=1)
+  expected = (pixels / 255.0 - 0.5) / 0.5  # float64
+  for out in (jax.jit(data.normalize)(pixels), data.normalize(pixels)):
+    out = np.asarray(out)
+    np.testing.assert_array_equal(out[[0, 255]], [[-1.0] * 3, [1.0] * 3])
+    assert out.min() == -1.0 and out.max() == 1.0
+    # Inside, within 1 float32 ulp at 1.0 (XLA divides by the reciprocal).
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2 ** -23)
 
 
 def test_batch_indices_is_a_padded_permutation(key):
