@@ -227,6 +227,11 @@ def test_match_notes_errors_are_fixed():
   # No ground truth: max([]) raises; jaxdl returns all false positives.
   with pytest.raises(ValueError):
     ref.notes_get_tp_fp_fn([[0, 0, 10, 10]], [], 0.5, iou)
+  alone = detection.match_detections(np.array([[0., 0., 10., 10.]]),
+                                     np.array([0.9]), np.zeros((0, 4)))
+  np.testing.assert_array_equal(alone.fp, [True])
+  np.testing.assert_array_equal(alone.tp, [False])
+  np.testing.assert_array_equal(alone.gt_index, [-1])
   # Sorting by x1: the notes visit the right box (x1 = 1, score 0.1) before
   # the better-scored left one; jaxdl gives the gt to the higher score.
   dts = [[0, 0, 10, 10], [1, 0, 11, 10]]
@@ -295,14 +300,12 @@ def test_voc_ap_float32_masked_batched_jit(use_07_metric, rng):
     return jax.vmap(lambda a, b, c: detection.voc_ap(
         a, b, use_07_metric=use_07_metric, mask=c))(r, p, m)
 
-  got = batched(recall.astype(np.float32), precision.astype(np.float32),
-                mask)
-  batched(recall.astype(np.float32), precision.astype(np.float32), ~mask)
-  assert got.dtype == jnp.float32
-  for b in range(6):
-    want = ref.voc_ap(recall[b][mask[b]], precision[b][mask[b]],
-                      use_07_metric)
-    np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-6)
+  for m in (mask, ~mask):  # the second call reuses the compiled function
+    got = batched(recall.astype(np.float32), precision.astype(np.float32), m)
+    assert got.dtype == jnp.float32
+    for b in range(6):
+      want = ref.voc_ap(recall[b][m[b]], precision[b][m[b]], use_07_metric)
+      np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-6)
 
 
 def test_voc_ap_edge_cases_and_gradient():
