@@ -355,6 +355,7 @@ def _outer_product_dot(primitive: Any, lhs: jax.Array, rhs: jax.Array, *,
   of writing the gradient out from a matmul call."""
   (lhs_contract, rhs_contract), batch = dimension_numbers
   if (any(batch) or lhs.ndim != 2 or rhs.ndim != 2
+      or len(lhs_contract) != 1 or len(rhs_contract) != 1
       or lhs.shape[lhs_contract[0]] > _OUTER_PRODUCTS_MAX):
     return primitive.bind(lhs, rhs, dimension_numbers=dimension_numbers,
                           **params)

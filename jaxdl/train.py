@@ -134,7 +134,19 @@ def create_train_state(key: jax.Array, model: nn.Module,
 
   Returns:
     A :class:`TrainState` at step 0.
+
+  Raises:
+    ValueError: ``model`` or ``tx`` is not hashable (a Flax module with a
+      list attribute: use a tuple); both are static in every jitted step.
   """
+  for name, value in (("model", model), ("tx", tx)):
+    try:
+      hash(value)
+    except TypeError as err:
+      raise ValueError(
+          f"{name} must be hashable, as jit's static arguments are (a Flax "
+          f"module attribute that is a list should be a tuple): {err}"
+      ) from None
   sample = jnp.asarray(sample_inputs)
   return _init_state(model, tx, key,
                      jax.ShapeDtypeStruct(sample.shape, sample.dtype))
@@ -270,6 +282,40 @@ def _gather_batch(images: jax.Array, labels: jax.Array, batch: data.Batches,
   return jax.lax.with_sharding_constraint((x, y, batch.mask), sharding)
 
 
+def _check_int(minimum: int, **values: Any) -> None:
+  for name, value in values.items():
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+        or value < minimum):
+      raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+
+
+def _num_classes(state: TrainState, images: np.ndarray,
+                 preprocess: Callable[[jax.Array], jax.Array]) -> int:
+  """The number of logits the model gives for ``images`` (traced only)."""
+  sample = jax.ShapeDtypeStruct((1, *images.shape[1:]), images.dtype)
+  logits = jax.eval_shape(
+      lambda params, x: _apply(state, params, preprocess(x), train=False)[0],
+      state.params, sample)
+  return logits.shape[-1]
+
+
+def _replicate(tree: Any, sharding: NamedSharding) -> Any:
+  """``tree`` placed on ``sharding``. Across processes, arrays that live on
+  one device go through the host: ``device_put`` cannot move them to other
+  processes' devices (typed PRNG keys as their key data)."""
+
+  def place(x):
+    if (jax.process_count() == 1 or not isinstance(x, jax.Array)
+        or x.sharding.is_equivalent_to(sharding, x.ndim)):
+      return jax.device_put(x, sharding)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(place(jax.random.key_data(x)),
+                                      impl=jax.random.key_impl(x))
+    return jax.device_put(np.asarray(x), sharding)
+
+  return jax.tree.map(place, tree)
+
+
 def _on_cpu(sharding: NamedSharding) -> bool:
   return sharding.mesh.devices.flat[0].platform == "cpu"
 
@@ -375,12 +421,21 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
     max_to_keep: keep only the newest checkpoints (None keeps all).
 
   Raises:
-    ValueError: ``directory`` already holds checkpoint ``epoch`` (orbax
-      would skip the save and keep the old one).
+    ValueError: ``directory`` already holds checkpoint ``epoch`` or a later
+      one (orbax would skip the save); ``max_to_keep`` below 1.
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  _check_max_to_keep(max_to_keep)
   manager = _checkpointer(directory, max_to_keep)
   try:
+    latest = manager.latest_step()
+    if latest is not None and epoch <= latest:
+      exists = epoch in manager.all_steps()
+      raise ValueError(
+          f"checkpoint {epoch} already exists in {directory}; it was kept, "
+          "nothing was saved." if exists else
+          f"epoch {epoch} is not after the latest checkpoint {latest} in "
+          f"{directory}; nothing was saved.")
     saved = manager.save(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardSave(_state_tree(state)),
         history=ocp.args.JsonSave(dict(history or {}))))
@@ -388,8 +443,15 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
   finally:
     manager.close()
   if not saved:
-    raise ValueError(f"checkpoint {epoch} already exists in {directory}; "
-                     "it was kept, nothing was saved.")
+    raise ValueError(f"orbax did not save checkpoint {epoch} in {directory}.")
+
+
+def _check_max_to_keep(max_to_keep: int | None) -> None:
+  if max_to_keep is not None and (not isinstance(max_to_keep, int)
+                                  or isinstance(max_to_keep, bool)
+                                  or max_to_keep < 1):
+    raise ValueError(f"max_to_keep must be None or an int >= 1 (0 would "
+                     f"delete every checkpoint), got {max_to_keep!r}.")
 
 
 def restore_checkpoint(
@@ -507,13 +569,20 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
     A :class:`FitResult`.
 
   Raises:
-    ValueError: bad sizes; ``checkpoint_dir`` holding checkpoints without
-      ``resume`` (they would be neither continued nor replaced), or more
-      epochs than ``epochs``; a corrupt checkpoint when resuming (see
+    ValueError: bad sizes (non-int counts, an empty set, test images of
+      another shape than the train images, a batch size that the mesh does
+      not divide); labels outside ``[0, num_classes)`` for the model's
+      ``num_classes`` logits (as PyTorch's ``CrossEntropyLoss`` refuses
+      them); ``max_to_keep`` below 1; ``checkpoint_dir`` holding checkpoints
+      without ``resume`` (they would be neither continued nor replaced), or
+      more epochs than ``epochs``; a corrupt checkpoint when resuming (see
       :func:`restore_checkpoint`).
   """
-  if epochs < 0:
-    raise ValueError(f"epochs must be >= 0, got {epochs}.")
+  _check_int(0, epochs=epochs)
+  _check_int(1, batch_size=batch_size)
+  if eval_batch_size is not None:
+    _check_int(1, eval_batch_size=eval_batch_size)
+  _check_max_to_keep(max_to_keep)
   if resume and checkpoint_dir is None:
     raise ValueError("resume=True needs a checkpoint_dir.")
   mesh = data_mesh() if mesh is None else mesh
@@ -521,7 +590,7 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
     raise ValueError(f"mesh must have a {DATA_AXIS!r} axis, got "
                      f"{mesh.axis_names}.")
   num_shards = mesh.shape[DATA_AXIS]
-  if batch_size < 1 or batch_size % num_shards:
+  if batch_size % num_shards:
     raise ValueError(f"batch_size must be a positive multiple of the "
                      f"{num_shards} devices of the mesh, got {batch_size}.")
   if eval_batch_size is None:
@@ -533,14 +602,29 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
 
   replicated = NamedSharding(mesh, P())
   sharded = NamedSharding(mesh, P(DATA_AXIS))
-  put = functools.partial(jax.device_put, device=replicated)
-  train_images, train_labels = put(np.asarray(train_images)), put(
-      np.asarray(train_labels))
-  _check_batch(train_images, train_labels, None)
+  put = functools.partial(_replicate, sharding=replicated)
+  sets = [("train", np.asarray(train_images), np.asarray(train_labels))]
   if has_test:
-    test_images, test_labels = put(np.asarray(test_images)), put(
-        np.asarray(test_labels))
-    _check_batch(test_images, test_labels, None)
+    sets.append(("test", np.asarray(test_images), np.asarray(test_labels)))
+  num_classes = None
+  for name, images, labels in sets:
+    _check_batch(images, labels, None)
+    if not len(labels):
+      raise ValueError(f"{name}_images must hold at least one image.")
+    if images.shape[1:] != sets[0][1].shape[1:]:
+      raise ValueError(f"{name}_images must have the train images' shape "
+                       f"[N, {', '.join(map(str, sets[0][1].shape[1:]))}], "
+                       f"got {images.shape}.")
+    if num_classes is None:
+      num_classes = _num_classes(state, images, preprocess)
+    if labels.min() < 0 or labels.max() >= num_classes:
+      raise ValueError(
+          f"{name}_labels must be class indices in [0, {num_classes}) (the "
+          f"model's {num_classes} logits), got values from {labels.min()} "
+          f"to {labels.max()}.")
+  train_images, train_labels = map(put, sets[0][1:])
+  if has_test:
+    test_images, test_labels = map(put, sets[1][1:])
 
   history: dict[str, list[float]] = {}
   start = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import chex
 import flax.linen as nn
@@ -302,16 +303,69 @@ def test_restore_errors(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": 0}, "batch_size must be a positive multiple"),
-    ({"epochs": -1}, "epochs must be >= 0"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"batch_size": 8.0}, "batch_size must be an int >= 1"),
+    ({"epochs": -1}, "epochs must be an int >= 0"),
+    ({"epochs": 1.5}, "epochs must be an int >= 0"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be an int >= 1"),
+    ({"max_to_keep": 0}, "max_to_keep must be None or an int >= 1"),
     ({"resume": True}, "resume=True needs a checkpoint_dir"),
     ({"test_images": np.zeros((2, 32, 32, 3), np.uint8)},
      "test_images and test_labels must be given together"),
+    ({"test_images": np.zeros((0, 32, 32, 3), np.uint8),
+      "test_labels": np.zeros(0, np.int32)}, "test_images must hold"),
+    ({"test_images": np.zeros((2, 28, 28, 3), np.uint8),
+      "test_labels": np.zeros(2, np.int32)},
+     r"test_images must have the train images' shape \[N, 32, 32, 3\]"),
+    ({"test_images": np.zeros((2, 32, 32, 3), np.uint8),
+      "test_labels": np.array([0, 10], np.int32)},
+     r"test_labels must be class indices in \[0, 10\)"),
 ])
-def test_fit_bad_arguments(dataset, kwargs, message):
-  kwargs = {"epochs": 1, "batch_size": 8, **kwargs}
+def test_fit_bad_arguments(dataset, kwargs, message, tmp_path):
+  kwargs = {"epochs": 1, "batch_size": 8, "checkpoint_dir": tmp_path,
+            **kwargs}
+  if kwargs.get("resume"):
+    kwargs.pop("checkpoint_dir")
   with pytest.raises(ValueError, match=message):
     train.fit(_state(), dataset[0], dataset[1], **kwargs)
+  assert not list(tmp_path.iterdir())  # Nothing ran, nothing was written.
+
+
+def test_fit_rejects_negative_train_labels(dataset):
+  """Torch's CrossEntropyLoss raises; they would add 0 loss but count."""
+  labels = np.array(dataset[1])
+  labels[3] = -1
+  with pytest.raises(ValueError, match="train_labels must be class indices"):
+    train.fit(_state(), dataset[0], labels, epochs=1, batch_size=8)
+
+
+def test_unhashable_model_is_a_clear_error():
+  class ListMLP(nn.Module):
+    features: list
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+      del train
+      return nn.Dense(self.features[-1])(x.reshape(x.shape[0], -1))
+
+  with pytest.raises(ValueError, match="model must be hashable.*tuple"):
+    _state(model=ListMLP([16, 10]))
+  _state(model=ListMLP((16, 10)))  # The tuple works.
+
+
+def test_save_checkpoint_says_why_it_did_not_save(tmp_path):
+  state = _state()
+  for epoch in (1, 2):
+    train.save_checkpoint(tmp_path, state, epoch=epoch)
+  with pytest.raises(ValueError, match="checkpoint 2 already exists"):
+    train.save_checkpoint(tmp_path, state, epoch=2)
+  shutil.rmtree(tmp_path / "1")
+  with pytest.raises(ValueError, match="epoch 1 is not after the latest "
+                     "checkpoint 2"):
+    train.save_checkpoint(tmp_path, state, epoch=1)
+  with pytest.raises(ValueError, match="max_to_keep"):
+    train.save_checkpoint(tmp_path, state, epoch=3, max_to_keep=0)
+  assert train.latest_checkpoint(tmp_path) == 2
 
 
 # ------------------------------------------------------------ the main job

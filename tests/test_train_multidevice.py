@@ -77,3 +77,56 @@ def test_eight_cpu_devices_match_one_device():
   np.testing.assert_allclose(out["loss_eight"], out["loss_one"], rtol=1e-5)
   np.testing.assert_allclose(out["logits"][1], out["logits"][0], rtol=1e-5,
                              atol=1e-6)
+
+
+
+# argv: "<port> <process id>" for one of two processes, or "single".
+_PROCESS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    import numpy as np
+    if sys.argv[1] != "single":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+      jax.distributed.initialize(f"localhost:{sys.argv[1]}", num_processes=2,
+                                 process_id=int(sys.argv[2]))
+      assert jax.process_count() == 2 and jax.device_count() == 2
+    from jaxdl import optim, train
+    from jaxdl.nn import ToyNet
+
+    labels = (np.arange(16) % 10).astype(np.int32)  # same data everywhere
+    images = (labels[:, None, None, None] * 25
+              + np.zeros((16, 32, 32, 3), np.int32)).astype(np.uint8)
+    state = train.create_train_state(
+        jax.random.key(0), ToyNet(), optim.sgd(0.01, momentum=0.9),
+        np.zeros((1, 32, 32, 3), np.float32))
+    result = train.fit(state, images, labels, epochs=1, batch_size=8,
+                       test_images=images[:4], test_labels=labels[:4])
+    print(json.dumps({"loss": result.history["step_loss"]}))
+""")
+
+
+def test_two_processes_fit_as_one():
+  """``fit`` after ``jax.distributed.initialize`` (two CPU processes of one
+  device each) equals one process: the state, created on one local device,
+  is placed on the global mesh through the host (device_put refused it)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def start(*args):
+    return subprocess.Popen(
+        [sys.executable, "-c", _PROCESS_SCRIPT, *args], env=env, cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+  procs = [start(str(port), str(i)) for i in range(2)] + [start("single")]
+  losses = []
+  for proc in procs:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    losses.append(json.loads(out.strip().splitlines()[-1])["loss"])
+  assert len(losses[0]) == 2 and losses[0] == losses[1]
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  np.testing.assert_allclose(losses[0], losses[2], rtol=1e-5)

@@ -226,6 +226,18 @@ def test_short_contractions_as_outer_products_keep_values(rng, k, contract):
   _close(got, mixed(a16, b16), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("contract", [((0, 1), (0, 1)), ((), ())])
+def test_dots_without_exactly_one_contraction_stay_dots(rng, contract):
+  """tensordot(axes=2) is a scalar and an outer einsum has no contraction:
+  the outer-product form (one contracting axis) gave an [8, 8] matrix and
+  an IndexError."""
+  a = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)
+  b = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)
+  dot = lambda a, b: jax.lax.dot_general(a, b, (contract, ((), ())))
+  got = jax.jit(_xla_cpu.fast_path(dot))(a, b)
+  _close(got, dot(a, b), rtol=1e-5, atol=1e-5)
+
+
 def test_fit_on_cpu_matches_plain_train_steps(rng):
   """The epoch scan (both rewrites) equals train_step applied batch by batch
   without them, for ToyNet, whose first layer is rewritten."""
