@@ -14,8 +14,11 @@ data loading, loss, optimizers, metrics and FLOPs, each epoch one jitted
 Without a dataset download it trains on scikit-learn's digits (resized to
 32x32x3). It writes to ``--workdir`` (default ``runs/<dataset>-<model>``):
 ``report.md``, ``curves.png``, ``roc.png``, ``pr.png``, ``confusion.png`` and
-orbax checkpoints in ``checkpoints/`` (one per epoch; ``--resume`` continues
-from the last one and ends with the parameters of an uninterrupted run).
+orbax checkpoints in ``checkpoints/`` (after every epoch, the newest 3 kept).
+``--resume`` continues from the last one, with the settings recorded in
+``run.json`` (a change is an error), and ends with the parameters of an
+uninterrupted run; without it, a run replaces the old checkpoints once it
+has saved its first.
 
 Several hosts: start the same command on every host with ``--distributed``
 (which calls ``jax.distributed.initialize()``; on a cluster manager such as
@@ -28,6 +31,10 @@ with two CPU processes on one machine, tests/test_train_multidevice.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import json
+import math
 import os
 import shutil
 import time
@@ -105,11 +112,16 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
 
 
 def _plain_optax(make: Any, lr: float) -> optax.GradientTransformation | None:
-  """``make(lr)`` if it is a transformation that ``update(grads, state,
-  params)`` drives (tried on abstract values); None for the rest of optax's
-  callables (``lbfgs`` needs the loss, ``global_norm`` is no optimizer)."""
+  """``make(lr)`` if ``make`` takes a ``learning_rate`` first and gives a
+  transformation that ``update(grads, state, params)`` drives (tried on
+  abstract values); None for the rest of optax's callables (``lbfgs`` needs
+  the loss, ``global_norm`` is no optimizer, ``scale`` and ``clip`` would
+  step up the gradient: their updates are not negated)."""
   params = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
   try:
+    first = next(iter(inspect.signature(make).parameters), None)
+    if first != "learning_rate":
+      return None
     tx = make(lr)
     jax.eval_shape(lambda p: tx.update(p, tx.init(p), p), params)
   except Exception:  # pylint: disable=broad-except
@@ -279,8 +291,9 @@ def write_report(path: str, *, config: dict[str, Any], dataset: data.Dataset,
       f"{results['macro_roc_auc']:.4f}",
       f"- time per epoch: {np.median(epoch_seconds):.3f} s median "
       f"({images_per_second:,.0f} train images/s); compilation "
-      f"{sum(history['compile_seconds']):.2f} s; whole run "
-      f"{wall_seconds:.1f} s (data loading, training, evaluation, report)",
+      f"{history['compile_seconds'][-1]:.2f} s; whole run "
+      f"{wall_seconds:.1f} s (data loading, training, evaluation, report; "
+      "with --resume, of this invocation)",
       "", "## Per-class metrics", "",
       _table(["class", "precision", "recall", "F1", "support", "ROC-AUC"],
              [(n, results["precision"][c], results["recall"][c],
@@ -307,6 +320,55 @@ def write_report(path: str, *, config: dict[str, Any], dataset: data.Dataset,
 # --------------------------------------------------------------------- main
 
 
+# The settings a --resume must share with the run it continues.
+_RUN_KEYS = ("dataset", "data_dir", "model", "optimizer", "lr", "batch_size",
+             "seed")
+
+
+def _check_same_run(workdir: str, config: dict[str, Any]) -> None:
+  """Writes ``run.json`` (the settings of the run in ``workdir``); with
+  ``--resume``, first checks them against the checkpointed run's."""
+  path = os.path.join(workdir, "run.json")
+  settings = {key: config[key] for key in _RUN_KEYS}
+  if config["resume"] and os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    changed = [f"--{key.replace('_', '-')} {saved.get(key)!r} -> "
+               f"{settings[key]!r}" for key in _RUN_KEYS
+               if saved.get(key) != settings[key]]
+    if changed:
+      raise ValueError(
+          f"--resume continues the run in {workdir} with its settings; "
+          f"these differ: {', '.join(changed)}.")
+  with open(path, "w") as f:
+    json.dump(settings, f)
+
+
+@contextlib.contextmanager
+def _replacing(checkpoint_dir: str, *, replace: bool):
+  """A fresh run's old checkpoints are moved aside, and deleted once the
+  new run has saved its first checkpoint (call the yielded function); a run
+  that fails before that puts them back."""
+  old = checkpoint_dir + ".replaced"
+  if not (replace and os.path.isdir(checkpoint_dir)):
+    yield lambda: None
+    return
+  shutil.rmtree(old, ignore_errors=True)
+  os.rename(checkpoint_dir, old)
+
+  def replaced():
+    shutil.rmtree(old, ignore_errors=True)
+
+  try:
+    yield replaced
+  except BaseException:
+    if os.path.isdir(old):
+      shutil.rmtree(checkpoint_dir, ignore_errors=True)
+      os.rename(old, checkpoint_dir)
+    raise
+  replaced()
+
+
 def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
   """Trains, evaluates and writes the report, plots and checkpoints."""
   start = time.perf_counter()
@@ -319,14 +381,15 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
                                    sample)
   os.makedirs(workdir, exist_ok=True)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
-  if not config["resume"] and os.path.isdir(checkpoint_dir):
-    shutil.rmtree(checkpoint_dir)  # A fresh run replaces the old one.
-  result = train.fit(
-      state, dataset.train_images, dataset.train_labels,
-      epochs=config["epochs"], batch_size=config["batch_size"],
-      test_images=dataset.test_images, test_labels=dataset.test_labels,
-      checkpoint_dir=checkpoint_dir, resume=config["resume"], max_to_keep=3,
-      progress=config["progress"])
+  _check_same_run(workdir, config)
+  with _replacing(checkpoint_dir, replace=not config["resume"]) as replaced:
+    result = train.fit(
+        state, dataset.train_images, dataset.train_labels,
+        epochs=config["epochs"], batch_size=config["batch_size"],
+        test_images=dataset.test_images, test_labels=dataset.test_labels,
+        checkpoint_dir=checkpoint_dir, resume=config["resume"],
+        max_to_keep=3, progress=config["progress"],
+        callback=lambda epoch, history: replaced())
   results = evaluate_predictions(result.test_logits, dataset.test_labels,
                                  num_classes)
   summary = flops.summary(model, sample, train=False)
@@ -378,6 +441,12 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if config[key] < 1:
       parser.error(f"--{key.replace('_', '-')} must be >= 1, got "
                    f"{config[key]}.")
+  if not (math.isfinite(config["lr"]) and config["lr"] > 0):
+    parser.error(f"--lr must be a positive number, got {config['lr']}.")
+  try:
+    make_optimizer(config["optimizer"], config["lr"])
+  except ValueError as err:
+    parser.error(str(err))
   if config["workdir"] is None:
     config["workdir"] = os.path.join("runs",
                                      f"{config['dataset']}-{config['model']}")

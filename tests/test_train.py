@@ -396,6 +396,33 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
                "devices: 1 x cpu"):
     assert text in report, text
   assert "| airplane |" in report  # class names from batches.meta
+  # --resume with other settings than the checkpointed run's: refused.
+  with pytest.raises(ValueError, match="these differ: --lr 0.01 -> 0.02"):
+    main_job.main(["--dataset", "cifar10", "--data-dir", folder, "--epochs",
+                   "4", "--batch-size", "8", "--lr", "0.02", "--optimizer",
+                   "adam", "--workdir", str(workdir), "--resume",
+                   "--no-progress"])
+  assert train.latest_checkpoint(workdir / "checkpoints") == 3
+
+
+def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
+  # pylint: disable-next=g-import-not-at-top
+  from experiments import train as main_job
+  checkpoints = tmp_path / "checkpoints"
+  checkpoints.mkdir()
+  (checkpoints / "old").write_text("x")
+  with pytest.raises(RuntimeError):  # Fails before its first checkpoint.
+    with main_job._replacing(str(checkpoints), replace=True):
+      assert not checkpoints.exists()
+      checkpoints.mkdir()
+      raise RuntimeError
+  assert (checkpoints / "old").exists()
+  with main_job._replacing(str(checkpoints), replace=True) as replaced:
+    checkpoints.mkdir()
+    (checkpoints / "new").write_text("y")
+    replaced()  # The first new checkpoint is saved.
+    assert not (tmp_path / "checkpoints.replaced").exists()
+  assert [p.name for p in checkpoints.iterdir()] == ["new"]
 
 
 def test_main_job_options():
@@ -411,11 +438,15 @@ def test_main_job_options():
   for name in (*main_job.OPTIMIZERS, "optax-adamw", "optax-lion"):
     assert isinstance(main_job.make_optimizer(name, 0.1),
                       optax.GradientTransformation), name
+  # Not optimizers that (grads, state) drive, or (scale, clip) ones whose
+  # updates are not negated: they would climb the loss.
   for name in ("optax-nothing", "optax-lbfgs", "optax-global_norm",
-               "optax-chain"):  # Not optimizers that (grads, state) drive.
+               "optax-chain", "optax-scale", "optax-clip"):
     with pytest.raises(ValueError, match="--optimizer must be one of"):
       main_job.make_optimizer(name, 0.1)
-  for bad in (["--epochs", "0"], ["--batch-size", "0"]):
+  for bad in (["--epochs", "0"], ["--batch-size", "0"], ["--lr", "-0.01"],
+              ["--lr", "inf"], ["--optimizer", "optax-scale"],
+              ["--optimizer", "adamw"]):
     with pytest.raises(SystemExit):
       main_job.parse_args(bad)
   with pytest.raises(ValueError, match="--model must be one of"):
