@@ -14,7 +14,7 @@ Same inputs for every peer, float32:
   Python loop for one iteration on a 20k-point subset.
 * silhouette on 10k x 16 and kNN (10k train, 1k queries, k = 5).
 Times are medians after compilation; compile time is the first call of a
-fresh ``jax.jit``.
+fresh ``jax.jit`` less a steady call.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def bench_auc_ap(repeats: int) -> str:
         ("average_precision", metrics.average_precision,
          skm.average_precision_score)):
       jitted = jax.jit(fn)
-      compile_s = benchutil.first_call_time(lambda: jitted(s_dev, y_dev))
+      compile_s = benchutil.compile_time(lambda: jitted(s_dev, y_dev))
       t_jax = benchutil.median_time(lambda: jitted(s_dev, y_dev),
                                     repeats=repeats)
       t_sk = benchutil.median_time(lambda: sk_fn(labels, scores),
@@ -106,7 +106,7 @@ def bench_auc_ap(repeats: int) -> str:
   s_dev, y_dev = jax.device_put(scores), jax.device_put(labels)
   binned = jax.jit(lambda s, y: metrics.binned_roc_auc(
       metrics.binned_update(metrics.binned_init(1000), s, y)))
-  compile_s = benchutil.first_call_time(lambda: binned(s_dev, y_dev))
+  compile_s = benchutil.compile_time(lambda: binned(s_dev, y_dev))
   t_binned = benchutil.median_time(lambda: binned(s_dev, y_dev),
                                    repeats=repeats)
   t_sk = benchutil.median_time(lambda: skm.roc_auc_score(labels, scores),
@@ -139,7 +139,7 @@ def bench_kmeans(repeats: int) -> str:
   x_dev, init_dev = jax.device_put(x), jax.device_put(init)
   key = jax.random.key(0)
   run = jax.jit(lambda x, c: cluster.kmeans(key, x, k, init=c))
-  compile_s = benchutil.first_call_time(lambda: run(x_dev, init_dev))
+  compile_s = benchutil.compile_time(lambda: run(x_dev, init_dev))
   t_jax = benchutil.median_time(lambda: run(x_dev, init_dev),
                                 repeats=max(3, repeats // 2))
   result = run(x_dev, init_dev)
@@ -157,7 +157,7 @@ def bench_kmeans(repeats: int) -> str:
   sub_dev = jax.device_put(sub)
   one_iter = jax.jit(lambda x, c: cluster.kmeans(key, x, k, init=c,
                                                  max_iter=1))
-  compile_s = benchutil.first_call_time(lambda: one_iter(sub_dev, init_dev))
+  compile_s = benchutil.compile_time(lambda: one_iter(sub_dev, init_dev))
   t_jax = benchutil.median_time(lambda: one_iter(sub_dev, init_dev),
                                 repeats=repeats)
   t_notes = benchutil.median_time(
@@ -178,7 +178,7 @@ def bench_silhouette_knn(repeats: int) -> str:
   labels = KMeans(16, n_init=1, random_state=0).fit(x).labels_
   x_dev, l_dev = jax.device_put(x), jax.device_put(labels)
   sil = jax.jit(lambda x, l: cluster.silhouette_score(x, l, num_clusters=16))
-  compile_s = benchutil.first_call_time(lambda: sil(x_dev, l_dev))
+  compile_s = benchutil.compile_time(lambda: sil(x_dev, l_dev))
   t_jax = benchutil.median_time(lambda: sil(x_dev, l_dev), repeats=3)
   t_sk = benchutil.median_time(lambda: skm.silhouette_score(x, labels),
                                repeats=3)
@@ -191,7 +191,7 @@ def bench_silhouette_knn(repeats: int) -> str:
   knn = jax.jit(lambda a, b, q: cluster.knn_predict(a, b, q, k=5,
                                                     num_classes=10))
   args = [jax.device_put(v) for v in (x, train_y, query)]
-  compile_s = benchutil.first_call_time(lambda: knn(*args))
+  compile_s = benchutil.compile_time(lambda: knn(*args))
   t_jax = benchutil.median_time(lambda: knn(*args), repeats=repeats)
   clf = KNeighborsClassifier(n_neighbors=5).fit(x, train_y)
   t_sk = benchutil.median_time(lambda: clf.predict(query), repeats=3)

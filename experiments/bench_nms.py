@@ -267,13 +267,13 @@ def compare_cores() -> list[list]:
 
 
 def main() -> None:
-  env = benchutil.environment(["opencv-python-headless"])
   size_rows, mismatches = compare_sizes()
   vmap_rows = compare_vmap()
   memory_rows = measure_memory()
   tile_rows = compare_tile_sizes()
   floor_rows = ranking_floor()
   core_rows = compare_cores()
+  env = benchutil.environment(["opencv-python-headless"])  # load at the end
   body = "\n\n".join([
       "CPU, float32, IoU threshold 0.5, score threshold 0. Median wall "
       "time per call after compilation. The contenders of a row are timed "
@@ -287,8 +287,8 @@ def main() -> None:
       "inside a caller's jit it compiles with that jit's options. "
       "Uniform: corners U(0, 1000), sides U(10, 100), scores U(0, 1). "
       "Clustered: N jittered candidates around 20 objects "
-      "(`tests/reference/nms.py`). The machine (2 cores) was shared with "
-      "other jobs, so single figures can be noisy.",
+      f"(`tests/reference/nms.py`). The machine ({os.cpu_count()} cores) "
+      "was shared with other jobs, so single figures can be noisy.",
       "## jaxdl `nms` vs OpenCV `cv2.dnn.NMSBoxes` vs the notes' NumPy loop",
       benchutil.markdown_table(
           ["boxes", "N", "kept", "jaxdl", "OpenCV", "notes NumPy",
