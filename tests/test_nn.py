@@ -199,6 +199,15 @@ def test_pixel_shuffle_torch_order(rng):
 
 
 def test_pixel_shuffle_bad_upscale():
+  # A NumPy int works (its message had claimed it did not divide); a bool
+  # is no factor.
+  assert jnn.pixel_shuffle(jnp.ones((1, 2, 2, 4)), np.int64(2)).shape == (
+      1, 4, 4, 1)
+  with pytest.raises(ValueError, match="upscale"):
+    jnn.pixel_shuffle(jnp.ones((1, 2, 2, 4)), True)
+  with pytest.raises(ValueError, match="groups"):
+    jnn.conv2d_im2col(jnp.ones((1, 4, 4, 2)), jnp.ones((1, 1, 1, 2)),
+                      groups=2.0)
   with pytest.raises(ValueError, match="upscale"):
     jnn.pixel_shuffle(jnp.ones((1, 2, 2, 6)), 2)
   with pytest.raises(ValueError, match="upscale"):
@@ -494,6 +503,23 @@ def test_vit_shapes_jit_dropout_grads(rng):
     (lambda: jnn.ConvBNAct(4, 3, groups=2), (1, 8, 8, 3), "groups"),
     (lambda: jnn.ConvBNAct(4, 3, groups=0), (1, 8, 8, 4), "groups"),
     (lambda: jnn.Bottleneck(6, groups=4), (1, 8, 8, 6), "groups"),
+    # Silently run with zero blocks, cropped, or crashed unnamed before.
+    (lambda: jnn.ViT(4, 8, -1, 2, 16, 10), (1, 8, 8, 3), "depth"),
+    (lambda: jnn.ViT(4, 0, 1, 2, 16, 10), (1, 8, 8, 3), "hidden_size"),
+    (lambda: jnn.ViT(4, 8, 1, 2, 16, 0), (1, 8, 8, 3), "num_classes"),
+    (lambda: jnn.ViT(4, 8, 1, 2, 16, 10, dropout=1.5), (1, 8, 8, 3),
+     "dropout"),
+    (lambda: jnn.C3(8, num_blocks=-2), (1, 8, 8, 8), "num_blocks"),
+    (lambda: jnn.C3(8, expansion=0.0), (1, 8, 8, 8), "expansion"),
+    (lambda: jnn.C3(8, expansion=-1.0), (1, 8, 8, 8), "expansion"),
+    (lambda: jnn.TransformerBlock(8, 2, -1), (1, 4, 4, 8), "num_layers"),
+    (lambda: jnn.ConvBNAct(8, 3, padding=-1), (1, 8, 8, 8), "padding"),
+    (lambda: jnn.ConvBNAct(8, 0), (1, 8, 8, 8), "kernel_size"),
+    (lambda: jnn.ConvBNAct(8, 3, strides=0), (1, 8, 8, 8), "strides"),
+    (lambda: jnn.ConvBNAct(8, 3), (8, 8, 8), "x must have shape"),
+    (lambda: jnn.ResNeXtBlock(8, strides=0), (1, 8, 8, 3), "strides"),
+    (lambda: jnn.DepthwiseSeparableConv(8), (1, 1, 8, 8, 8),
+     "x must have shape"),
 ])
 def test_block_hyperparameters_raise_value_error(module, shape, match):
   with pytest.raises(ValueError, match=match):
@@ -519,3 +545,162 @@ def test_toynet_param_count_equals_pytorch_net():
       self.fc3 = torch.nn.Linear(84, 10)
 
   assert n == sum(p.numel() for p in Net().parameters())
+
+
+# ------------------------------------------------ dtypes and weight ports
+
+
+def test_conv_transpose_promotes_integer_and_half_inputs():
+  """Integer inputs had truncated the float kernel to their dtype (0.5 -> 0),
+  half ones computed in half precision and returned float32 only with a
+  bias; now both promote to float32 as Flax's layers do."""
+  kernel = {"kernel": jnp.full((2, 2, 1, 1), 0.5, jnp.float32)}
+  layer = jnn.ConvTranspose2d(1, 2, strides=2, use_bias=False)
+  ones = jnp.ones((1, 2, 2, 1))
+  want = layer.apply({"params": kernel}, ones)
+  for dtype in (jnp.int32, jnp.bfloat16, jnp.float16):
+    got = layer.apply({"params": kernel}, ones.astype(dtype))
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, want)
+  biased = jnn.ConvTranspose2d(1, 1)
+  params = {"kernel": jnp.full((1, 1, 1, 1), 1.001, jnp.float32),
+            "bias": jnp.zeros(1, jnp.float32)}
+  x = jnp.full((1, 1, 1, 1), 1000.0, jnp.bfloat16)
+  for layer, p in ((biased, params), (jnn.ConvTranspose2d(1, 1, use_bias=False),
+                                      {"kernel": params["kernel"]})):
+    y = layer.apply({"params": p}, x)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, 1001.0, rtol=1e-6)
+
+
+def test_dropout_rejects_integer_inputs(key):
+  with pytest.raises(ValueError, match="x must be floating point"):
+    jnn.dropout(key, jnp.ones(8, jnp.int32), 0.3)
+
+
+def test_vit_equals_torch_pre_norm_encoder(rng):
+  """ViT with ported weights equals torch's pre-norm TransformerEncoderLayer
+  stack (exact GELU, LayerNorm eps 1e-6, class-token head)."""
+  torch = pytest.importorskip("torch")
+  patch, dim, depth, heads, mlp, classes = 4, 16, 2, 4, 32, 5
+  torch.manual_seed(0)
+  embed = torch.nn.Conv2d(3, dim, patch, patch)
+  cls = torch.randn(1, 1, dim)
+  pos = torch.randn(1, 17, dim) * 0.5
+  blocks = [torch.nn.TransformerEncoderLayer(
+      dim, heads, mlp, dropout=0.0, activation="gelu", layer_norm_eps=1e-6,
+      batch_first=True, norm_first=True).eval() for _ in range(depth)]
+  norm, head = torch.nn.LayerNorm(dim, eps=1e-6), torch.nn.Linear(dim, classes)
+  for module in [norm, *blocks]:  # LayerNorm affine terms away from 1 / 0.
+    for sub in module.modules():
+      if isinstance(sub, torch.nn.LayerNorm):
+        torch.nn.init.normal_(sub.weight, 1.0, 0.3)
+        torch.nn.init.normal_(sub.bias, 0.0, 0.3)
+  t = lambda a: a.detach().numpy()
+  split = dim // heads
+
+  def attention(m):
+    w, b = t(m.in_proj_weight), t(m.in_proj_bias)
+    qkv = {name: {"kernel": w[i * dim:(i + 1) * dim].T.reshape(
+        dim, heads, split), "bias": b[i * dim:(i + 1) * dim].reshape(
+            heads, split)} for i, name in enumerate(("query", "key", "value"))}
+    qkv["out"] = {"kernel": t(m.out_proj.weight).T.reshape(heads, split, dim),
+                  "bias": t(m.out_proj.bias)}
+    return qkv
+
+  dense = lambda m: {"kernel": t(m.weight).T, "bias": t(m.bias)}
+  layer_norm = lambda m: {"scale": t(m.weight), "bias": t(m.bias)}
+  params = {"embedding": {"kernel": t(embed.weight).transpose(2, 3, 1, 0),
+                          "bias": t(embed.bias)},
+            "cls": t(cls), "pos_embedding": t(pos), "ln": layer_norm(norm),
+            "head": dense(head)}
+  for i, b in enumerate(blocks):
+    params[f"block_{i}"] = {
+        "ln1": layer_norm(b.norm1), "ln2": layer_norm(b.norm2),
+        "attn": attention(b.self_attn),
+        "mlp": {"fc1": dense(b.linear1), "fc2": dense(b.linear2)}}
+  x = rng.standard_normal((2, 16, 16, 3)).astype(np.float32)
+  with torch.no_grad():
+    tokens = embed(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+    tokens = torch.cat([cls.expand(2, -1, -1),
+                        tokens.flatten(2).transpose(1, 2)], 1) + pos
+    for b in blocks:
+      tokens = b(tokens)
+    want = t(head(norm(tokens)[:, 0]))
+  got = jnn.ViT(patch, dim, depth, heads, mlp, classes).apply(
+      {"params": params}, x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_c3_equals_yolov5_in_eval_and_train(rng):
+  """C3 (grouped bottlenecks) with ported weights equals a port of YOLOv5's
+  common.py Conv / Bottleneck / C3: outputs in eval and train mode, and the
+  running mean after a training step (BatchNorm eps 1e-3, momentum 0.03)."""
+  torch = pytest.importorskip("torch")
+  tnn = torch.nn
+  torch.manual_seed(0)
+
+  def conv(c1, c2, k=1, g=1):  # YOLOv5 Conv: conv, BN, SiLU
+    return tnn.Sequential(tnn.Conv2d(c1, c2, k, 1, k // 2, groups=g,
+                                     bias=False),
+                          tnn.BatchNorm2d(c2, eps=1e-3, momentum=0.03),
+                          tnn.SiLU())
+
+  hidden = 4  # C3(8, 8, n=2, g=2): c_ = int(8 * 0.5)
+  cv1, cv2, cv3 = conv(8, hidden), conv(8, hidden), conv(2 * hidden, 8)
+  blocks = [(conv(hidden, hidden), conv(hidden, hidden, 3, g=2))
+            for _ in range(2)]
+  layers = [cv1, cv2, cv3, *[c for pair in blocks for c in pair]]
+  for c in layers:
+    with torch.no_grad():
+      bn = c[1]
+      bn.running_mean.normal_(0, 0.5)
+      bn.running_var.uniform_(0.5, 2.0)
+      bn.weight.normal_(1.0, 0.2)
+      bn.bias.normal_(0.0, 0.2)
+
+  def forward(x):
+    y = cv1(x)
+    for a, b in blocks:
+      y = y + b(a(y))
+    return cv3(torch.cat([y, cv2(x)], 1))
+
+  t = lambda a: a.detach().numpy().copy()
+
+  def ported(c):
+    return ({"conv": {"kernel": t(c[0].weight).transpose(2, 3, 1, 0)},
+             "bn": {"scale": t(c[1].weight), "bias": t(c[1].bias)}},
+            {"bn": {"mean": t(c[1].running_mean), "var": t(c[1].running_var)}})
+
+  def variables():
+    params, stats = {}, {}
+    for name, c in (("cv1", cv1), ("cv2", cv2), ("cv3", cv3)):
+      params[name], stats[name] = ported(c)
+    for i, pair in enumerate(blocks):
+      params[f"m_{i}"], stats[f"m_{i}"] = {}, {}
+      for name, c in zip(("cv1", "cv2"), pair):
+        params[f"m_{i}"][name], stats[f"m_{i}"][name] = ported(c)
+    return {"params": params, "batch_stats": stats}
+
+  x = rng.standard_normal((2, 5, 6, 8)).astype(np.float32)
+  tx = torch.from_numpy(x.transpose(0, 3, 1, 2))
+  c3 = jnn.C3(8, num_blocks=2, groups=2)
+  before = variables()
+  for module in layers:
+    module.eval()
+  with torch.no_grad():
+    want = t(forward(tx)).transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(c3.apply(before, x), want, rtol=1e-5,
+                             atol=1e-5)
+  for module in layers:
+    module.train()
+  with torch.no_grad():
+    want = t(forward(tx)).transpose(0, 2, 3, 1)
+  got, updates = c3.apply(before, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  after = variables()["batch_stats"]
+  means = lambda tree: [leaf for path, leaf in
+                        jax.tree_util.tree_leaves_with_path(tree)
+                        if "mean" in jax.tree_util.keystr(path)]
+  for got_mean, want_mean in zip(means(updates["batch_stats"]), means(after)):
+    np.testing.assert_allclose(got_mean, want_mean, rtol=1e-5, atol=1e-6)

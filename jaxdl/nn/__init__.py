@@ -1,4 +1,10 @@
-"""Flax linen modules (NHWC)."""
+"""Flax linen modules (NHWC).
+
+Dtypes follow Flax's layers: parameters are float32, and an input of
+another dtype (integer, float16, bfloat16) is promoted with them, so the
+modules compute and return float32. They have no ``dtype`` /
+``param_dtype`` fields; for half-precision compute, cast the parameters.
+"""
 
 from jaxdl.nn.conv import ConvTranspose2d
 from jaxdl.nn.conv import DepthwiseSeparableConv

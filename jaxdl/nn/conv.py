@@ -68,7 +68,8 @@ def conv2d_im2col(x: ArrayLike, kernel: ArrayLike, *, strides=1,
                      f"got shape {tuple(kernel.shape)}.")
   n, h, w, c_in = x.shape
   kh, kw, c_group, c_out = kernel.shape
-  if groups < 1 or c_in != c_group * groups or c_out % groups:
+  positive_int(groups, "groups")
+  if c_in != c_group * groups or c_out % groups:
     raise ValueError(
         f"groups={groups} does not fit x channels {c_in} and kernel shape "
         f"{tuple(kernel.shape)}: need Cin = groups * kernel.shape[2] and "
@@ -126,7 +127,8 @@ def pixel_shuffle(x: ArrayLike, upscale: int) -> jax.Array:
   x = jnp.asarray(x)
   _check_rank4(x, "x")
   r = upscale
-  if not isinstance(r, int) or r < 1 or x.shape[-1] % (r * r):
+  positive_int(r, "upscale")
+  if x.shape[-1] % (r * r):
     raise ValueError(f"upscale must be a positive int whose square divides "
                      f"the channels {x.shape[-1]}, got {upscale!r}.")
   n, h, w, c = x.shape
@@ -206,8 +208,12 @@ class ConvTranspose2d(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         (*kernel_size, x.shape[-1], self.features))
     pads = self.dilated_input_padding()
+    # As Flax's own layers: the input and the float32 kernel promote to a
+    # common dtype (float32 for integer or half inputs). Casting the kernel
+    # to the input's dtype made an int32 input truncate the weights to 0.
+    x, kernel = nn.dtypes.promote_dtype(x, kernel)
     y = lax.conv_general_dilated(
-        x, kernel[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
+        x, kernel[::-1, ::-1], window_strides=(1, 1),
         padding=pads, lhs_dilation=strides, rhs_dilation=dilation,
         dimension_numbers=_DIMENSION_NUMBERS)
     if self.use_bias:
@@ -240,6 +246,9 @@ class DepthwiseSeparableConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
+    _check_rank4(x, "x")
+    for name in ("features", "kernel_size", "strides", "dilation"):
+      positive_int(getattr(self, name), name)
     c_in = x.shape[-1]
     x = nn.Conv(c_in, (self.kernel_size,) * 2, strides=self.strides,
                 padding=self.padding, kernel_dilation=self.dilation,
@@ -276,8 +285,11 @@ class ResNeXtBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    """Maps ``[N, H, W, Cin]`` to ``[N, H/strides, W/strides, features]``."""
+    """Maps ``[N, H, W, Cin]`` to ``[N, ceil(H/strides), ceil(W/strides),
+    features]``."""
     _check_rank4(x, "x")
+    positive_int(self.features, "features")
+    positive_int(self.strides, "strides")
     positive_int(self.cardinality, "cardinality")
     positive_int(self.group_width, "group_width")
     norm = lambda name: nn.BatchNorm(use_running_average=not train,

@@ -26,7 +26,8 @@ def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
     ``[...]`` array of the same shape and dtype as ``x``.
 
   Raises:
-    ValueError: if ``rate`` is outside ``[0, 1)``.
+    ValueError: if ``rate`` is outside ``[0, 1)``, or ``x`` is not floating
+      point (scaled integers would be truncated, as torch refuses them).
 
   References:
     Srivastava et al., "Dropout", JMLR 2014; ``torch.nn.functional.dropout``.
@@ -37,6 +38,8 @@ def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
   if not 0.0 <= rate < 1.0:
     raise ValueError(f"rate must be in [0, 1), got {rate}.")
   x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"x must be floating point, got {x.dtype}.")
   if deterministic or rate == 0.0:
     return x
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)

@@ -83,8 +83,11 @@ class ViT(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[B, H, W, C]`` images (H, W multiples of the patch size) to
     ``[B, num_classes]`` logits."""
-    positive_int(self.patch_size, "patch_size")
-    positive_int(self.num_heads, "num_heads")
+    for name in ("patch_size", "hidden_size", "depth", "num_heads",
+                 "mlp_dim", "num_classes"):
+      positive_int(getattr(self, name), name)
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
     if x.ndim != 4 or x.shape[1] % self.patch_size or (
         x.shape[2] % self.patch_size):
       raise ValueError(f"x must be [B, H, W, C] with H and W multiples of "

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl._checks import positive_int
+from jaxdl._checks import _is_int, as_rank, positive_int
 
 
 class ConvBNAct(nn.Module):
@@ -37,7 +37,13 @@ class ConvBNAct(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
-    positive_int(self.groups, "groups")
+    x = as_rank(x, "x", ("N", "H", "W", "C"))
+    for name in ("features", "kernel_size", "strides", "groups"):
+      positive_int(getattr(self, name), name)
+    if self.padding is not None and not (_is_int(self.padding)
+                                         and self.padding >= 0):
+      raise ValueError(f"padding must be None (autopad) or an int >= 0, got "
+                       f"{self.padding!r}.")
     if x.shape[-1] % self.groups or self.features % self.groups:
       raise ValueError(f"groups={self.groups} must divide the input channels "
                        f"{x.shape[-1]} and features={self.features}.")
@@ -46,9 +52,22 @@ class ConvBNAct(nn.Module):
                 padding=pad, feature_group_count=self.groups, use_bias=False,
                 name="conv")(x)
     # YOLOv5: BatchNorm2d(eps=1e-3, momentum=0.03) in torch's convention.
+    # Flax keeps the biased batch variance in the running variance where
+    # torch keeps the unbiased one (n / (n - 1) times it): outputs agree,
+    # the stored statistic drifts apart slightly in training.
     x = nn.BatchNorm(use_running_average=not train, momentum=0.97,
                      epsilon=1e-3, name="bn")(x)
     return nn.silu(x) if self.act else x
+
+
+def _hidden_channels(features: int, expansion: float) -> int:
+  """YOLOv5's ``int(c2 * e)``, at least 1 channel."""
+  positive_int(features, "features")
+  hidden = int(features * expansion) if expansion > 0 else 0
+  if hidden < 1:
+    raise ValueError(f"expansion={expansion!r} leaves no hidden channels of "
+                     f"features={features}.")
+  return hidden
 
 
 class Bottleneck(nn.Module):
@@ -67,7 +86,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    hidden = int(self.features * self.expansion)
+    hidden = _hidden_channels(self.features, self.expansion)
     y = ConvBNAct(hidden, 1, name="cv1")(x, train=train)
     y = ConvBNAct(self.features, 3, groups=self.groups, name="cv2")(
         y, train=train)
@@ -100,7 +119,8 @@ class C3(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, H, W, features]``."""
-    hidden = int(self.features * self.expansion)
+    positive_int(self.num_blocks, "num_blocks")
+    hidden = _hidden_channels(self.features, self.expansion)
     a = self.inner(ConvBNAct(hidden, 1, name="cv1")(x, train=train),
                    train=train)
     b = ConvBNAct(hidden, 1, name="cv2")(x, train=train)
@@ -154,6 +174,9 @@ class TransformerBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[B, H, W, C1]`` to ``[B, H, W, features]``."""
+    x = as_rank(x, "x", ("B", "H", "W", "C"))
+    positive_int(self.features, "features")
+    positive_int(self.num_layers, "num_layers")
     if x.shape[-1] != self.features:
       x = ConvBNAct(self.features, name="conv")(x, train=train)
     b, h, w, c = x.shape
