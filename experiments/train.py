@@ -429,7 +429,8 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--workdir", default=None,
                       help="output folder (default runs/<dataset>-<model>)")
   parser.add_argument("--resume", action="store_true",
-                      help="continue from the last checkpoint in workdir")
+                      help="continue from the last checkpoint in workdir "
+                           "(from scratch if there is none)")
   parser.add_argument("--no-progress", dest="progress", action="store_false")
   parser.add_argument("--distributed", action="store_true",
                       help="call jax.distributed.initialize() (multi-host)")
