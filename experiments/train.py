@@ -113,20 +113,29 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
 
 def _plain_optax(make: Any, lr: float) -> optax.GradientTransformation | None:
   """``make(lr)`` if ``make`` takes a ``learning_rate`` first and gives a
-  transformation that ``update(grads, state, params)`` drives (tried on
-  abstract values); None for the rest of optax's callables (``lbfgs`` needs
-  the loss, ``global_norm`` is no optimizer, ``scale`` and ``clip`` would
-  step up the gradient: their updates are not negated)."""
-  params = {"w": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  transformation that ``update(grads, state, params)`` drives and whose
+  first two updates descend ``w**2`` (tried on two numbers); None for the rest
+  of optax's callables (``lbfgs`` needs the loss, ``global_norm`` is no
+  optimizer, ``scale``, ``clip`` and ``scale_by_rprop`` would climb: their
+  updates are not negated)."""
+  params = {"w": jnp.array([1.0, -2.0])}
+  grads = {"w": 2 * params["w"]}
   try:
-    first = next(iter(inspect.signature(make).parameters), None)
-    if first != "learning_rate":
+    if next(iter(inspect.signature(make).parameters), None) != (
+        "learning_rate"):
       return None
     tx = make(lr)
-    jax.eval_shape(lambda p: tx.update(p, tx.init(p), p), params)
+    if not isinstance(tx, optax.GradientTransformation):
+      return None
+    state, descent = tx.init(params), 0.0
+    for _ in range(2):  # rprop's first step is 0 (it needs a sign change)
+      updates, state = tx.update(grads, state, params)
+      descent += float(jnp.vdot(updates["w"], grads["w"]))
+    if not descent < 0:
+      return None
   except Exception:  # pylint: disable=broad-except
     return None
-  return tx if isinstance(tx, optax.GradientTransformation) else None
+  return tx
 
 
 def load_dataset(name: str, data_dir: str | None) -> data.Dataset:
@@ -326,8 +335,8 @@ _RUN_KEYS = ("dataset", "data_dir", "model", "optimizer", "lr", "batch_size",
 
 
 def _check_same_run(workdir: str, config: dict[str, Any]) -> None:
-  """Writes ``run.json`` (the settings of the run in ``workdir``); with
-  ``--resume``, first checks them against the checkpointed run's."""
+  """With ``--resume``, checks the settings against those of the run whose
+  checkpoints are in ``workdir`` (its ``run.json``)."""
   path = os.path.join(workdir, "run.json")
   settings = {key: config[key] for key in _RUN_KEYS}
   if config["resume"] and os.path.exists(path):
@@ -340,8 +349,13 @@ def _check_same_run(workdir: str, config: dict[str, Any]) -> None:
       raise ValueError(
           f"--resume continues the run in {workdir} with its settings; "
           f"these differ: {', '.join(changed)}.")
-  with open(path, "w") as f:
-    json.dump(settings, f)
+
+
+def _record_run(workdir: str, config: dict[str, Any]) -> None:
+  """Writes ``run.json``: called once the run has saved a checkpoint, so
+  that it always describes the checkpoints in ``workdir``."""
+  with open(os.path.join(workdir, "run.json"), "w") as f:
+    json.dump({key: config[key] for key in _RUN_KEYS}, f)
 
 
 @contextlib.contextmanager
@@ -350,6 +364,11 @@ def _replacing(checkpoint_dir: str, *, replace: bool):
   new run has saved its first checkpoint (call the yielded function); a run
   that fails before that puts them back."""
   old = checkpoint_dir + ".replaced"
+  if os.path.isdir(old):  # A run killed before it could put them back.
+    if os.path.isdir(checkpoint_dir):  # ... after saving its first: stale.
+      shutil.rmtree(old)
+    else:
+      os.rename(old, checkpoint_dir)
   if not (replace and os.path.isdir(checkpoint_dir)):
     yield lambda: None
     return
@@ -383,13 +402,18 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   _check_same_run(workdir, config)
   with _replacing(checkpoint_dir, replace=not config["resume"]) as replaced:
+
+    def saved(epoch, history):
+      del epoch, history
+      replaced()
+      _record_run(workdir, config)
+
     result = train.fit(
         state, dataset.train_images, dataset.train_labels,
         epochs=config["epochs"], batch_size=config["batch_size"],
         test_images=dataset.test_images, test_labels=dataset.test_labels,
         checkpoint_dir=checkpoint_dir, resume=config["resume"],
-        max_to_keep=3, progress=config["progress"],
-        callback=lambda epoch, history: replaced())
+        max_to_keep=3, progress=config["progress"], callback=saved)
   results = evaluate_predictions(result.test_logits, dataset.test_labels,
                                  num_classes)
   summary = flops.summary(model, sample, train=False)

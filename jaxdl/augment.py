@@ -92,9 +92,9 @@ def _check_non_negative(*, finite: bool = False, **values: float) -> None:
       raise ValueError(f"{name} must be {bound}, got {value}.")
 
 
-def _matrix3x3(matrix: ArrayLike) -> jax.Array:
-  """A float32 ``[3, 3]`` matrix; ``ValueError`` for any other shape."""
-  matrix = jnp.asarray(matrix, jnp.float32)
+def _matrix3x3(matrix: ArrayLike, dtype=jnp.float32) -> jax.Array:
+  """A ``[3, 3]`` matrix of ``dtype``; ``ValueError`` for another shape."""
+  matrix = jnp.asarray(matrix, dtype)
   if matrix.shape != (3, 3):
     raise ValueError(f"matrix must have shape [3, 3], got {matrix.shape}.")
   return matrix
@@ -106,6 +106,12 @@ def _finish(values: jax.Array, dtype) -> jax.Array:
     info = jnp.iinfo(dtype)
     values = jnp.clip(jnp.round(values), info.min, info.max)
   return values.astype(dtype)
+
+
+def _float_dtype(dtype):
+  """Float32, or a wider float ``dtype`` (float64 under x64)."""
+  return jnp.promote_types(dtype, jnp.float32) if jnp.issubdtype(
+      dtype, jnp.floating) else jnp.float32
 
 
 def _masked(boxes: jax.Array, mask: jax.Array) -> jax.Array:
@@ -218,7 +224,8 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   block = jnp.concatenate(
       [jnp.concatenate([images[0], images[1]], axis=1),
        jnp.concatenate([images[2], images[3]], axis=1)], axis=0)
-  fill_value = _finish(jnp.asarray(fill, jnp.float32), images.dtype)
+  fill_value = _finish(jnp.asarray(fill, _float_dtype(images.dtype)),
+                       images.dtype)
   # The block's offset (yc - S, xc - S) lies in [-pad, pad], so it sits in a
   # canvas-sized slice of the block padded by pad. The drawn centre needs
   # only S - S // 2; the pad matters when a warp's gather (as in
@@ -496,7 +503,7 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
   dtype = boxes.dtype
   # float32 at least: float16 corners lose pixels and their areas overflow.
   boxes = boxes.astype(jnp.promote_types(dtype, jnp.float32))
-  matrix = _matrix3x3(matrix).astype(boxes.dtype)
+  matrix = _matrix3x3(matrix, boxes.dtype)
   out_h, out_w = int_pair(size, "size", minimum=1)
   # Masked-out boxes (any values, NaN padding too) are warped as zeros, so
   # that their division by w cannot put NaN into the gradients.
@@ -893,8 +900,9 @@ def letterbox(image: ArrayLike, boxes: ArrayLike, mask: ArrayLike, *,
                                antialias=False)
     resized = _finish(resized, image.dtype)
   padded = jnp.pad(resized, ((top, bottom), (left, right), (0, 0)),
-                   constant_values=_finish(jnp.asarray(fill, jnp.float32),
-                                           image.dtype))
+                   constant_values=_finish(
+                       jnp.asarray(fill, _float_dtype(image.dtype)),
+                       image.dtype))
   factors = jnp.array([new_w / width, new_h / height] * 2, boxes.dtype)
   offsets = jnp.array([left, top] * 2, boxes.dtype)
   return Augmented(image=padded, boxes=_masked(boxes * factors + offsets,

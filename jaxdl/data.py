@@ -18,6 +18,7 @@ Two datasets are provided:
 
 from __future__ import annotations
 
+import functools
 import io
 import lzma
 import os
@@ -91,17 +92,28 @@ class _CifarUnpickler(pickle.Unpickler):
       ("numpy.core.multiarray", "scalar"),
       ("numpy._core.multiarray", "scalar"),
       ("_codecs", "encode"),  # How Python 3 writes bytes in protocol 2.
-      # Empty bytes (b"") and bytearrays: harmless constructors.
-      ("__builtin__", "bytes"),
-      ("builtins", "bytes"),
-      ("__builtin__", "bytearray"),
-      ("builtins", "bytearray"),
   }
+  # Empty bytes (b"") and bytearrays, as protocol 2 writes them: their
+  # constructors, restricted to copying text or bytes (an int argument would
+  # allocate that many bytes from a pickle of a few).
+  _BYTES = {("__builtin__", "bytes"): bytes, ("builtins", "bytes"): bytes,
+            ("__builtin__", "bytearray"): bytearray,
+            ("builtins", "bytearray"): bytearray}
 
   def find_class(self, module: str, name: str) -> Any:
+    if (module, name) in self._BYTES:
+      return functools.partial(_copy_bytes, self._BYTES[module, name])
     if (module, name) not in self._ALLOWED:
       raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
     return super().find_class(module, name)
+
+
+def _copy_bytes(kind: type, *args: Any) -> bytes | bytearray:
+  """``kind()`` or ``kind(text, encoding)`` / ``kind(data)``; no sizes."""
+  if args and not isinstance(args[0], (str, bytes, bytearray)):
+    raise pickle.UnpicklingError(
+        f"{kind.__name__}({type(args[0]).__name__}) is not data")
+  return kind(*args)
 
 
 def _unpickle(raw: bytes, source: str) -> dict[str, Any]:

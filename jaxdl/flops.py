@@ -185,9 +185,11 @@ def conv_output_size(i: int, k: int, *, s: int = 1, p: int | tuple[int, int] = 0
   """
   _check_count(0, i=i)
   _check_count(1, k=k, s=s, d=d)
-  lo, hi = (p, p) if _is_int(p) else tuple(p)
-  if not (_is_int(lo) and _is_int(hi)):  # negative: cropped, as lax pads
+  pair = (p, p) if _is_int(p) else p
+  if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+          and all(_is_int(v) for v in pair)):  # negative: cropped, as lax
     raise ValueError(f"p must be an int or a (low, high) pair, got {p!r}.")
+  lo, hi = pair
   return max((i + lo + hi - d * (k - 1) - 1) // s + 1, 0)
 
 

@@ -464,9 +464,9 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
 
 
 def _check_max_to_keep(max_to_keep: int | None) -> None:
-  if max_to_keep is not None and (not isinstance(max_to_keep, int)
-                                  or isinstance(max_to_keep, bool)
-                                  or max_to_keep < 1):
+  if max_to_keep is not None and (
+      not isinstance(max_to_keep, (int, np.integer))
+      or isinstance(max_to_keep, bool) or max_to_keep < 1):
     raise ValueError(f"max_to_keep must be None or an int >= 1 (0 would "
                      f"delete every checkpoint), got {max_to_keep!r}.")
 

@@ -768,6 +768,16 @@ def test_warp_boxes_and_box_candidates_compute_half_precision_in_float32():
                                        small[:1].astype(dtype))[0])
 
 
+def test_x64_keeps_float64_matrix_and_fill():
+  with jax.enable_x64(True):
+    boxes = np.array([[0.0, 0.0, 300.1000003, 10.0]])
+    moved, _ = augment.warp_boxes(boxes, None, np.eye(3), size=640)
+    assert moved.dtype == np.float64 and float(moved[0, 2]) == 300.1000003
+    out = augment.letterbox(np.ones((4, 6, 1)), np.zeros((1, 4)),
+                            np.ones(1, bool), size=8, fill=0.1)
+    assert float(out.image[0, 0, 0]) == 0.1
+
+
 @pytest.mark.parametrize("strength", [np.float32(0.2), np.int64(1),
                                       jnp.float32(0.2)])
 def test_color_jitter_takes_numpy_and_jax_scalars(strength, key, rng):

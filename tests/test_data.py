@@ -263,13 +263,21 @@ def test_cifar_corrupt_compressed_streams(cifar, tmp_path):
       data.load_cifar10(path)
 
 
+def test_cifar_pickle_cannot_allocate_by_size():
+  """bytearray(n) in a 30-byte pickle would allocate n bytes."""
+  raw = b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x20\x85R."
+  with pytest.raises(ValueError, match=r"bytearray\(int\) is not data"):
+    data._unpickle(raw, "x")  # pylint: disable=protected-access
+
+
 def test_cifar_empty_bytes_and_bytearray_fields(tmp_path, rng):
   """b"" pickles as builtins.bytes() in protocol 2; it must load."""
   entry = _batch(rng, 4)
   entry[b"batch_label"] = b""
   entry[b"filenames"] = [bytearray(), bytearray(b"1.png"), b"", b"3.png"]
   folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_5": entry})
-  assert b"bytes" in open(os.path.join(folder, "data_batch_5"), "rb").read()
+  with open(os.path.join(folder, "data_batch_5"), "rb") as f:
+    assert b"bytes" in f.read()
   got = data.load_cifar10(folder)
   np.testing.assert_array_equal(
       got.train_images[24:28].transpose(0, 3, 1, 2).reshape(4, -1),

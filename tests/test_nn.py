@@ -576,6 +576,22 @@ def test_conv_transpose_promotes_integer_and_half_inputs():
 def test_dropout_rejects_integer_inputs(key):
   with pytest.raises(ValueError, match="x must be floating point"):
     jnn.dropout(key, jnp.ones(8, jnp.int32), 0.3)
+  ints = jnp.arange(4)  # Nothing dropped: returned as is, as torch does.
+  assert jnn.dropout(key, ints, 0.3, deterministic=True) is ints
+  assert jnn.dropout(key, ints, 0.0) is ints
+
+
+def test_blocks_take_flax_pair_forms_and_zero_blocks():
+  """The size checks keep what Flax (and YOLOv5's n = 0) accept."""
+  x = jnp.ones((1, 8, 8, 8))
+  for module, shape in (
+      (jnn.ConvBNAct(8, 3, padding=(1, 1)), (1, 8, 8, 8)),
+      (jnn.DepthwiseSeparableConv(8, strides=(2, 2)), (1, 4, 4, 8)),
+      (jnn.ResNeXtBlock(8, strides=(2, 2), cardinality=2, group_width=2),
+       (1, 4, 4, 8)),
+      (jnn.C3(8, num_blocks=0), (1, 8, 8, 8))):
+    out = module.apply(module.init(jax.random.key(0), x), x)
+    assert out.shape == shape, module
 
 
 def test_vit_equals_torch_pre_norm_encoder(rng):

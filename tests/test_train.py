@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -366,6 +367,8 @@ def test_save_checkpoint_says_why_it_did_not_save(tmp_path):
   with pytest.raises(ValueError, match="max_to_keep"):
     train.save_checkpoint(tmp_path, state, epoch=3, max_to_keep=0)
   assert train.latest_checkpoint(tmp_path) == 2
+  train.save_checkpoint(tmp_path, state, epoch=3, max_to_keep=np.int64(5))
+  assert train.latest_checkpoint(tmp_path) == 3
 
 
 # ------------------------------------------------------------ the main job
@@ -403,6 +406,19 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
                    "adam", "--workdir", str(workdir), "--resume",
                    "--no-progress"])
   assert train.latest_checkpoint(workdir / "checkpoints") == 3
+  # A fresh run that fails before its first checkpoint leaves the old run,
+  # and its run.json, in place.
+  def fail(*args, **kwargs):
+    raise RuntimeError("interrupted")
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(main_job.train, "fit", fail)
+    with pytest.raises(RuntimeError):
+      main_job.main(["--dataset", "cifar10", "--data-dir", folder,
+                     "--lr", "0.02", "--workdir", str(workdir),
+                     "--no-progress"])
+  assert json.loads((workdir / "run.json").read_text())["lr"] == 0.01
+  assert train.latest_checkpoint(workdir / "checkpoints") == 3
 
 
 def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
@@ -423,6 +439,11 @@ def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
     replaced()  # The first new checkpoint is saved.
     assert not (tmp_path / "checkpoints.replaced").exists()
   assert [p.name for p in checkpoints.iterdir()] == ["new"]
+  # A run killed before it could put the old ones back: the next run does.
+  os.rename(checkpoints, tmp_path / "checkpoints.replaced")
+  with main_job._replacing(str(checkpoints), replace=False):
+    assert [p.name for p in checkpoints.iterdir()] == ["new"]
+  assert not (tmp_path / "checkpoints.replaced").exists()
 
 
 def test_main_job_options():
@@ -435,13 +456,16 @@ def test_main_job_options():
   cifar = main_job.parse_args(["--dataset", "cifar10", "--data-dir", "x"])
   # The tutorial's settings on CIFAR-10.
   assert (cifar["epochs"], cifar["batch_size"], cifar["lr"]) == (2, 4, 0.001)
-  for name in (*main_job.OPTIMIZERS, "optax-adamw", "optax-lion"):
+  for name in (*main_job.OPTIMIZERS, "optax-adamw", "optax-lion",
+               "optax-sgd", "optax-adafactor", "optax-lamb", "optax-rmsprop",
+               "optax-rprop"):
     assert isinstance(main_job.make_optimizer(name, 0.1),
                       optax.GradientTransformation), name
   # Not optimizers that (grads, state) drive, or (scale, clip) ones whose
   # updates are not negated: they would climb the loss.
   for name in ("optax-nothing", "optax-lbfgs", "optax-global_norm",
-               "optax-chain", "optax-scale", "optax-clip"):
+               "optax-chain", "optax-scale", "optax-clip",
+               "optax-scale_by_rprop"):
     with pytest.raises(ValueError, match="--optimizer must be one of"):
       main_job.make_optimizer(name, 0.1)
   for bad in (["--epochs", "0"], ["--batch-size", "0"], ["--lr", "-0.01"],

@@ -79,7 +79,6 @@ def test_eight_cpu_devices_match_one_device():
                              atol=1e-6)
 
 
-
 # argv: "<port> <process id>" for one of two processes, or "single".
 _PROCESS_SCRIPT = textwrap.dedent("""
     import json, sys

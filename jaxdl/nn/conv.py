@@ -247,8 +247,10 @@ class DepthwiseSeparableConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
     _check_rank4(x, "x")
-    for name in ("features", "kernel_size", "strides", "dilation"):
-      positive_int(getattr(self, name), name)
+    positive_int(self.features, "features")
+    positive_int(self.kernel_size, "kernel_size")
+    for name in ("strides", "dilation"):  # ints or pairs, as Flax takes
+      int_pair(getattr(self, name), name, minimum=1)
     c_in = x.shape[-1]
     x = nn.Conv(c_in, (self.kernel_size,) * 2, strides=self.strides,
                 padding=self.padding, kernel_dilation=self.dilation,
@@ -289,7 +291,7 @@ class ResNeXtBlock(nn.Module):
     features]``."""
     _check_rank4(x, "x")
     positive_int(self.features, "features")
-    positive_int(self.strides, "strides")
+    int_pair(self.strides, "strides", minimum=1)
     positive_int(self.cardinality, "cardinality")
     positive_int(self.group_width, "group_width")
     norm = lambda name: nn.BatchNorm(use_running_average=not train,

@@ -27,7 +27,8 @@ def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
 
   Raises:
     ValueError: if ``rate`` is outside ``[0, 1)``, or ``x`` is not floating
-      point (scaled integers would be truncated, as torch refuses them).
+      point when elements are dropped (scaled integers would be truncated;
+      torch refuses them too).
 
   References:
     Srivastava et al., "Dropout", JMLR 2014; ``torch.nn.functional.dropout``.
@@ -38,9 +39,9 @@ def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
   if not 0.0 <= rate < 1.0:
     raise ValueError(f"rate must be in [0, 1), got {rate}.")
   x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise ValueError(f"x must be floating point, got {x.dtype}.")
   if deterministic or rate == 0.0:
     return x
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"x must be floating point, got {x.dtype}.")
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
   return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl._checks import _is_int, as_rank, positive_int
+from jaxdl._checks import _is_int, as_rank, int_pair, positive_int
 
 
 class ConvBNAct(nn.Module):
@@ -38,12 +38,11 @@ class ConvBNAct(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
     x = as_rank(x, "x", ("N", "H", "W", "C"))
-    for name in ("features", "kernel_size", "strides", "groups"):
+    for name in ("features", "kernel_size", "groups"):
       positive_int(getattr(self, name), name)
-    if self.padding is not None and not (_is_int(self.padding)
-                                         and self.padding >= 0):
-      raise ValueError(f"padding must be None (autopad) or an int >= 0, got "
-                       f"{self.padding!r}.")
+    int_pair(self.strides, "strides", minimum=1)
+    if _is_int(self.padding) and self.padding < 0:  # else Flax's forms
+      raise ValueError(f"padding must be >= 0 (torch), got {self.padding}.")
     if x.shape[-1] % self.groups or self.features % self.groups:
       raise ValueError(f"groups={self.groups} must divide the input channels "
                        f"{x.shape[-1]} and features={self.features}.")
@@ -58,6 +57,12 @@ class ConvBNAct(nn.Module):
     x = nn.BatchNorm(use_running_average=not train, momentum=0.97,
                      epsilon=1e-3, name="bn")(x)
     return nn.silu(x) if self.act else x
+
+
+def _non_negative_int(value: int, name: str) -> None:
+  """As YOLOv5's ``n``: 0 blocks is an empty ``nn.Sequential``."""
+  if not _is_int(value) or value < 0:
+    raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
 
 
 def _hidden_channels(features: int, expansion: float) -> int:
@@ -119,7 +124,7 @@ class C3(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, H, W, features]``."""
-    positive_int(self.num_blocks, "num_blocks")
+    _non_negative_int(self.num_blocks, "num_blocks")
     hidden = _hidden_channels(self.features, self.expansion)
     a = self.inner(ConvBNAct(hidden, 1, name="cv1")(x, train=train),
                    train=train)
@@ -176,7 +181,7 @@ class TransformerBlock(nn.Module):
     """Maps ``[B, H, W, C1]`` to ``[B, H, W, features]``."""
     x = as_rank(x, "x", ("B", "H", "W", "C"))
     positive_int(self.features, "features")
-    positive_int(self.num_layers, "num_layers")
+    _non_negative_int(self.num_layers, "num_layers")
     if x.shape[-1] != self.features:
       x = ConvBNAct(self.features, name="conv")(x, train=train)
     b, h, w, c = x.shape
