@@ -52,20 +52,25 @@ ScalarOrSchedule = float | jax.typing.ArrayLike | Schedule
 def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
   if callable(learning_rate):
     return
-  if isinstance(learning_rate, (str, bytes)):
+  if (learning_rate is None or isinstance(learning_rate, (str, bytes))
+      or np.ndim(learning_rate) or np.iscomplexobj(learning_rate)):
     raise ValueError(
         f"learning_rate must be a number or a schedule, got {learning_rate!r}.")
   try:
     value = float(learning_rate)
-  except (TypeError, jax.errors.ConcretizationTypeError):
+  except jax.errors.ConcretizationTypeError:
     return  # a traced value: cannot be checked here.
+  except TypeError:
+    raise ValueError(f"learning_rate must be a number or a schedule, got "
+                     f"{learning_rate!r}.") from None
   if not value >= 0:  # also rejects NaN
     raise ValueError(
         f"learning_rate must be >= 0 or a schedule, got {learning_rate}.")
 
 
 def _check_number(value: Any, name: str) -> None:
-  if value is None or isinstance(value, (str, bytes)) or np.ndim(value):
+  if (value is None or isinstance(value, (str, bytes)) or np.ndim(value)
+      or np.iscomplexobj(value)):
     raise ValueError(
         f"{name} must be a number, got {value!r}"
         + (" (0 turns it off, where optax takes None)." if value is None
@@ -103,7 +108,12 @@ def _scale_by_learning_rate(updates: Any, learning_rate: ScalarOrSchedule,
                             count: jax.Array) -> Any:
   """``-lr * u`` with ``lr`` evaluated at ``count`` for a schedule."""
   lr = learning_rate(count) if callable(learning_rate) else learning_rate
-  return jax.tree.map(lambda u: jnp.asarray(-lr, u.dtype) * u, updates)
+
+  def scale(u):  # integer leaves step in float32, as optax (not lr -> int)
+    dtype = u.dtype if jnp.issubdtype(u.dtype, jnp.inexact) else jnp.float32
+    return jnp.asarray(-lr, dtype) * u
+
+  return jax.tree.map(scale, updates)
 
 
 def _abs_square(x: jax.Array) -> jax.Array:
@@ -307,7 +317,8 @@ def rmsprop(learning_rate: ScalarOrSchedule, *, decay: float = 0.9,
 
   ``eps_in_sqrt=False`` with ``initial_scale=0`` is ``torch.optim.RMSprop``'s
   denominator (but torch applies the learning rate after momentum, which
-  differs when the learning rate changes).
+  differs when the learning rate changes). Float16 parameters: see
+  :func:`adam` (NaN for a zero gradient, zero steps above about 256).
 
   Args:
     learning_rate: a float ``>= 0`` or a schedule ``step -> lr``.
@@ -430,8 +441,10 @@ def adam(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
 
   The moments have the parameters' dtype, as in optax. With float16
   parameters both ``eps = 1e-8`` and small ``(1 - b2) g**2`` round to 0, so
-  an update can be ``-inf`` (optax gives the same); keep float16 models'
-  master weights in float32, or use bfloat16.
+  an update can be ``-inf``, a zero gradient gives NaN (0 / 0) and one above
+  about 256 a zero step (``g**2`` overflows); optax gives the same. Keep
+  float16 models' master weights in float32, or use bfloat16. The same
+  holds for :func:`rmsprop`.
 
   Args:
     learning_rate: a float ``>= 0`` or a schedule ``step -> lr``.

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
+
+from jaxdl._checks import _is_int
 
 Schedule = Callable[[ArrayLike], jax.Array]
 
 
+def _check_finite(value: Any, name: str) -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is a finite real
+  number (Python, NumPy or a concrete 0-d array)."""
+  if (value is None or isinstance(value, (str, bytes)) or np.ndim(value)
+      or np.iscomplexobj(value) or not math.isfinite(float(value))):
+    raise ValueError(f"{name} must be a finite number, got {value!r}.")
+
+
 def _check_positive(value: float, name: str) -> None:
+  _check_finite(value, name)
   if not value > 0:
     raise ValueError(f"{name} must be > 0, got {value}.")
 
@@ -55,6 +68,8 @@ def cosine_ramp(y1: float = 0.0, y2: float = 1.0,
   Array(0.55, dtype=float32)
   """
   _check_positive(steps, "steps")
+  _check_finite(y1, "y1")
+  _check_finite(y2, "y2")
 
   def schedule(x: ArrayLike) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
@@ -95,6 +110,7 @@ def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
   _check_positive(total_steps, "total_steps")
   _check_positive(div_factor, "div_factor")
   _check_positive(final_div_factor, "final_div_factor")
+  _check_finite(peak_value, "peak_value")
   if not peak_value >= 0:
     raise ValueError(f"peak_value must be >= 0, got {peak_value}.")
   if not 0.0 <= pct_start <= 1.0:
@@ -148,24 +164,39 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
   Array([1. , 0.5, 1. ], dtype=float32)
   """
   _check_positive(period, "period")
+  _check_finite(init_value, "init_value")
+  if not init_value >= 0:
+    raise ValueError(f"init_value must be >= 0, got {init_value}.")
+  _check_finite(t_mult, "t_mult")
   if not t_mult >= 1:
     raise ValueError(f"t_mult must be >= 1, got {t_mult}.")
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
 
+  log_t = math.log(t_mult)
+
   def cycle_start(cycle):
     # Steps before cycle `cycle`: period * (1 + t + ... + t**(cycle - 1)).
-    if t_mult == 1:
-      return period * cycle
+    # Near t = 1, t**c - 1 in float32 loses its digits (t = 1.0001 missed
+    # restarts), so expm1 there; elsewhere the power, which is exact for
+    # integer t and so puts the restarts on the right steps.
+    if t_mult < 1.1:
+      return period * jnp.expm1(cycle * log_t) / (t_mult - 1)
     return period * (t_mult ** cycle - 1) / (t_mult - 1)
 
   def schedule(step: ArrayLike) -> jax.Array:
-    step = jnp.asarray(step, jnp.float32)
+    step = jnp.asarray(step)
     if t_mult == 1:
-      cycle = jnp.floor(step / period)
-    else:
-      cycle = jnp.floor(
-          jnp.log1p(step * (t_mult - 1) / period) / math.log(t_mult))
+      if jnp.issubdtype(step.dtype, jnp.integer) and _is_int(period):
+        # In integers: float32 steps above 2**24 are rounded.
+        t_cur = (step % period).astype(jnp.float32)
+      else:
+        step = step.astype(jnp.float32)
+        t_cur = step - period * jnp.floor(step / period)
+      return init_value * (alpha + (1 - alpha) * _half_cosine(
+          t_cur / period))
+    step = step.astype(jnp.float32)
+    cycle = jnp.floor(jnp.log1p(step * (t_mult - 1) / period) / log_t)
     # The closed form can be one cycle off at a boundary in float32.
     cycle = jnp.where(cycle_start(cycle) > step, cycle - 1, cycle)
     cycle = jnp.where(cycle_start(cycle + 1) <= step, cycle + 1, cycle)

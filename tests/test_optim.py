@@ -350,3 +350,30 @@ def test_learning_rate_schedule_is_evaluated_at_the_step_count():
     steps.append(float(updates))
   np.testing.assert_allclose(steps, [-0.1, -0.2, -0.3], rtol=1e-6)
 
+
+
+# ------------------------------------------- edge cases found by review
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: optim.sgd(None), "learning_rate"),
+    (lambda: optim.sgd(np.array([0.1, -0.2])), "learning_rate"),
+    (lambda: optim.sgd(-1j), "learning_rate"),
+    (lambda: optim.sgd(0.1, momentum=0.5j), "momentum"),
+])
+def test_learning_rate_and_decays_must_be_real_scalars(make, match):
+  """An array learning rate with a negative entry stepped uphill; None
+  failed only at the first update."""
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
+def test_sgd_on_integer_leaves_steps_in_float32_as_optax():
+  """lr cast to the leaf's dtype truncated 0.5 to 0."""
+  params = {"w": jnp.array([1, 2], jnp.int32)}
+  grads = {"w": jnp.array([1, 1], jnp.int32)}
+  tx, twin = optim.sgd(0.5), optax.sgd(0.5)
+  got, _ = tx.update(grads, tx.init(params), params)
+  want, _ = twin.update(grads, twin.init(params), params)
+  assert got["w"].dtype == want["w"].dtype == jnp.float32
+  np.testing.assert_array_equal(got["w"], want["w"])
