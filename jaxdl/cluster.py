@@ -65,6 +65,12 @@ def _as_points(x: ArrayLike, name: str) -> jax.Array:
   return x
 
 
+def _without_padding(x: jax.Array, w: jax.Array) -> jax.Array:
+  """Padded points (``w == 0``) as zeros: weighting them by 0 kept NaN and
+  inf (0 * inf) and let huge values overflow the real points' sums."""
+  return jnp.where(w[:, None] > 0, x, 0).astype(x.dtype)
+
+
 def _check_k(k: int, n: int, name: str = "k") -> None:
   if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
     raise ValueError(f"{name} must be a Python int, got {k!r}.")
@@ -106,7 +112,10 @@ def kmeans_predict(x: ArrayLike, centers: ArrayLike) -> jax.Array:
   if centers.shape[1] != x.shape[1]:
     raise ValueError(f"centers must have shape [k, D={x.shape[1]}], got "
                      f"{tuple(centers.shape)}.")
-  return _assign(x, centers)
+  # Centred (as kmeans and knn_predict do) so |x|^2 - 2 x.c + |c|^2 keeps
+  # its digits far from the origin: at 1e4 it picked the wrong centre.
+  offset = jnp.mean(centers, axis=0)
+  return _assign(x - offset, centers - offset)
 
 
 # ------------------------------------------------------------------ k-means
@@ -260,7 +269,9 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
                                                np.integer) and max_iter >= 1):
     raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
   if not isinstance(tol, jax.core.Tracer) and not (
-      np.ndim(tol) == 0 and tol >= 0):  # NaN too.
+      tol is not None and not isinstance(tol, (str, bytes))
+      and np.ndim(tol) == 0 and not np.iscomplexobj(tol)
+      and tol >= 0):  # NaN too.
     raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
   result = _kmeans(key, x, mask_or_ones(mask, (n,)).astype(x.dtype),
                    None if isinstance(init, str) else init, max_iter, tol, k=k,
@@ -273,6 +284,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
 @functools.partial(jax.jit, static_argnames=("k", "init_kind"))
 def _kmeans(key, x, w, init, max_iter, tol, *, k, init_kind) -> KMeansResult:
   n = x.shape[0]
+  x = _without_padding(x, w)
   # Centre the data (as sklearn) so |x|^2 - 2 x.c + |c|^2 loses little.
   total = jnp.sum(w)
   mean = jnp.sum(x * w[:, None], axis=0) / total
@@ -341,6 +353,9 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
   """
   x = _as_points(x, "x")
   n = x.shape[0]
+  if not n or not x.shape[1]:
+    raise ValueError(f"x must hold points of at least one feature, got "
+                     f"shape {tuple(x.shape)}.")
   labels = jnp.asarray(labels)
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape ({n},), got "
@@ -356,6 +371,7 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
 @functools.partial(jax.jit, static_argnames="num_clusters")
 def _silhouette(x, labels, w, *, num_clusters) -> jax.Array:
   n, dim = x.shape
+  x = _without_padding(x, w)
   members = jax.nn.one_hot(labels, num_clusters, dtype=x.dtype) * w[:, None]
   sizes = jnp.sum(members, axis=0)  # [C]
   block = max(1, min(n, _BLOCK_ELEMENTS // (n * dim)))
@@ -375,6 +391,9 @@ def _silhouette(x, labels, w, *, num_clusters) -> jax.Array:
   mean_other = jnp.where(own | (sizes == 0), jnp.inf,
                          sums / jnp.maximum(sizes, 1))
   b = jnp.min(mean_other, axis=1)
+  # No other cluster (b = inf): s = 0 rather than inf / inf, whose NaN
+  # reached the gradient through the final where.
+  b = jnp.where(jnp.isfinite(b), b, a)
   denom = jnp.maximum(a, b)
   s = jnp.where((own_size > 1) & (denom > 0),
                 (b - a) / jnp.where(denom > 0, denom, 1), 0.0)
@@ -433,6 +452,7 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
 def _knn(train_x, train_y, query, w, *, k, num_classes) -> jax.Array:
+  train_x = _without_padding(train_x, w)
   mean = jnp.sum(train_x * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1)
   d2 = _squared_distances(query - mean, train_x - mean)  # [Q, N]
   d2 = jnp.where(w[None, :] > 0, d2, jnp.inf)

@@ -151,6 +151,9 @@ def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
   labels = jnp.asarray(labels)
   _check_same_shape(scores, labels, "scores", "labels")
   mask = mask_or_ones(mask, scores.shape)
+  if np.ndim(threshold):
+    raise ValueError(f"threshold must be a scalar, got shape "
+                     f"{np.shape(threshold)}.")
   predicted = scores >= threshold
   positive = labels > 0
 
@@ -297,8 +300,9 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
   Array(0.6666667, dtype=float32)
   """
   one_of(average, AVERAGES, "average")
-  if not beta >= 0:  # NaN too.
-    raise ValueError(f"beta must be >= 0, got {beta}.")
+  if (beta is None or isinstance(beta, (str, bytes)) or np.ndim(beta)
+      or np.iscomplexobj(beta) or not beta >= 0):  # NaN too.
+    raise ValueError(f"beta must be a number >= 0, got {beta!r}.")
   _check_zero_division(zero_division)
   cm = confusion_matrix(preds, labels, num_classes=num_classes, mask=mask)
   # zero_division is traced: a static NaN would never equal itself and so

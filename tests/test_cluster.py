@@ -21,7 +21,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score as sk_silhouette
 from sklearn.neighbors import KNeighborsClassifier
 
-from jaxdl import cluster
+from jaxdl import cluster, metrics
 from tests.reference import cluster as ref
 
 
@@ -341,3 +341,55 @@ def test_bad_input_raises(call, match, key):
 def test_docstring_examples():
   result = doctest.testmod(cluster, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted >= 3 and result.failed == 0
+
+
+# ------------------------------------------- edge cases found by review
+
+
+def test_kmeans_predict_far_from_the_origin():
+  """Uncentred float32 |x|^2 - 2 x.c + |c|^2 picked the wrong centre at 1e4
+  (sklearn's float64 predict: [0, 0, 1, 0])."""
+  centers = np.array([[1e4], [1e4 + 1]], np.float32)
+  x = np.array([[1e4 + 0.4], [1e4 + 0.45], [1e4 + 0.6], [1e4 + 0.3]],
+               np.float32)
+  np.testing.assert_array_equal(cluster.kmeans_predict(x, centers),
+                                [0, 0, 1, 0])
+
+
+@pytest.mark.parametrize("pad", [np.nan, np.inf, 1e20])
+def test_padding_values_never_reach_real_results(pad):
+  x = np.array([[0.0], [1.0], [10.0], [11.0], [pad]], np.float32)
+  y = np.array([0, 0, 1, 1, 0])
+  mask = np.array([True, True, True, True, False])
+  np.testing.assert_array_equal(
+      cluster.knn_predict(x, y, np.array([[0.2], [10.2]], np.float32), k=1,
+                          num_classes=2, mask=mask), [0, 1])
+  result = cluster.kmeans(jax.random.key(0), x, 2, init=x[[0, 2]], mask=mask)
+  np.testing.assert_allclose(np.sort(np.asarray(result.centers)[:, 0]),
+                             [0.5, 10.5])
+  np.testing.assert_allclose(
+      cluster.silhouette_score(x, y, num_clusters=2, mask=mask),
+      cluster.silhouette_score(x[:4], y[:4], num_clusters=2), rtol=1e-6)
+
+
+def test_silhouette_gradient_is_finite_with_one_cluster():
+  grad = jax.grad(lambda x: cluster.silhouette_score(
+      x, jnp.array([0, 0, 0]), num_clusters=2))(
+          jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+  assert np.all(np.isfinite(grad))
+
+
+def test_bad_scalars_are_value_errors():
+  x = np.arange(8, dtype=np.float32).reshape(4, 2)
+  for tol in ("a", None, 1j):
+    with pytest.raises(ValueError, match="tol"):
+      cluster.kmeans(jax.random.key(0), x, 2, tol=tol)
+  with pytest.raises(ValueError, match="x must hold points"):
+    cluster.silhouette_score(np.zeros((4, 0)), [0, 0, 1, 1], num_clusters=2)
+  for beta in ("a", None):
+    with pytest.raises(ValueError, match="beta"):
+      metrics.precision_recall_fscore(np.array([0, 1]), np.array([0, 1]),
+                                      num_classes=2, beta=beta)
+  with pytest.raises(ValueError, match="threshold must be a scalar"):
+    metrics.confusion_counts(np.array([0.2, 0.7]), np.array([0, 1]),
+                             threshold=np.array([0.5, 0.6]))
