@@ -18,8 +18,8 @@ float32 when x64 is on). An unmasked NaN score makes the curve and the
 AUC / AP NaN (sklearn rejects NaN input).
 
 Sorting is the only super-linear step. XLA's CPU sort is a comparison sort,
-over 10x slower than NumPy's vectorised one (``roc_auc`` at N = 1e6: 181 ms
-with ``lax.sort``, 11.9 ms with NumPy in experiments/results/metrics.md),
+over 10x slower than NumPy's vectorised one (``roc_auc`` at N = 1e6: 187 ms
+with ``lax.sort``, 15.7 ms with NumPy in experiments/results/metrics.md),
 so on the CPU backend that one sort is delegated to NumPy through
 ``jax.pure_callback`` (still jittable and vmappable, not differentiable,
 which these piecewise-constant metrics are not anyway); on other backends
