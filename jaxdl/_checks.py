@@ -17,6 +17,21 @@ def _is_int(value: Any, *, allow_bool: bool = False) -> bool:
           and (allow_bool or not isinstance(value, bool)))
 
 
+def is_real_scalar(value: Any) -> bool:
+  """A real number: Python, NumPy or a 0-d array (traced too), not None,
+  text, a sequence or complex. Its value is not looked at."""
+  return (value is not None and not isinstance(value, (str, bytes))
+          and np.ndim(value) == 0 and not np.iscomplexobj(value))
+
+
+def int_at_least(minimum: int, **values: Any) -> None:
+  """Raises ``ValueError`` naming the first of ``values`` that is not a
+  Python or NumPy int (bools excluded) ``>= minimum``."""
+  for name, value in values.items():
+    if not _is_int(value) or value < minimum:
+      raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+
+
 def int_pair(value: int | Sequence[int], name: str, *,
              minimum: int | None = None) -> tuple[int, int]:
   """``(v, v)`` for an int, the pair itself otherwise, as Python ints.

@@ -28,8 +28,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxdl._checks import (as_rank, class_ids, mask_or_ones, one_of,
-                           positive_int)
+from jaxdl._checks import (as_rank, class_ids, is_real_scalar, mask_or_ones,
+                           one_of, positive_int)
 
 INITS = ("k-means++", "random")
 _BLOCK_ELEMENTS = 1 << 22  # float32 elements per silhouette distance block
@@ -269,9 +269,7 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
                                                np.integer) and max_iter >= 1):
     raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
   if not isinstance(tol, jax.core.Tracer) and not (
-      tol is not None and not isinstance(tol, (str, bytes))
-      and np.ndim(tol) == 0 and not np.iscomplexobj(tol)
-      and tol >= 0):  # NaN too.
+      is_real_scalar(tol) and tol >= 0):  # NaN too.
     raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
   result = _kmeans(key, x, mask_or_ones(mask, (n,)).astype(x.dtype),
                    None if isinstance(init, str) else init, max_iter, tol, k=k,

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from jaxdl._checks import _is_int, int_pair, one_of
+from jaxdl._checks import _is_int, int_at_least, int_pair, one_of
 
 CONVENTIONS = ("xla", "notes", "macs")
 
@@ -99,16 +99,8 @@ def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
               float(costs.get("bytes accessed", 0.0)))
 
 
-def _check_count(minimum: int, **values: int) -> None:
-  """Raises ``ValueError`` naming the first value that is not an int (Python
-  or NumPy, not bool) ``>= minimum``."""
-  for name, value in values.items():
-    if not _is_int(value) or value < minimum:
-      raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-
-
 def _check_groups(groups: int, c_in: int, c_out: int) -> None:
-  _check_count(1, c_in=c_in, c_out=c_out)
+  int_at_least(1, c_in=c_in, c_out=c_out)
   if not _is_int(groups) or groups < 1 or c_in % groups or c_out % groups:
     raise ValueError(f"groups must divide c_in={c_in} and c_out={c_out}, "
                      f"got {groups}.")
@@ -183,8 +175,8 @@ def conv_output_size(i: int, k: int, *, s: int = 1, p: int | tuple[int, int] = 0
   >>> conv_output_size(32, 5), conv_output_size(7, 3, s=2, p=1, d=2)
   (28, 3)
   """
-  _check_count(0, i=i)
-  _check_count(1, k=k, s=s, d=d)
+  int_at_least(0, i=i)
+  int_at_least(1, k=k, s=s, d=d)
   pair = (p, p) if _is_int(p) else p
   if not (isinstance(pair, (tuple, list)) and len(pair) == 2
           and all(_is_int(v) for v in pair)):  # negative: cropped, as lax
@@ -219,8 +211,8 @@ def conv_transpose_output_size(i: int, k: int, *, s: int = 1, p: int = 0,
   >>> conv_transpose_output_size(3, 3, s=2, p=1, output_padding=1)
   6
   """
-  _check_count(1, i=i, k=k, s=s, d=d)
-  _check_count(0, p=p, output_padding=output_padding)
+  int_at_least(1, i=i, k=k, s=s, d=d)
+  int_at_least(0, p=p, output_padding=output_padding)
   if not output_padding < max(s, d):
     raise ValueError("output_padding must be in [0, max(s, d)), got "
                      f"{output_padding} with s={s}, d={d}.")
@@ -288,7 +280,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   (19360, 22720)
   """
   _check_groups(groups, c_in, c_out)
-  _check_count(0, batch=batch)
+  int_at_least(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
   pads = resolve_padding(padding, in_hw, kernel, strides=strides,
@@ -383,8 +375,8 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   >>> conv_transpose2d_flops(8, 4, 5, 3, strides=2, convention="macs")
   11520
   """
-  _check_count(1, c_in=c_in, c_out=c_out)
-  _check_count(0, batch=batch)
+  int_at_least(1, c_in=c_in, c_out=c_out)
+  int_at_least(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
   pads = _transpose_padding(padding, kernel, strides, dilation)
@@ -422,8 +414,8 @@ def dense_flops(in_features: int, out_features: int, *, batch: int = 1,
   (96120, 96000)
   """
   one_of(convention, CONVENTIONS, "convention")
-  _check_count(1, in_features=in_features, out_features=out_features)
-  _check_count(0, batch=batch)
+  int_at_least(1, in_features=in_features, out_features=out_features)
+  int_at_least(0, batch=batch)
   if convention == "macs":
     return batch * in_features * out_features
   per_output = 2 * in_features - int(convention == "notes") + int(bias)

@@ -41,8 +41,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxdl._checks import (as_rank, class_ids, mask_or_ones, one_of,
-                           positive_int)
+from jaxdl._checks import (as_rank, class_ids, is_real_scalar, mask_or_ones,
+                           one_of, positive_int)
 
 AVERAGES = (None, "micro", "macro", "weighted")
 ROC_AVERAGES = (None, "micro", "macro", "weighted")
@@ -300,8 +300,7 @@ def precision_recall_fscore(preds: ArrayLike, labels: ArrayLike, *,
   Array(0.6666667, dtype=float32)
   """
   one_of(average, AVERAGES, "average")
-  if (beta is None or isinstance(beta, (str, bytes)) or np.ndim(beta)
-      or np.iscomplexobj(beta) or not beta >= 0):  # NaN too.
+  if not is_real_scalar(beta) or not beta >= 0:  # NaN too.
     raise ValueError(f"beta must be a number >= 0, got {beta!r}.")
   _check_zero_division(zero_division)
   cm = confusion_matrix(preds, labels, num_classes=num_classes, mask=mask)

@@ -38,8 +38,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from jaxdl._checks import is_real_scalar
 
 Schedule = Callable[[jax.Array], jax.typing.ArrayLike]
 ScalarOrSchedule = float | jax.typing.ArrayLike | Schedule
@@ -52,8 +53,7 @@ ScalarOrSchedule = float | jax.typing.ArrayLike | Schedule
 def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
   if callable(learning_rate):
     return
-  if (learning_rate is None or isinstance(learning_rate, (str, bytes))
-      or np.ndim(learning_rate) or np.iscomplexobj(learning_rate)):
+  if not is_real_scalar(learning_rate):
     raise ValueError(
         f"learning_rate must be a number or a schedule, got {learning_rate!r}.")
   try:
@@ -69,8 +69,7 @@ def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
 
 
 def _check_number(value: Any, name: str) -> None:
-  if (value is None or isinstance(value, (str, bytes)) or np.ndim(value)
-      or np.iscomplexobj(value)):
+  if not is_real_scalar(value):
     raise ValueError(
         f"{name} must be a number, got {value!r}"
         + (" (0 turns it off, where optax takes None)." if value is None

@@ -17,10 +17,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdl._checks import _is_int
+from jaxdl._checks import _is_int, is_real_scalar
 
 Schedule = Callable[[ArrayLike], jax.Array]
 
@@ -28,8 +27,7 @@ Schedule = Callable[[ArrayLike], jax.Array]
 def _check_finite(value: Any, name: str) -> None:
   """Raises ``ValueError`` naming ``name`` unless ``value`` is a finite real
   number (Python, NumPy or a concrete 0-d array)."""
-  if (value is None or isinstance(value, (str, bytes)) or np.ndim(value)
-      or np.iscomplexobj(value) or not math.isfinite(float(value))):
+  if not is_real_scalar(value) or not math.isfinite(float(value)):
     raise ValueError(f"{name} must be a finite number, got {value!r}.")
 
 

@@ -48,7 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxdl import _xla_cpu, data, losses
-from jaxdl._checks import mask_or_ones
+from jaxdl._checks import _is_int, int_at_least, mask_or_ones
 
 DATA_AXIS = "data"
 
@@ -282,13 +282,6 @@ def _gather_batch(images: jax.Array, labels: jax.Array, batch: data.Batches,
   return jax.lax.with_sharding_constraint((x, y, batch.mask), sharding)
 
 
-def _check_int(minimum: int, **values: Any) -> None:
-  for name, value in values.items():
-    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-        or value < minimum):
-      raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-
-
 def _num_classes(state: TrainState, images: np.ndarray,
                  preprocess: Callable[[jax.Array], jax.Array]) -> int:
   """The number of logits the model gives for ``images``: traced once per
@@ -464,9 +457,8 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
 
 
 def _check_max_to_keep(max_to_keep: int | None) -> None:
-  if max_to_keep is not None and (
-      not isinstance(max_to_keep, (int, np.integer))
-      or isinstance(max_to_keep, bool) or max_to_keep < 1):
+  if max_to_keep is not None and not (_is_int(max_to_keep)
+                                      and max_to_keep >= 1):
     raise ValueError(f"max_to_keep must be None or an int >= 1 (0 would "
                      f"delete every checkpoint), got {max_to_keep!r}.")
 
@@ -595,10 +587,10 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
       more epochs than ``epochs``; a corrupt checkpoint when resuming (see
       :func:`restore_checkpoint`).
   """
-  _check_int(0, epochs=epochs)
-  _check_int(1, batch_size=batch_size)
+  int_at_least(0, epochs=epochs)
+  int_at_least(1, batch_size=batch_size)
   if eval_batch_size is not None:
-    _check_int(1, eval_batch_size=eval_batch_size)
+    int_at_least(1, eval_batch_size=eval_batch_size)
   _check_max_to_keep(max_to_keep)
   if resume and checkpoint_dir is None:
     raise ValueError("resume=True needs a checkpoint_dir.")

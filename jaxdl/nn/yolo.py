@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl._checks import _is_int, as_rank, int_pair, positive_int
+from jaxdl._checks import (_is_int, as_rank, int_at_least, int_pair,
+                           positive_int)
 
 
 class ConvBNAct(nn.Module):
@@ -57,12 +58,6 @@ class ConvBNAct(nn.Module):
     x = nn.BatchNorm(use_running_average=not train, momentum=0.97,
                      epsilon=1e-3, name="bn")(x)
     return nn.silu(x) if self.act else x
-
-
-def _non_negative_int(value: int, name: str) -> None:
-  """As YOLOv5's ``n``: 0 blocks is an empty ``nn.Sequential``."""
-  if not _is_int(value) or value < 0:
-    raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
 
 
 def _hidden_channels(features: int, expansion: float) -> int:
@@ -124,7 +119,7 @@ class C3(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, H, W, features]``."""
-    _non_negative_int(self.num_blocks, "num_blocks")
+    int_at_least(0, num_blocks=self.num_blocks)  # YOLOv5 allows n = 0
     hidden = _hidden_channels(self.features, self.expansion)
     a = self.inner(ConvBNAct(hidden, 1, name="cv1")(x, train=train),
                    train=train)
@@ -181,7 +176,7 @@ class TransformerBlock(nn.Module):
     """Maps ``[B, H, W, C1]`` to ``[B, H, W, features]``."""
     x = as_rank(x, "x", ("B", "H", "W", "C"))
     positive_int(self.features, "features")
-    _non_negative_int(self.num_layers, "num_layers")
+    int_at_least(0, num_layers=self.num_layers)
     if x.shape[-1] != self.features:
       x = ConvBNAct(self.features, name="conv")(x, train=train)
     b, h, w, c = x.shape
