@@ -1,7 +1,9 @@
 """Shared helpers for the ``experiments/bench_*.py`` scripts.
 
 Every benchmark times jaxdl and its peers in one process on the same inputs,
-after compilation, and writes a markdown table to ``experiments/results/``.
+after compilation, and writes a markdown table to ``experiments/results/``,
+or to the folder that the environment variable ``JAXDL_RESULTS_DIR`` names
+(tables from another machine, kept beside the main ones).
 """
 
 from __future__ import annotations
@@ -18,7 +20,28 @@ from typing import Any
 
 import jax
 
-RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+RESULTS_DIR = os.environ.get("JAXDL_RESULTS_DIR") or os.path.join(
+    os.path.dirname(__file__), "results")
+
+
+def cpu_model() -> str:
+  """The CPU's model name with its family and model numbers (a virtual
+  machine's name can be as generic as "Intel(R) Xeon(R) Processor"), from
+  ``/proc/cpuinfo`` on Linux; else the platform's processor or machine."""
+  fields = {}
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if not key.strip():
+          break  # The first processor's block ends at a blank line.
+        fields.setdefault(key.strip(), value.strip())
+  except OSError:
+    pass
+  if "model name" in fields:
+    return (f"{fields['model name']} (family {fields.get('cpu family', '?')},"
+            f" model {fields.get('model', '?')})")
+  return platform.processor() or platform.machine()
 
 
 def block(result: Any) -> Any:
@@ -134,8 +157,7 @@ def environment(extra_packages: Sequence[str] = ()) -> dict[str, str]:
   info = {
       "date": datetime.date.today().isoformat(),
       "device": f"{device.platform}: {device.device_kind}",
-      "cpu": f"{platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} logical cores",
+      "cpu": f"{cpu_model()}, {os.cpu_count()} logical cores",
       "python": platform.python_version(),
       # Other work on the machine inflates absolute times; ratios of peers
       # timed back to back in one run are the robust figures.
