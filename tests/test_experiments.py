@@ -1,0 +1,34 @@
+"""Helpers of the experiments scripts whose logic decides what a table says."""
+
+import numpy as np
+
+from experiments import benchutil
+from experiments.optimizer_paths import best_run, steps_to_tolerance
+
+
+def test_steps_to_tolerance_counts_from_where_the_loss_stays_below():
+  losses = np.array([
+      [5.0, 0.5, 0.1, 2.0, 0.1, 0.1],  # dips, leaves, comes back at step 4
+      [0.1] * 6,  # below from the start
+      [5.0, 0.1, 5.0, 5.0, 5.0, 5.0],  # dips once, ends above
+      [5.0, 4.0, 3.0, 2.0, 1.0, 0.1],  # 1.0 is not below a tolerance of 1
+      [np.nan] * 6,  # diverged
+  ])
+  np.testing.assert_array_equal(steps_to_tolerance(losses, 1.0),
+                                [4, 0, -1, 5, -1])
+
+
+def test_best_run_prefers_staying_below_then_the_lower_final_loss():
+  # Run 0 dips first but leaves again; runs 1 and 2 stay from step 2, run 2
+  # ends lower.
+  losses = np.array([[5.0, 0.5, 5.0, 5.0], [5.0, 5.0, 0.5, 0.3],
+                     [5.0, 5.0, 0.5, 0.2]])
+  assert best_run(losses, 1.0) == 2
+  # None stays below: the lowest final loss, NaN never.
+  losses = np.array([[5.0, 3.0], [5.0, np.nan], [5.0, 2.0]])
+  assert best_run(losses, 1.0) == 2
+
+
+def test_environment_names_the_cpu():
+  cpu = benchutil.environment()["cpu"]
+  assert cpu.endswith("logical cores") and len(cpu) > len(" logical cores")
