@@ -393,7 +393,7 @@ def main() -> None:
   # Other jobs on a shared machine slow both sides; record the load.
   env["load average (1, 5, 15 min)"] = ", ".join(
       f"{x:.1f}" for x in os.getloadavg())
-  path = benchutil.write_results("augment", "Augmentation throughput", body,
+  path = benchutil.write_results(benchutil.platform_name("augment"), "Augmentation throughput", body,
                                  env)
   print(f"wrote {path}")
 

@@ -106,6 +106,8 @@ def run() -> str:
       if torch is not None:
         ta, tb = torch.from_numpy(a)[:, None], torch.from_numpy(b)[None]
         torch_fn = lambda v=variant: notes_bbox_iou(ta, tb, v, torch_ops)
+        np.testing.assert_allclose(torch_fn().numpy(), numpy_fn(),
+                                   rtol=1e-5, atol=1e-5)
         contenders += [_with_threads(torch, threads, torch_fn) for threads in
                        sorted({1, torch.get_num_threads()})]
       t_jax, t_np, *t_torch = benchutil.timed_in_turns(*contenders,

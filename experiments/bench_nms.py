@@ -287,7 +287,7 @@ def main() -> None:
       "inside a caller's jit it compiles with that jit's options. "
       "Uniform: corners U(0, 1000), sides U(10, 100), scores U(0, 1). "
       "Clustered: N jittered candidates around 20 objects "
-      f"(`tests/reference/nms.py`). The machine ({os.cpu_count()} cores) "
+      f"(`tests/reference/nms.py`). The machine ({benchutil.usable_cores()} cores) "
       "was shared with other jobs, so single figures can be noisy.",
       "## jaxdl `nms` vs OpenCV `cv2.dnn.NMSBoxes` vs the notes' NumPy loop",
       benchutil.markdown_table(
@@ -348,7 +348,8 @@ def main() -> None:
       "## Semantics", SEMANTICS,
       "Results differing from OpenCV: " + (", ".join(mismatches) or "none."),
   ])
-  path = benchutil.write_results("nms", "NMS benchmark", body, env)
+  path = benchutil.write_results(benchutil.platform_name("nms"),
+                                 "NMS benchmark", body, env)
   print(f"wrote {path}")
 
 

@@ -44,6 +44,15 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+  """The cores this process may run on (``taskset`` or a container can
+  allow fewer than the machine has)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    return os.cpu_count() or 1
+
+
 def block(result: Any) -> Any:
   """Waits for every JAX array in ``result``; other leaves pass through."""
   for leaf in jax.tree.leaves(result):
@@ -157,7 +166,8 @@ def environment(extra_packages: Sequence[str] = ()) -> dict[str, str]:
   info = {
       "date": datetime.date.today().isoformat(),
       "device": f"{device.platform}: {device.device_kind}",
-      "cpu": f"{cpu_model()}, {os.cpu_count()} logical cores",
+      "cpu": f"{cpu_model()}, {usable_cores()} logical cores usable of "
+             f"{os.cpu_count()}",
       "python": platform.python_version(),
       # Other work on the machine inflates absolute times; ratios of peers
       # timed back to back in one run are the robust figures.
