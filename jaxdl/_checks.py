@@ -161,6 +161,21 @@ def class_ids(ids: jax.Array, num: int, name: str, *,
         f"[{values.min()}, {values.max()}].")
 
 
+def signed_ids(ids: jax.Array) -> jax.Array:
+  """Integer ids as a signed type at least int32 wide, so that negative
+  markers (``-1``, ``ignore_index=-100``) compare as negatives: in uint8,
+  -100 would be 156. ``jnp.promote_types`` gives no integer for uint64 (it
+  gives float64), so 64-bit ids become int64; ids of 2**63 and above wrap
+  to negatives, which every caller treats as outside the classes.
+
+  >>> signed_ids(jnp.array([0, 255], jnp.uint8))
+  Array([  0, 255], dtype=int32)
+  """
+  if ids.dtype.itemsize == 8:
+    return ids.astype(jnp.int64)
+  return ids.astype(jnp.promote_types(ids.dtype, jnp.int32))
+
+
 def mask_or_ones(mask: ArrayLike | None, shape: tuple[int, ...], *,
                  name: str = "mask") -> jax.Array:
   """``mask`` as a bool array of ``shape`` (all True when None).

@@ -35,7 +35,8 @@ from jax.typing import ArrayLike
 import numpy as np
 
 from jaxdl import boxes as boxes_lib
-from jaxdl._checks import _is_int, as_boxes, as_rank, int_pair, mask_or_ones
+from jaxdl._checks import (_is_int, as_boxes, as_rank, int_pair, mask_or_ones,
+                           signed_ids)
 
 
 class Mosaic(NamedTuple):
@@ -150,7 +151,7 @@ def _mosaic_center(key: jax.Array, size: int, center) -> jax.Array:
     # YOLOv5: int(uniform(-b, 2S + b)) with b = -S // 2, i.e. the integers in
     # [c, 2S - c) with c = ceil(S / 2) (c = S / 2 for even S, as in the notes).
     half = -(-size // 2)
-    return jax.random.randint(key, (2,), half, 2 * size - half)
+    return jax.random.randint(key, (2,), half, 2 * size - half, jnp.int32)
   if isinstance(center, (tuple, list)):
     if len(center) != 2:
       raise ValueError(f"center must be (xc, yc), got {center!r}.")
@@ -233,7 +234,9 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   pad = size if center is not None else size - size // 2
   padded = jnp.pad(block, ((pad, pad), (pad, pad), (0, 0)),
                    constant_values=fill_value)  # [2S + 2 pad, 2S + 2 pad, C]
-  image = lax.dynamic_slice(padded, (size + pad - yc, size + pad - xc, 0),
+  # int32 zero: under x64 a literal 0 is int64, mixed index types fail.
+  image = lax.dynamic_slice(padded,
+                            (size + pad - yc, size + pad - xc, jnp.int32(0)),
                             (2 * size, 2 * size, images.shape[3]))
 
   dx = jnp.stack([xc - size, xc, xc - size, xc]).astype(boxes.dtype)
@@ -244,8 +247,7 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   keep = keep.reshape(-1)
   return Mosaic(image=image,
                 boxes=_masked(moved.reshape(-1, 4), keep),
-                labels=jnp.where(keep, labels.reshape(-1).astype(
-                    jnp.promote_types(labels.dtype, jnp.int32)), -1),
+                labels=jnp.where(keep, signed_ids(labels.reshape(-1)), -1),
                 mask=keep)
 
 

@@ -71,6 +71,9 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
     return boxes
   if "cxcywh" in (src, dst) and not jnp.issubdtype(boxes.dtype, jnp.floating):
     boxes = boxes.astype(jnp.float32)  # Centres and corners can be halves.
+  out_dtype = boxes.dtype
+  if jnp.issubdtype(out_dtype, jnp.floating):  # Halves in float32.
+    boxes = boxes.astype(_compute_dtype(out_dtype))
   a, b, c, d = jnp.moveaxis(boxes, -1, 0)
   if src == "xywh":
     a, b, c, d = a, b, a + c, b + d
@@ -81,7 +84,7 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
     a, b, c, d = a, b, c - a, d - b
   elif dst == "cxcywh":
     a, b, c, d = (a + c) / 2, (b + d) / 2, c - a, d - b
-  return jnp.stack([a, b, c, d], axis=-1).astype(boxes.dtype)
+  return jnp.stack([a, b, c, d], axis=-1).astype(out_dtype)
 
 
 def _sides(boxes: jax.Array, fmt: str, pixel_offset: float):
@@ -276,12 +279,17 @@ def clip(boxes: ArrayLike, height: ArrayLike, width: ArrayLike, *,
     fmt: box format; the result is in the same format.
 
   Returns:
-    ``[..., 4]`` clipped boxes (float32 for integer ``"cxcywh"`` boxes, as
-    :func:`convert`).
+    ``[..., 4]`` clipped boxes in the boxes' dtype, except that integer
+    boxes come back float32 in ``"cxcywh"`` (as :func:`convert`) or when
+    ``height`` or ``width`` is not an integer (as torch's ``clamp``).
   """
   _check_format(fmt)
   boxes = as_boxes(boxes, "boxes")
   corners = convert(boxes, fmt, "xyxy")
+  if not jnp.issubdtype(corners.dtype, jnp.floating) and not all(
+      jnp.issubdtype(jnp.result_type(size), jnp.integer)
+      for size in (height, width)):
+    corners = corners.astype(jnp.float32)  # A size of 10.5 stays 10.5.
   x1, y1, x2, y2 = jnp.moveaxis(corners, -1, 0)
   width = jnp.asarray(width, corners.dtype)
   height = jnp.asarray(height, corners.dtype)
@@ -302,13 +310,14 @@ def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",
   Args:
     boxes: ``[..., 4]`` boxes.
     fmt: box format.
-    min_size: the minimum side length.
+    min_size: the minimum side length (may be traced; checked to be
+      ``>= 0`` when concrete).
 
   Returns:
     ``[...]`` bool.
   """
   _check_format(fmt)
-  if min_size < 0:
+  if not isinstance(min_size, jax.core.Tracer) and min_size < 0:
     raise ValueError(f"min_size must be >= 0, got {min_size}.")
   boxes = as_boxes(boxes, "boxes")
   x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)

@@ -32,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxdl import boxes
-from jaxdl._checks import one_of
+from jaxdl._checks import one_of, signed_ids
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -290,8 +290,7 @@ def _indexed_loss(log_probs: jax.Array, labels: jax.Array,
   PyTorch rejects with an error) get loss 0 and weight 0.
   """
   num_classes = log_probs.shape[-1]
-  # In uint8, ignore_index=-100 would compare as 156, a real class.
-  labels = labels.astype(jnp.promote_types(labels.dtype, jnp.int32))
+  labels = signed_ids(labels)  # uint8: -100 would compare as 156.
   valid = ((labels != ignore_index) & (labels >= 0) &
            (labels < num_classes))  # [...]
   safe_labels = jnp.where(valid, labels, 0)

@@ -186,6 +186,19 @@ def test_mosaic_unsigned_labels_pad_with_minus_one(rng):
   assert np.all(np.asarray(out.labels)[~np.asarray(out.mask)] == -1)
 
 
+def test_mosaic_uint64_labels_stay_integers_under_x64(rng):
+  """promote_types(uint64, int32) is float64; labels must stay integers."""
+  images, boxes, labels, mask = _mosaic_inputs(rng, m=2)
+  with jax.enable_x64(True):
+    out = augment.mosaic(None, images, boxes, labels.astype(np.uint64), mask,
+                         center=(S, S))
+    drawn = augment.mosaic(jax.random.key(0), images, boxes, labels, mask)
+  assert out.labels.dtype == np.int64 and drawn.image.shape == (2 * S, 2 * S, 3)
+  kept = np.asarray(out.mask)
+  np.testing.assert_array_equal(np.asarray(out.labels)[kept],
+                                labels.reshape(-1)[kept])
+
+
 def test_mosaic_no_retrace(rng):
   images, boxes, labels, mask = _mosaic_inputs(rng)
 

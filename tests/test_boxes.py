@@ -398,3 +398,70 @@ def test_float16_large_coordinates_do_not_overflow():
 def test_bad_input_raises_value_error(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def _central_difference(f, x, h=1e-6):
+  """Numerical gradient of a scalar float64 function of ``x``."""
+  x = np.asarray(x, np.float64)
+  grad = np.zeros_like(x)
+  for i in np.ndindex(x.shape):
+    step = np.zeros_like(x)
+    step[i] = h
+    grad[i] = (f(x + step) - f(x - step)) / (2 * h)
+  return grad
+
+
+def _aspect_term(a, b):
+  """CIoU's ``v`` of xyxy boxes, float64 NumPy."""
+  wa, ha = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1]
+  wb, hb = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+  return (4 / np.pi**2) * (np.arctan2(wb, hb) - np.arctan2(wa, ha))**2
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_match_finite_differences_of_the_reference(rng, variant):
+  """Overlapping and disjoint pairs away from ties; CIoU's alpha is held
+  constant, as torchvision's loss computes it without gradient."""
+  a = ref.random_boxes(rng, 6, scale=50.0).astype(np.float64)
+  b = a + rng.uniform(-8, 8, a.shape)
+  b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+  b[-1] += 200.0  # A disjoint pair too.
+  if variant == "ciou":
+    alpha = ((ref.bbox_iou(a, b, variant="diou") -
+              ref.bbox_iou(a, b, variant="ciou")) / _aspect_term(a, b))
+    reference = lambda x: np.sum(ref.bbox_iou(x, b, variant="diou") -
+                                 alpha * _aspect_term(x, b))
+  else:
+    reference = lambda x: np.sum(ref.bbox_iou(x, b, variant=variant))
+  with jax.enable_x64(True):
+    got = jax.grad(lambda x: jnp.sum(boxes.iou(x, b, variant=variant)))(
+        jnp.asarray(a))
+  np.testing.assert_allclose(got, _central_difference(reference, a),
+                             rtol=1e-5, atol=1e-8)
+
+
+def test_is_valid_takes_a_traced_min_size():
+  b = jnp.array([[0.0, 0.0, 3.0, 3.0], [0.0, 0.0, 1.0, 1.0]])
+  valid = jax.jit(lambda m: boxes.is_valid(b, min_size=m))(2.0)
+  np.testing.assert_array_equal(valid, [True, False])
+  per_row = jax.vmap(lambda x, m: boxes.is_valid(x, min_size=m))(
+      b, jnp.array([3.0, 0.5]))
+  np.testing.assert_array_equal(per_row, [False, True])
+
+
+def test_convert_computes_half_precision_in_float32():
+  # (40000 + 40000) / 2 overflows float16; the centre does not.
+  got = boxes.convert(jnp.array([40000.0, 0.0, 40000.0, 10.0], jnp.float16),
+                      "xyxy", "cxcywh")
+  assert got.dtype == jnp.float16
+  np.testing.assert_array_equal(got, [40000.0, 5.0, 0.0, 10.0])
+
+
+def test_clip_of_integer_boxes_keeps_a_fractional_image_size():
+  int_boxes = jnp.array([0, 0, 11, 11])
+  got = boxes.clip(int_boxes, 10.5, 10.5)
+  assert got.dtype == jnp.float32
+  np.testing.assert_array_equal(got, [0.0, 0.0, 10.5, 10.5])
+  same = boxes.clip(int_boxes, 10, 10)
+  assert same.dtype == int_boxes.dtype
+  np.testing.assert_array_equal(same, [0, 0, 10, 10])

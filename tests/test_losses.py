@@ -480,3 +480,31 @@ def test_all_ignored_mean_is_nan_in_torch_too(data):
   assert torch.isnan(torch.nn.functional.cross_entropy(
       torch.tensor(logits), torch.tensor(all_ignored)))
   assert np.isnan(losses.cross_entropy(logits, all_ignored))
+
+
+@pytest.mark.parametrize("smooth", [0.0, 1.0])
+def test_dice_gradient_matches_finite_differences(rng, smooth):
+  probs = rng.uniform(0.05, 0.95, (2, 4, 4))
+  targets = (rng.random((2, 4, 4)) < 0.4).astype(np.float64)
+  with jax.enable_x64(True):
+    got = jax.grad(lambda p: jnp.sum(losses.dice_loss(
+        p, targets, smooth=smooth, axis=(1, 2))))(jnp.asarray(probs))
+  h, numeric = 1e-6, np.zeros_like(probs)
+  for i in np.ndindex(probs.shape):
+    step = np.zeros_like(probs)
+    step[i] = h
+    numeric[i] = np.sum(
+        ref.dice_loss(probs + step, targets, smooth, (1, 2)) -
+        ref.dice_loss(probs - step, targets, smooth, (1, 2))) / (2 * h)
+  np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("fn", [losses.nll_loss, losses.cross_entropy])
+def test_uint64_labels_under_x64(fn):
+  """promote_types(uint64, int32) is float64: labels must stay integers."""
+  logits = np.log(np.array([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]]))
+  with jax.enable_x64(True):
+    got = fn(jnp.asarray(logits), jnp.array([0, 2**64 - 100], jnp.uint64))
+    want = fn(jnp.asarray(logits), jnp.array([0, -100], jnp.int64))
+  np.testing.assert_allclose(got, want)
+  np.testing.assert_allclose(got, -np.log(0.5))
