@@ -41,7 +41,8 @@ from jax.typing import ArrayLike
 
 from jaxdl import _xla_cpu
 from jaxdl import boxes as box_ops
-from jaxdl._checks import as_boxes, mask_or_ones, one_of, positive_int
+from jaxdl._checks import (as_boxes, is_real_scalar, mask_or_ones, one_of,
+                           positive_int)
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md). Larger tiles mean fewer rounds, each
@@ -175,7 +176,13 @@ class SoftNmsResult(NamedTuple):
   valid: jax.Array
 
 
+def _check_scalar(value, name: str) -> None:
+  if not is_real_scalar(value):
+    raise ValueError(f"{name} must be a real scalar, got {value!r}.")
+
+
 def _check_unit_interval(value, name: str) -> None:
+  _check_scalar(value, name)
   if isinstance(value, jax.core.Tracer):
     return  # Only concrete values can be checked at trace time.
   if not 0.0 <= float(value) <= 1.0:
@@ -191,6 +198,10 @@ def _check_inputs(boxes: ArrayLike, scores: ArrayLike, mask: ArrayLike | None,
   if scores.shape != (n,):
     raise ValueError(
         f"scores must have shape [N] = ({n},), got {tuple(scores.shape)}.")
+  for name, x in (("boxes", boxes), ("scores", scores)):
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or
+            jnp.issubdtype(x.dtype, jnp.integer)):
+      raise ValueError(f"{name} must be real numbers, got {x.dtype}.")
   mask = mask_or_ones(mask, (n,))
   compute = jnp.promote_types(boxes.dtype, jnp.float32)
   boxes = box_ops.convert(boxes.astype(compute), fmt, "xyxy")
@@ -213,13 +224,38 @@ def _output_size(max_output: int | None, n: int) -> int:
   return int(max_output)
 
 
-def _stable_rank(neg_scores: jax.Array, candidate: jax.Array) -> jax.Array:
-  """The ranking of :func:`_rank` by a two-key stable sort (any dtype)."""
-  _, _, order = lax.sort(
-      (jnp.logical_not(candidate).astype(jnp.int32), neg_scores,
-       jnp.arange(neg_scores.shape[0], dtype=jnp.int32)),
-      num_keys=2, is_stable=True)
-  return order
+def _float_bits(x: jax.Array) -> jax.Array:
+  """The bits of float ``x`` as signed integers of its width, with -0.0's
+  pattern read as 0.0's (they tie).
+
+  Only -0.0 is tested, by its exact pattern: a test for both zeros
+  (``x == 0``, or its bits without the sign being 0, which LLVM turns
+  back into a float compare) is also True for subnormals on XLA:CPU, which
+  compares floats with subnormals flushed to zero.
+  """
+  int_dtype = jnp.dtype(f"int{8 * x.dtype.itemsize}")
+  bits = lax.bitcast_convert_type(x, int_dtype)
+  return jnp.where(bits == jnp.iinfo(int_dtype).min, 0, bits)
+
+
+def _descending_keys(scores: jax.Array, candidate: jax.Array) -> jax.Array:
+  """``[N]`` integer sort keys of the same width as the float ``scores``:
+  ascending keys order the candidates by descending score (0.0 and -0.0
+  tie), then every other box (the dtype's maximum, which no candidate
+  reaches: it would be a NaN). Made from the bits, not by negating the
+  scores: XLA:CPU flushes subnormal floats to zero in arithmetic and
+  comparisons, which tied 1e-40 with 2e-40."""
+  bits = _float_bits(scores)
+  top = jnp.iinfo(bits.dtype).max
+  # Sign-magnitude to two's complement order, then reversed (~).
+  descending = ~jnp.where(bits < 0, bits ^ top, bits)
+  return jnp.where(candidate, descending, top)
+
+
+def _stable_rank(keys: jax.Array) -> jax.Array:
+  """The ranking of :func:`_rank` by a stable sort of (key, index)."""
+  return lax.sort((keys, jnp.arange(keys.shape[0], dtype=jnp.int32)),
+                  num_keys=1, is_stable=True)[1]
 
 
 def _rank(scores: jax.Array, candidate: jax.Array) -> jax.Array:
@@ -228,23 +264,19 @@ def _rank(scores: jax.Array, candidate: jax.Array) -> jax.Array:
 
   XLA:CPU sorts a lone int32 array with ``std::sort`` several times faster
   than it sorts (key, index) pairs through its comparator (about 10 ms
-  against 40-100 ms at 100k). So float32 scores become order-preserving int32
-  keys, the keys alone are sorted, and each candidate finds the first slot of
-  its key by binary search. Candidates with tied keys (frequent at large N:
-  float32 has ~2^23 values per octave) share a run of slots; they claim them
-  in rounds, lowest index first. Runs longer than ``_MAX_TIE_ROUNDS`` fall
-  back to the two-key stable sort.
+  against 40-100 ms at 100k). So the scores become order-preserving int32
+  keys (:func:`_descending_keys`), the keys alone are sorted, and each
+  candidate finds the first slot of its key by binary search. Candidates
+  with tied keys (frequent at large N: float32 has ~2^23 values per octave)
+  share a run of slots; they claim them in rounds, lowest index first. Runs
+  longer than ``_MAX_TIE_ROUNDS`` (and float64 scores) fall back to a
+  stable sort of (key, index).
   """
-  # -0.0 and 0.0 are tied scores, but sorts order floats totally.
-  neg_scores = jnp.where(candidate & (scores != 0), -scores, 0.0)
-  if neg_scores.dtype != jnp.float32:
-    return _stable_rank(neg_scores, candidate)
+  keys = _descending_keys(scores, candidate)
+  if scores.dtype != jnp.float32:
+    return _stable_rank(keys)
   n = scores.shape[0]
   index = jnp.arange(n, dtype=jnp.int32)
-  bits = lax.bitcast_convert_type(neg_scores, jnp.int32)
-  # Negative floats order backwards as sign-magnitude ints: flip them.
-  keys = jnp.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-  keys = jnp.where(candidate, keys, jnp.iinfo(jnp.int32).max)  # > +inf.
   slot = jnp.searchsorted(lax.sort(keys), keys, method="scan")
 
   def claim_round(state):
@@ -262,7 +294,7 @@ def _rank(scores: jax.Array, candidate: jax.Array) -> jax.Array:
       unfinished, claim_round,
       (jnp.full((n,), n, jnp.int32), slot, ~candidate, jnp.int32(0)))
   return lax.cond(jnp.all(placed), lambda: jnp.minimum(order, n - 1),
-                  lambda: _stable_rank(neg_scores, candidate))
+                  lambda: _stable_rank(keys))
 
 
 def _suppresses(a: jax.Array, b: jax.Array, iou_threshold: jax.Array,
@@ -468,7 +500,9 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       int_dtype).bits:  # Wider ids than the buffer holds: number them.
     classes = jnp.unique(classes, return_inverse=True, size=n)[1]
   # -0.0 is 0.0, a tie, which top_k would order below it.
-  in_play = jnp.where(candidate, jnp.where(scores == 0, 0, scores), -jnp.inf)
+  in_play = jnp.where(
+      candidate, lax.bitcast_convert_type(_float_bits(scores), scores.dtype),
+      -jnp.inf)
   columns = [padded(boxes), padded(box_ops.area(boxes))[:, None],
              padded(in_play, -jnp.inf)[:, None]]
   columns = [c.astype(dtype) for c in columns] + [as_bits(positions)[:, None]]
@@ -671,14 +705,33 @@ def _checked(boxes: ArrayLike, *others: ArrayLike | None, iou_threshold,
   return (boxes, *others, _output_size(max_output, boxes.shape[0]))
 
 
+def _numbered_if_narrowed(classes: ArrayLike | None) -> ArrayLike | None:
+  """Host class ids that JAX would narrow (64-bit values outside int32 with
+  x64 off, which would wrap and merge classes) as int32 ``np.unique``
+  numbers, which keep which boxes share a class; other ids as given."""
+  if classes is None or isinstance(classes, jax.Array):
+    return classes  # JAX arrays (and tracers) are already narrowed.
+  ids = np.asarray(classes)
+  wide = jax.dtypes.canonicalize_dtype(np.int64) != np.int64
+  if not (wide and ids.dtype.kind in "iu" and ids.size):
+    return classes
+  limits = np.iinfo(np.int32)
+  if limits.min <= ids.min() and ids.max() <= limits.max:
+    return classes
+  return np.unique(ids, return_inverse=True)[1].astype(np.int32).reshape(
+      ids.shape)
+
+
 def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
               max_output, mask, fmt, tile_size) -> NmsResult:
   """Shared body of :func:`nms` and :func:`batched_nms`: checks what a jit
   cannot, then runs one jit."""
   positive_int(tile_size, "tile_size")
+  if score_threshold is not None:
+    _check_scalar(score_threshold, "score_threshold")
   boxes, scores, classes, mask, k = _checked(
-      boxes, scores, classes, mask, iou_threshold=iou_threshold,
-      max_output=max_output, fmt=fmt)
+      boxes, scores, _numbered_if_narrowed(classes), mask,
+      iou_threshold=iou_threshold, max_output=max_output, fmt=fmt)
   return _hard_nms_jit(boxes, scores, classes, mask, _number(iou_threshold),
                        _number(score_threshold), max_output=k, fmt=fmt,
                        tile_size=int(tile_size))
@@ -698,9 +751,11 @@ def _hard_nms_traced(boxes, scores, classes, mask, iou_threshold,
   if n == 0:
     return NmsResult(jnp.full((max_output,), -1, jnp.int32),
                      jnp.zeros((max_output,), bool))
+  # Traced thresholds take no gradient either (the vmap rule has no JVP).
+  iou_threshold = lax.stop_gradient(iou_threshold)
   candidate = mask & ~jnp.isnan(scores)
   if score_threshold is not None:
-    candidate &= scores > score_threshold
+    candidate &= scores > lax.stop_gradient(score_threshold)
   indices = _greedy(boxes, scores, classes, candidate,
                     jnp.asarray(iou_threshold, boxes.dtype),
                     max_output=max_output, tile_size=tile_size,
@@ -733,12 +788,16 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
 
   Args:
     boxes: ``[N, 4]`` boxes in ``fmt``, any order.
-    scores: ``[N]`` scores.
+    scores: ``[N]`` scores, ranked as float32 (float64 for float64 scores):
+      integer scores above 2**24 can tie.
     iou_threshold: suppress when IoU is strictly greater, in [0, 1].
-    score_threshold: candidates need ``score > score_threshold``, compared
-      in float32 (float64 for float64 scores), as NumPy compares a float32
-      array with a Python float: a float32 score of 0.3 is not above 0.3.
-      None keeps every (non-NaN) score.
+    score_threshold: a real scalar; candidates need ``score >
+      score_threshold``. A Python float is compared in the scores' dtype,
+      as NumPy compares a float32 array with a Python float: a float32
+      score of 0.3 is not above 0.3 (an array threshold follows JAX's type
+      promotion). On CPU, XLA compares floats with subnormals flushed to
+      zero, so a float32 score below 1.2e-38 is not above 0 (it is still
+      ranked by its value). None keeps every (non-NaN) score.
     max_output: ``K``, the number of output slots (default ``N``); the search
       stops once ``K`` boxes are kept.
     mask: ``[N]`` bool, False for padding boxes.
@@ -779,7 +838,8 @@ def batched_nms(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, *,
   Args:
     boxes: ``[N, 4]`` boxes in ``fmt``.
     scores: ``[N]`` scores.
-    classes: ``[N]`` integer class ids (any values).
+    classes: ``[N]`` integer class ids (any values; NumPy int64 ids outside
+      int32 are renumbered on the host when JAX runs without x64).
     iou_threshold: as in :func:`nms`.
     score_threshold: as in :func:`nms`.
     max_output: as in :func:`nms`.
@@ -822,6 +882,8 @@ def _soft_nms_traced(boxes, scores, mask, iou_threshold, sigma,
     return SoftNmsResult(jnp.full((max_output,), -1, jnp.int32),
                          jnp.zeros((max_output,), out_dtype),
                          jnp.zeros((max_output,), bool))
+  iou_threshold, sigma, score_threshold = lax.stop_gradient(
+      (iou_threshold, sigma, score_threshold))
   active = mask & (scores >= score_threshold)  # NaN: False.
   # Scores decay in the wider of the two dtypes (float64 boxes, float32
   # scores: the loop's scores would change dtype).
@@ -883,8 +945,12 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   ``exp(-iou**2 / sigma)`` (``"gaussian"``) or, where ``iou >
   iou_threshold``, by ``1 - iou`` (``"linear"``); boxes whose score falls
   below ``score_threshold`` are discarded. As in the paper's reference code a
-  box remains while ``score >= score_threshold``; unlike it, the first box
-  must pass the threshold too. ``iou_threshold`` is unused by ``"gaussian"``.
+  box remains while ``score >= score_threshold``; unlike it, every box must
+  start with ``score >= score_threshold`` (``cpu_soft_nms`` discards only
+  the boxes it decays below it), and areas are continuous (it adds 1
+  pixel). On CPU, XLA compares floats with subnormals flushed to zero, so
+  scores decayed below 1.2e-38 (float32) compare as 0.
+  ``iou_threshold`` is unused by ``"gaussian"``.
   A pair of zero-area boxes counts as IoU 0. Cost ``O(K * N)``. The scores
   are not differentiated through (the selection is a ``while_loop``).
 
@@ -892,9 +958,9 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
     boxes: ``[N, 4]`` boxes in ``fmt``.
     scores: ``[N]`` initial scores.
     method: ``"gaussian" | "linear"`` (static).
-    sigma: Gaussian width, > 0.
+    sigma: Gaussian width, a real scalar > 0.
     iou_threshold: the linear method's overlap threshold, in [0, 1].
-    score_threshold: boxes below it are discarded.
+    score_threshold: a real scalar; boxes below it are discarded.
     max_output: ``K``, output slots (default ``N``, static).
     mask: ``[N]`` bool, False for padding boxes.
     fmt: ``"xyxy" | "xywh" | "cxcywh"``.
@@ -913,6 +979,8 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   ([0, 1], 0.1455)
   """
   one_of(method, SOFT_NMS_METHODS, "method")
+  _check_scalar(sigma, "sigma")
+  _check_scalar(score_threshold, "score_threshold")
   if not isinstance(sigma, jax.core.Tracer) and not float(sigma) > 0:
     raise ValueError(f"sigma must be > 0, got {sigma}.")
   boxes, scores, mask, k = _checked(boxes, scores, mask,

@@ -486,6 +486,20 @@ def test_no_retrace(rng):
      "sigma must be > 0"),
     (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3), max_output=-2),
      "max_output must be >= 1"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3),
+                     iou_threshold=np.array([0.5])), "iou_threshold must be a"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), iou_threshold=None),
+     "iou_threshold must be a"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), score_threshold=np.zeros(3)),
+     "score_threshold must be a"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3), score_threshold=None),
+     "score_threshold must be a"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3), sigma=np.ones(2)),
+     "sigma must be a"),
+    (lambda: nms.nms(np.zeros((3, 4), np.complex64), np.zeros(3)),
+     "boxes must be real"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3, np.complex64)),
+     "scores must be real"),
 ])
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
@@ -567,3 +581,35 @@ def test_memory_is_linear_in_n():
     pytest.skip("this backend reports no memory analysis")
   # Measured 5.4 MiB (~57 bytes per box); the N x N IoU matrix is 37 GiB.
   assert analysis.temp_size_in_bytes < 16 * 2**20
+
+
+def test_subnormal_scores_are_ranked_by_value():
+  """XLA:CPU compares floats with subnormals flushed to zero; the ranking
+  reads their bits, in top_k rounds and in rank order (a -inf candidate)."""
+  b = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [0, 1, 10, 11]], np.float32)
+  scores = np.float32([1e-40, 2e-40, 0.0])
+  assert _kept(nms.nms(b, scores)) == ref.greedy_nms(b, scores, 0.5) == [1]
+  with_inf = np.float32([1e-40, 2e-40, -np.inf])
+  assert _kept(nms.nms(b, with_inf)) == [1]
+  tiny = jnp.float32([1e-40, 2e-40, -np.inf, 0.0, -0.0, 3.0, -1e-40, np.inf])
+  order = jax.jit(lambda x: nms._rank(x, ~jnp.isnan(x) & (x > -np.inf)))(tiny)
+  np.testing.assert_array_equal(order[:7], [7, 5, 1, 0, 3, 4, 6])
+
+
+def test_wide_numpy_class_ids_are_not_merged():
+  """Without x64, JAX would wrap 2**32 to 0, the other box's class."""
+  b = np.array([[0, 0, 10, 10], [1, 0, 11, 10]], np.float32)
+  got = nms.batched_nms(b, np.float32([0.9, 0.8]), np.array([0, 2**32]))
+  assert _kept(got) == [0, 1]
+
+
+def test_gradients_through_traced_thresholds_are_zero():
+  b = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [30, 30, 40, 40]],
+               np.float32)
+  s = np.float32([0.9, 0.8, 0.7])
+  kept = lambda t: nms.nms(b, s, iou_threshold=t, score_threshold=t / 10)
+  assert jax.grad(lambda t: t * kept(t).valid.sum())(0.5) == 2.0
+  for name in ("sigma", "score_threshold", "iou_threshold"):
+    soft = lambda t, name=name: nms.soft_nms(
+        b, s, method="linear", **{name: t}).valid.sum()
+    assert jax.grad(lambda t, soft=soft: t * soft(t))(0.3) == soft(0.3) > 0
