@@ -393,8 +393,8 @@ def main() -> None:
   # Other jobs on a shared machine slow both sides; record the load.
   env["load average (1, 5, 15 min)"] = ", ".join(
       f"{x:.1f}" for x in os.getloadavg())
-  path = benchutil.write_results(benchutil.platform_name("augment"), "Augmentation throughput", body,
-                                 env)
+  path = benchutil.write_results(benchutil.platform_name("augment"),
+                                 "Augmentation throughput", body, env)
   print(f"wrote {path}")
 
 

@@ -287,8 +287,8 @@ def main() -> None:
       "inside a caller's jit it compiles with that jit's options. "
       "Uniform: corners U(0, 1000), sides U(10, 100), scores U(0, 1). "
       "Clustered: N jittered candidates around 20 objects "
-      f"(`tests/reference/nms.py`). The machine ({benchutil.usable_cores()} cores) "
-      "was shared with other jobs, so single figures can be noisy.",
+      "(`tests/reference/nms.py`). The machine "
+      f"({benchutil.usable_cores()} cores) was shared with other jobs, so single figures can be noisy.",
       "## jaxdl `nms` vs OpenCV `cv2.dnn.NMSBoxes` vs the notes' NumPy loop",
       benchutil.markdown_table(
           ["boxes", "N", "kept", "jaxdl", "OpenCV", "notes NumPy",

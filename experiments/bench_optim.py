@@ -152,9 +152,9 @@ def main() -> None:
   rows, extra_only_scalar = [], True
   for name, (ours, theirs) in PAIRS.items():
     r = bench_pair(ours, theirs, params, grads)
-    extra_only_scalar &= (
-        not r["optax_hlo"] - r["ours_hlo"] and
-        all(k.split()[0].endswith("[]") for k in r["ours_hlo"] - r["optax_hlo"]))
+    only_ours = r["ours_hlo"] - r["optax_hlo"]
+    extra_only_scalar &= (not r["optax_hlo"] - r["ours_hlo"] and all(
+        key.split()[0].endswith("[]") for key in only_ours))
     rows.append([
         name, benchutil.format_ms(r["ours"]), benchutil.format_ms(r["optax"]),
         f"{r['ratio']:.3f}",
@@ -194,8 +194,8 @@ def main() -> None:
       f"{os.getloadavg()[0]:.1f} after the run ({benchutil.usable_cores()} "
       f"cores).\n")
   path = benchutil.write_results(
-      benchutil.platform_name("optim"), "Hand-written optimizers vs optax", body,
-      benchutil.environment(["optax"]))
+      benchutil.platform_name("optim"), "Hand-written optimizers vs optax",
+      body, benchutil.environment(["optax"]))
   print(f"wrote {path}")
 
 

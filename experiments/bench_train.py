@@ -363,7 +363,8 @@ Output: `{last_line}`
   env = benchutil.environment(["flax", "optax", "torch", "orbax-checkpoint"])
   env["load average at end"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
   benchutil.write_and_print(
-      benchutil.platform_name("train"), "Training loop: jaxdl vs the notes' PyTorch loop", body, env)
+      benchutil.platform_name("train"),
+      "Training loop: jaxdl vs the notes' PyTorch loop", body, env)
 
 
 if __name__ == "__main__":

@@ -287,7 +287,8 @@ def main() -> None:
       "(the machine is shared; times are medians).",
   ])
   path = benchutil.write_results(
-      benchutil.platform_name("flops"), "FLOPs and parameters: formulas, XLA and measured time", body,
+      benchutil.platform_name("flops"),
+      "FLOPs and parameters: formulas, XLA and measured time", body,
       benchutil.environment(("flax", "optax")))
   print(f"wrote {path}")
 
