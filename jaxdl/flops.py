@@ -608,9 +608,11 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
   own, and the VJP of the whole forward with respect to ``params``.
 
   Lifted loops are not unrolled: XLA's cost analysis counts a loop body once,
-  so the totals of a model with ``nn.scan`` (or ``lax.scan``, ``fori_loop``)
-  count one iteration of it, and the layers inside ``nn.scan`` are listed as
-  Flax traces them (twice), not once per iteration.
+  so the XLA totals of a model with ``nn.scan`` (or ``lax.scan``,
+  ``fori_loop``) count one iteration of it, and the layers inside
+  ``nn.scan`` are listed as Flax traces them (twice), not once per
+  iteration, so the formula total counts two iterations of an
+  ``nn.scan`` body, whatever the scan's length.
 
   Args:
     module: an unbound Flax module.

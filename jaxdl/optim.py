@@ -16,6 +16,12 @@ tests compare against); no optax transform is used inside.
 (e.g. from :mod:`jaxdl.schedules`), evaluated at the number of updates done
 so far (0 on the first update), as optax does.
 
+Under ``optax.inject_hyperparams`` and ``jit``, the hyper-parameters that
+shape the state or the update rule (``momentum``, ``dampening``,
+``nesterov``, ``weight_decay``, ``centered``, ``eps_in_sqrt``) must be named
+in ``static_args``; the others (learning rate, decays, ``eps``) may be
+traced.
+
 The notes' Adam swaps ``b1`` and ``b2`` between the moments and has no bias
 correction and no ``eps``; :func:`adam` is the algorithm of Kingma & Ba.
 
@@ -78,14 +84,31 @@ def _check_number(value: Any, name: str) -> None:
 
 def _check_decay(value: float, name: str) -> None:
   _check_number(value, name)
+  if isinstance(value, jax.core.Tracer):
+    return  # optax.inject_hyperparams under jit: checked when concrete.
   if not 0.0 <= value < 1.0:
     raise ValueError(f"{name} must be in [0, 1), got {value}.")
 
 
 def _check_non_negative(value: float, name: str) -> None:
   _check_number(value, name)
+  if isinstance(value, jax.core.Tracer):
+    return
   if not value >= 0.0:
     raise ValueError(f"{name} must be >= 0, got {value}.")
+
+
+def _switch(value: Any, name: str) -> bool:
+  """Whether a hyper-parameter that shapes the state or the update rule
+  (momentum, dampening, weight decay, centering) is on. It must be
+  concrete: ``optax.inject_hyperparams`` traces every numeric argument
+  under ``jit`` unless ``static_args`` names it."""
+  if isinstance(value, jax.core.Tracer):
+    raise ValueError(
+        f"{name} decides the optimizer's state and update rule, so it cannot "
+        f"be traced: with optax.inject_hyperparams, pass "
+        f"static_args=({name!r}, ...).")
+  return bool(value)
 
 
 def _require_params(params: Any, name: str) -> None:
@@ -207,23 +230,26 @@ def sgd(learning_rate: ScalarOrSchedule, *, momentum: float = 0.0,
   _check_decay(momentum, "momentum")
   _check_decay(dampening, "dampening")
   _check_non_negative(weight_decay, "weight_decay")
+  use_momentum, use_dampening, use_decay, nesterov = (
+      _switch(momentum, "momentum"), _switch(dampening, "dampening"),
+      _switch(weight_decay, "weight_decay"), _switch(nesterov, "nesterov"))
   if nesterov and (momentum <= 0 or dampening != 0):
     raise ValueError(
         "nesterov=True needs momentum > 0 and dampening == 0, got "
         f"momentum={momentum}, dampening={dampening}.")
 
   def init(params):
-    buffer = _zeros_like(params) if momentum else None
+    buffer = _zeros_like(params) if use_momentum else None
     return SgdState(count=jnp.zeros([], jnp.int32), momentum_buffer=buffer)
 
   def update(updates, state, params=None):
-    if weight_decay:
+    if use_decay:
       _require_params(params, "sgd")
       updates = jax.tree.map(lambda g, p: g + weight_decay * p,
                              updates, params)
     buffer = state.momentum_buffer
-    if momentum:
-      first = (state.count == 0) if dampening else None
+    if use_momentum:
+      first = (state.count == 0) if use_dampening else None
       updates, buffer = _heavy_ball(updates, buffer, momentum=momentum,
                                     dampening=dampening, nesterov=nesterov,
                                     first=first)
@@ -341,13 +367,16 @@ def rmsprop(learning_rate: ScalarOrSchedule, *, decay: float = 0.9,
   _check_non_negative(eps, "eps")
   _check_decay(momentum, "momentum")
   _check_non_negative(initial_scale, "initial_scale")
+  use_momentum, centered, eps_in_sqrt = (
+      _switch(momentum, "momentum"), _switch(centered, "centered"),
+      _switch(eps_in_sqrt, "eps_in_sqrt"))
 
   def init(params):
     nu = jax.tree.map(lambda p: jnp.full_like(p, initial_scale), params)
     return RmspropState(
         count=jnp.zeros([], jnp.int32), nu=nu,
         mu=_zeros_like(params) if centered else None,
-        momentum_buffer=_zeros_like(params) if momentum else None)
+        momentum_buffer=_zeros_like(params) if use_momentum else None)
 
   def update(updates, state, params=None):
     del params
@@ -365,7 +394,7 @@ def rmsprop(learning_rate: ScalarOrSchedule, *, decay: float = 0.9,
     updates = jax.tree.map(lambda s, g: s * g, scale, updates)
     updates = _scale_by_learning_rate(updates, learning_rate, state.count)
     buffer = state.momentum_buffer
-    if momentum:
+    if use_momentum:
       updates, buffer = _heavy_ball(updates, buffer, momentum=momentum)
     return updates, RmspropState(optax.safe_increment(state.count), nu, mu,
                                  buffer)
@@ -400,6 +429,7 @@ def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
   _check_non_negative(eps, "eps")
   _check_non_negative(eps_root, "eps_root")
   _check_non_negative(weight_decay, "weight_decay")
+  use_decay = _switch(weight_decay, "weight_decay")
 
   def init(params):
     return AdamState(jnp.zeros([], jnp.int32), _zeros_like(params),
@@ -413,7 +443,7 @@ def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
     nu_hat = _bias_correction(nu, b2, count)
     updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps),
                            mu_hat, nu_hat)
-    if weight_decay:
+    if use_decay:
       _require_params(params, name)
       # Decoupled: the decay is added after the adaptive rescaling.
       updates = jax.tree.map(lambda u, p: u + weight_decay * p,

@@ -111,6 +111,7 @@ def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
   _check_finite(peak_value, "peak_value")
   if not peak_value >= 0:
     raise ValueError(f"peak_value must be >= 0, got {peak_value}.")
+  _check_finite(pct_start, "pct_start")
   if not 0.0 <= pct_start <= 1.0:
     raise ValueError(f"pct_start must be in [0, 1], got {pct_start}.")
   init_value = peak_value / div_factor
@@ -143,7 +144,10 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
   ``dict(init_value=init_value, peak_value=init_value, warmup_steps=0,
   decay_steps=T_i, end_value=alpha * init_value)`` and
   ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=period,
-  T_mult=t_mult, eta_min=alpha * init_value)``.
+  T_mult=t_mult, eta_min=alpha * init_value)``. Computed in float32: a
+  cycle boundary that lands within 2 float32 ulps above an integer step
+  restarts at that step, and with ``t_mult > 1`` steps before 0 give
+  ``init_value``.
 
   Args:
     init_value: the value at each restart.
@@ -168,38 +172,49 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
   _check_finite(t_mult, "t_mult")
   if not t_mult >= 1:
     raise ValueError(f"t_mult must be >= 1, got {t_mult}.")
+  _check_finite(alpha, "alpha")
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-
-  log_t = math.log(t_mult)
-
-  def cycle_start(cycle):
-    # Steps before cycle `cycle`: period * (1 + t + ... + t**(cycle - 1)).
-    # Near t = 1, t**c - 1 in float32 loses its digits (t = 1.0001 missed
-    # restarts), so expm1 there; elsewhere the power, which is exact for
-    # integer t and so puts the restarts on the right steps.
-    if t_mult < 1.1:
-      return period * jnp.expm1(cycle * log_t) / (t_mult - 1)
-    return period * (t_mult ** cycle - 1) / (t_mult - 1)
+  int_period = int(period) if float(period).is_integer() else None
+  # Steps before cycle c: period * (1 + t + ... + t**(c - 1)), with the
+  # numerator and the denominator rounded alike, so that the first restart
+  # falls exactly on `period` (a float64 denominator put the restart of
+  # t_mult = 1.1 at 10.0000023). Near t = 1, t**c - 1 in float32 loses its
+  # digits (t = 1.0001 missed restarts), so expm1 of a float32 log there;
+  # elsewhere the float32 power, exact for integer t.
+  if t_mult < 1.1:
+    log_t = jnp.float32(math.log(t_mult))
+    growth = jnp.expm1(log_t)  # t - 1
+    cycle_start = lambda c: period * jnp.expm1(c * log_t) / growth
+    cycle_length = lambda c: period * jnp.exp(c * log_t)
+  else:
+    t = jnp.float32(t_mult)
+    log_t, growth = jnp.log(t), t - 1
+    cycle_start = lambda c: period * (t**c - 1) / growth
+    cycle_length = lambda c: period * t**c
 
   def schedule(step: ArrayLike) -> jax.Array:
     step = jnp.asarray(step)
     if t_mult == 1:
-      if jnp.issubdtype(step.dtype, jnp.integer) and _is_int(period):
+      if jnp.issubdtype(step.dtype, jnp.integer) and int_period is not None:
         # In integers: float32 steps above 2**24 are rounded.
-        t_cur = (step % period).astype(jnp.float32)
+        t_cur = (step % int_period).astype(jnp.float32)
       else:
         step = step.astype(jnp.float32)
         t_cur = step - period * jnp.floor(step / period)
       return init_value * (alpha + (1 - alpha) * _half_cosine(
           t_cur / period))
-    step = step.astype(jnp.float32)
-    cycle = jnp.floor(jnp.log1p(step * (t_mult - 1) / period) / log_t)
-    # The closed form can be one cycle off at a boundary in float32.
-    cycle = jnp.where(cycle_start(cycle) > step, cycle - 1, cycle)
-    cycle = jnp.where(cycle_start(cycle + 1) <= step, cycle + 1, cycle)
-    t_cur = step - cycle_start(cycle)
-    length = period * t_mult ** cycle
-    return init_value * (alpha + (1 - alpha) * _half_cosine(t_cur / length))
+    # Before step 0 the first cycle has not begun (log1p would be NaN).
+    step = jnp.maximum(step.astype(jnp.float32), 0.0)
+    cycle = jnp.floor(jnp.log1p(step * growth / period) / log_t)
+    # The closed form can be one cycle off at a boundary in float32, and a
+    # boundary can come out a few ulps late: a restart within 2 ulps of
+    # the step counts as reached.
+    reached = step + jnp.maximum(step, 1.0) * 2.0**-22
+    cycle = jnp.where(cycle_start(cycle) > reached, cycle - 1, cycle)
+    cycle = jnp.where(cycle_start(cycle + 1) <= reached, cycle + 1, cycle)
+    t_cur = jnp.maximum(step - cycle_start(cycle), 0.0)
+    return init_value * (alpha + (1 - alpha) * _half_cosine(
+        t_cur / cycle_length(cycle)))
 
   return schedule

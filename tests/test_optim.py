@@ -377,3 +377,26 @@ def test_sgd_on_integer_leaves_steps_in_float32_as_optax():
   want, _ = twin.update(grads, twin.init(params), params)
   assert got["w"].dtype == want["w"].dtype == jnp.float32
   np.testing.assert_array_equal(got["w"], want["w"])
+
+
+@pytest.mark.parametrize("factory, static, twin", [
+    (optim.adam, (), optax.adam),
+    (optim.adamw, ("weight_decay",), optax.adamw),
+    (optim.sgd, ("momentum", "dampening", "weight_decay", "nesterov"),
+     optax.sgd),
+    (optim.rmsprop, ("momentum", "centered", "eps_in_sqrt"), optax.rmsprop),
+])
+def test_inject_hyperparams_under_jit(factory, static, twin):
+  """Traced decays and eps are not range-checked at trace time; the
+  switches that shape the state must be static, and say so."""
+  params = {"w": jnp.array([1.0, -2.0])}
+  grads = {"w": jnp.array([0.5, -0.25])}
+  ours = optax.inject_hyperparams(factory, static_args=static)(
+      learning_rate=0.1)
+  theirs = optax.inject_hyperparams(twin)(learning_rate=0.1)
+  step = lambda opt: jax.jit(opt.update)(grads, opt.init(params), params)[0]
+  chex.assert_trees_all_close(step(ours), step(theirs), rtol=1e-6)
+  if static:
+    traced = optax.inject_hyperparams(factory)(learning_rate=0.1)
+    with pytest.raises(ValueError, match="static_args"):
+      jax.jit(traced.update)(grads, traced.init(params), params)

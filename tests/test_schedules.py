@@ -190,3 +190,37 @@ def test_cosine_restarts_counts_large_integer_steps_exactly():
 def test_schedule_arguments_must_be_finite_numbers(make, match):
   with pytest.raises(ValueError, match=match):
     make()
+
+
+@pytest.mark.parametrize("t_mult", [1.0001, 1.1, 1.2, 1.5, 2.0])
+@pytest.mark.parametrize("period", [3, 10, 100])
+def test_cosine_restarts_restart_on_every_integer_boundary(t_mult, period):
+  """t_mult rounded to float32 alike everywhere: 1.1 missed its restarts at
+  10 and 21 (the boundary came out at 10.0000023)."""
+  boundary, cycle, starts = 0.0, 0, []
+  while boundary < 1e4:  # Float64 boundaries; the integer ones restart.
+    if abs(boundary - round(boundary)) < 1e-6:
+      starts.append(round(boundary))
+    boundary += period * t_mult**cycle
+    cycle += 1
+  values = jax.jit(schedules.cosine_restarts(1.0, period, t_mult=t_mult))(
+      jnp.array(starts))
+  np.testing.assert_allclose(values, 1.0, atol=1e-6)
+
+
+def test_cosine_restarts_before_step_zero_and_float_periods():
+  growing = schedules.cosine_restarts(1.0, 10, t_mult=2.0)
+  np.testing.assert_allclose(growing(jnp.array([-11, -1, 0])), 1.0)
+  step = jnp.int32(401541412)  # Above 2**24: float32 steps are rounded.
+  np.testing.assert_allclose(schedules.cosine_restarts(1.0, 7.0)(step),
+                             schedules.cosine_restarts(1.0, 7)(step))
+
+
+@pytest.mark.parametrize("call", [
+    lambda: schedules.one_cycle(10, 0.1, pct_start=None),
+    lambda: schedules.one_cycle(10, 0.1, pct_start="0.3"),
+    lambda: schedules.cosine_restarts(1.0, 10, alpha=None),
+])
+def test_non_numbers_raise_value_error(call):
+  with pytest.raises(ValueError, match="must be a finite number"):
+    call()
