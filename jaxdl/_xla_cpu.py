@@ -23,6 +23,14 @@ compiler option (:func:`compile`):
 * :func:`compile` compiles with XLA:CPU's own convolution kernels instead of
   YNNPACK's, which ran the rewritten convolutions several times slower.
 
+The forms are equal for finite values. With inf or NaN activations (whose
+loss is NaN anyway) they differ: a space-to-depth convolution multiplies
+the zero taps of its block kernel with the inputs next to a window, so an
+inf or NaN there turns neighbouring outputs into NaN, and the pooling
+gradient goes to a window's first NaN, where ``select_and_scatter_add``
+takes its last. :func:`fast_path` rewrites a differentiated function and is
+not itself differentiable where it tiles max pooling.
+
 Outside training, :func:`jit_with_options` jits a function with compiler
 options wherever JAX takes them (NMS compiles with 512-bit vectors).
 """
@@ -118,8 +126,11 @@ def _first_max(tiles: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _window_max(primitive: Any, x: jax.Array, **params: Any) -> jax.Array:
-  """``reduce_window`` max pooling of non-overlapping windows as a reduce."""
-  tiles = _tiles(x, params["window_dimensions"]) if _is_tiling(params) else None
+  """``reduce_window`` max pooling of non-overlapping float windows as a
+  reduce (:func:`_first_max` starts from -inf)."""
+  tiles = (_tiles(x, params["window_dimensions"])
+           if _is_tiling(params) and jnp.issubdtype(x.dtype, jnp.floating)
+           else None)
   if tiles is None:
     return primitive.bind(x, **params)
   return _first_max(tiles)[0]
@@ -131,7 +142,7 @@ def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
   window's ``source`` value goes to its first maximal element."""
   tiles = (_tiles(operand, params["window_dimensions"])
            if _is_tiling(params) and params["select_prim"] is jax.lax.ge_p
-           else None)
+           and jnp.issubdtype(operand.dtype, jnp.floating) else None)
   if tiles is None:
     return primitive.bind(source, operand, **params)
   first_max = jax.nn.one_hot(_first_max(tiles)[1], tiles.shape[-1],
@@ -356,16 +367,19 @@ def _outer_product_dot(primitive: Any, lhs: jax.Array, rhs: jax.Array, *,
   (lhs_contract, rhs_contract), batch = dimension_numbers
   if (any(batch) or lhs.ndim != 2 or rhs.ndim != 2
       or len(lhs_contract) != 1 or len(rhs_contract) != 1
-      or lhs.shape[lhs_contract[0]] > _OUTER_PRODUCTS_MAX):
+      or not 1 <= lhs.shape[lhs_contract[0]] <= _OUTER_PRODUCTS_MAX):
     return primitive.bind(lhs, rhs, dimension_numbers=dimension_numbers,
                           **params)
   dtype = params.get("preferred_element_type") or jnp.result_type(lhs, rhs)
-  a = jnp.moveaxis(lhs, lhs_contract[0], 0).astype(dtype)  # [K, M]
-  b = jnp.moveaxis(rhs, rhs_contract[0], 0).astype(dtype)  # [K, N]
+  # Sums of half-precision products in float32, rounded once, as the dot.
+  accumulate = (jnp.float32 if jnp.issubdtype(dtype, jnp.floating)
+                and jnp.finfo(dtype).bits < 32 else dtype)
+  a = jnp.moveaxis(lhs, lhs_contract[0], 0).astype(accumulate)  # [K, M]
+  b = jnp.moveaxis(rhs, rhs_contract[0], 0).astype(accumulate)  # [K, N]
   out = a[0][:, None] * b[0][None, :]
   for k in range(1, a.shape[0]):
     out = out + a[k][:, None] * b[k][None, :]
-  return out
+  return out.astype(dtype)
 
 
 Rewrites = Mapping[str, Callable[..., jax.Array]]

@@ -335,3 +335,28 @@ def test_jit_with_options_on_a_jax_without_them(monkeypatch):
                                      {"xla_cpu_prefer_vector_width": "512"})
   assert double.tuned is None
   np.testing.assert_array_equal(double(jnp.ones(2)), 2 * jnp.ones(2))
+
+
+def test_max_pooling_of_bool_and_int_falls_back():
+  """The tiled reduce starts from -inf: True for bool, an error for ints."""
+  pool = lambda x: jax.lax.reduce_window(x, False if x.dtype == bool else
+                                         jnp.iinfo(x.dtype).min, jax.lax.max,
+                                         (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+  for x in (jnp.zeros((1, 4, 4, 1), bool),
+            jnp.arange(16, dtype=jnp.int32).reshape(1, 4, 4, 1)):
+    np.testing.assert_array_equal(_xla_cpu.fast_path(pool)(x), pool(x))
+
+
+def test_outer_product_dot_of_half_precision_and_empty_contraction():
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.normal(size=(16, 64)), jnp.bfloat16)
+  b = jnp.asarray(rng.normal(size=(16, 32)), jnp.bfloat16)
+  dot = lambda a, b: a.T @ b
+  # Summed in float32 and rounded once, as the dot (summed in bfloat16,
+  # the error was 4x the dot's).
+  np.testing.assert_allclose(
+      np.asarray(jax.jit(_xla_cpu.fast_path(dot))(a, b), np.float32),
+      np.asarray(jax.jit(dot)(a, b), np.float32), rtol=1e-2, atol=1e-2)
+  empty = _xla_cpu.fast_path(lambda a, b: a @ b)(jnp.ones((3, 0)),
+                                                 jnp.ones((0, 4)))
+  np.testing.assert_array_equal(empty, np.zeros((3, 4)))
