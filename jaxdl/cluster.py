@@ -101,7 +101,9 @@ def kmeans_predict(x: ArrayLike, centers: ArrayLike) -> jax.Array:
     centers: ``[k, D]`` centres.
 
   Returns:
-    ``[N]`` int32 labels; ties go to the lowest centre index.
+    ``[N]`` int32 labels. Distances are expanded in float32 about the
+    centres' mean, so exact ties (and near ties, for centres far from their
+    mean) are broken by rounding, not always to the lowest index.
 
   >>> kmeans_predict(jnp.array([[0., 0.], [9., 9.]]),
   ...                jnp.array([[10., 10.], [1., 1.]]))
@@ -411,7 +413,11 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
 
   Equals ``sklearn.neighbors.KNeighborsClassifier(n_neighbors=k).fit(
   train_x, train_y).predict(query)`` (uniform weights, Euclidean): a tied
-  vote goes to the lowest class id.
+  vote goes to the lowest class id. Squared distances are computed in
+  float32 as ``|q|^2 - 2 q.x + |x|^2`` about the training mean, so for a
+  query far from that mean (groups of points far apart) neighbours closer
+  together than about ``1e-7`` times the squared distance to the mean can
+  be ranked wrongly (sklearn computes in float64).
 
   Args:
     train_x: ``[N, D]`` training points.

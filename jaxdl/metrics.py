@@ -14,7 +14,7 @@ samples count nowhere. Results equal scikit-learn's:
 
 Curves are fixed-length: one slot per sample plus the start point. Scores are
 ranked in float32 (half precision is upcast exactly; float64 is rounded to
-float32 when x64 is on). An unmasked NaN score makes the curve and the
+float32 when x64 is on, and integer scores above 2**24 can tie). An unmasked NaN score makes the curve and the
 AUC / AP NaN (sklearn rejects NaN input).
 
 Sorting is the only super-linear step. XLA's CPU sort is a comparison sort,
@@ -326,9 +326,13 @@ def _precision_recall_fscore(cm, zero_division, *, average, beta):
     fscore = precision
   else:
     b2 = beta ** 2
-    fscore = _divide((1 + b2) * tp.astype(jnp.float32),
-                     b2 * true_sum.astype(jnp.float32) + pred_sum,
-                     zero_division)
+    tp32, true32 = tp.astype(jnp.float32), true_sum.astype(jnp.float32)
+    if b2 > 1:  # Divided by b2, so that a huge beta does not overflow.
+      fscore = _divide((1 / b2 + 1) * tp32, true32 + pred_sum / b2,
+                       zero_division)
+    else:
+      fscore = _divide((1 + b2) * tp32, b2 * true32 + pred_sum,
+                       zero_division)
   if average in ("macro", "weighted"):
     weights = support if average == "weighted" else None
     precision, recall, fscore = (_nan_average(v, weights)
@@ -343,12 +347,13 @@ def _descending_key(scores: jax.Array) -> jax.Array:
   """int32 keys whose ascending order is the descending order of ``scores``.
 
   The float32 bit pattern, with the magnitude bits of negative numbers
-  flipped, is monotone in the value (IEEE 754); -0.0 is first made +0.0 so
-  that it ties with 0.0. Bitwise NOT then reverses the order.
+  flipped, is monotone in the value (IEEE 754); -0.0's pattern is first
+  read as +0.0's so that it ties with 0.0 (by the pattern: XLA:CPU compares
+  floats with subnormals flushed to zero, so ``s == 0`` also caught 1e-40).
+  Bitwise NOT then reverses the order.
   """
-  s = scores.astype(jnp.float32)
-  s = jnp.where(s == 0, jnp.float32(0), s)
-  bits = lax.bitcast_convert_type(s, jnp.int32)
+  bits = lax.bitcast_convert_type(scores.astype(jnp.float32), jnp.int32)
+  bits = jnp.where(bits == jnp.iinfo(jnp.int32).min, 0, bits)
   ascending = jnp.where(bits < 0, bits ^ jnp.int32(_INT32_MAX), bits)
   return ~ascending
 
@@ -379,8 +384,15 @@ def _numpy_sort_host(key: np.ndarray, code: np.ndarray):
 def _numpy_sort(key: jax.Array, code: jax.Array):
   shapes = (jax.ShapeDtypeStruct(key.shape, jnp.int32),
             jax.ShapeDtypeStruct(code.shape, jnp.int8))
-  return jax.pure_callback(_numpy_sort_host, shapes, key, code,
+  outs = jax.pure_callback(_numpy_sort_host, shapes, key, code,
                            vmap_method="expand_dims")
+  # Inside shard_map the inputs vary over the mesh axes; the callback's
+  # results must say so too, or platform_dependent's branches differ.
+  varying = tuple(getattr(getattr(jax.typeof(key), "manual_axis_type", None),
+                          "varying", ()) or ())
+  if varying:
+    outs = tuple(lax.pcast(o, varying, to="varying") for o in outs)
+  return outs
 
 
 def _sort_by_key(key: jax.Array, code: jax.Array):
@@ -716,7 +728,8 @@ class BinnedCounts(NamedTuple):
   (scores below 0 go to bin 0, scores >= 1 to bin ``T - 1``), so "predicted
   positive at threshold ``j / (T - 1)``" is the count in bins ``>= j``.
   Merging two states is their sum (``jax.tree.map(jnp.add, a, b)`` or
-  ``lax.psum``).
+  ``lax.psum``). Counts are int32: the totals of positives and of
+  negatives must stay below 2**31.
   """
   positives: jax.Array  # [T] int32
   negatives: jax.Array  # [T] int32
@@ -796,6 +809,10 @@ def binned_merge(a: BinnedCounts, b: BinnedCounts) -> BinnedCounts:
   Returns:
     Their sum, a ``BinnedCounts`` of the same shapes.
   """
+  if jnp.shape(a.positives) != jnp.shape(b.positives):
+    raise ValueError(
+        f"b must have a's shape {jnp.shape(a.positives)} (the same "
+        f"thresholds), got {jnp.shape(b.positives)}.")
   return jax.tree.map(jnp.add, a, b)
 
 

@@ -10,6 +10,10 @@ gradient tests.
 """
 
 import doctest
+import json
+import os
+import subprocess
+import sys
 
 import chex
 import hypothesis
@@ -543,3 +547,61 @@ def test_out_of_range_labels_under_jit_are_ignored():
 def test_docstring_examples():
   result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted >= 6 and result.failed == 0
+
+
+def test_subnormal_scores_are_ranked_by_value():
+  """XLA:CPU compares floats with subnormals flushed to zero; the sort keys
+  read the bits (a sigmoid of a logit below -87 is subnormal)."""
+  scores = np.float32([0, 1e-40, 1e-40, 0])
+  labels = np.array([0, 1, 1, 0])
+  np.testing.assert_allclose(metrics.roc_auc(scores, labels),
+                             skm.roc_auc_score(labels, scores))
+
+
+def test_huge_finite_beta_is_recall():
+  labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+  preds = np.array([0, 2, 1, 0, 0, 1, 0, 1])
+  for beta in (2.0, 1e20):
+    np.testing.assert_allclose(
+        metrics.precision_recall_fscore(preds, labels, num_classes=3,
+                                        beta=beta).fscore,
+        skm.fbeta_score(labels, preds, beta=beta, average=None), atol=1e-6)
+
+
+def test_binned_merge_rejects_other_thresholds():
+  a = metrics.binned_init(11)
+  with pytest.raises(ValueError, match="same thresholds"):
+    metrics.binned_merge(a, metrics.binned_init(5))
+
+
+_SHARD_MAP_SCRIPT = """
+import json
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxdl import metrics
+mesh = jax.make_mesh((4,), ("d",))
+rng = np.random.default_rng(0)
+scores = rng.random((4, 25)).astype(np.float32)
+labels = rng.random((4, 25)) < 0.5
+f = jax.shard_map(lambda s, y: metrics.roc_auc(s[0], y[0])[None], mesh=mesh,
+                  in_specs=(P("d"), P("d")), out_specs=P("d"))
+put = lambda x: jax.device_put(x, NamedSharding(mesh, P("d")))
+got = jax.jit(f)(put(scores), put(labels))
+print(json.dumps({"got": np.asarray(got).tolist(),
+                  "scores": scores.tolist(), "labels": labels.tolist()}))
+"""
+
+
+def test_sorted_metrics_run_inside_shard_map():
+  """The CPU sort's callback results vary over the mesh like its inputs
+  (check_vma), in a subprocess with 4 forced CPU devices."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _SHARD_MAP_SCRIPT], env=env,
+                        capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  want = [skm.roc_auc_score(y, s) for s, y in zip(out["scores"],
+                                                   out["labels"])]
+  np.testing.assert_allclose(out["got"], want, atol=1e-6)
