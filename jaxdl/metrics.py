@@ -388,8 +388,9 @@ def _numpy_sort(key: jax.Array, code: jax.Array):
                            vmap_method="expand_dims")
   # Inside shard_map the inputs vary over the mesh axes; the callback's
   # results must say so too, or platform_dependent's branches differ.
-  varying = tuple(getattr(getattr(jax.typeof(key), "manual_axis_type", None),
-                          "varying", ()) or ())
+  typeof = getattr(jax, "typeof", None)  # Older JAX: no varying types.
+  axis_type = getattr(typeof(key), "manual_axis_type", None) if typeof else None
+  varying = tuple(getattr(axis_type, "varying", ()) or ())
   if varying:
     outs = tuple(lax.pcast(o, varying, to="varying") for o in outs)
   return outs
