@@ -41,6 +41,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from jaxdl import _keys
 from jaxdl._checks import (as_rank, class_ids, is_real_scalar, mask_or_ones,
                            one_of, positive_int)
 
@@ -344,24 +345,13 @@ def _precision_recall_fscore(cm, zero_division, *, average, beta):
 
 
 def _descending_key(scores: jax.Array) -> jax.Array:
-  """int32 keys whose ascending order is the descending order of ``scores``.
-
-  The float32 bit pattern, with the magnitude bits of negative numbers
-  flipped, is monotone in the value (IEEE 754); -0.0's pattern is first
-  read as +0.0's so that it ties with 0.0 (by the pattern: XLA:CPU compares
-  floats with subnormals flushed to zero, so ``s == 0`` also caught 1e-40).
-  Bitwise NOT then reverses the order.
-  """
-  bits = lax.bitcast_convert_type(scores.astype(jnp.float32), jnp.int32)
-  bits = jnp.where(bits == jnp.iinfo(jnp.int32).min, 0, bits)
-  ascending = jnp.where(bits < 0, bits ^ jnp.int32(_INT32_MAX), bits)
-  return ~ascending
+  """int32 keys whose ascending order is the descending order of
+  ``scores`` ranked in float32 (:func:`jaxdl._keys.descending_keys`)."""
+  return _keys.descending_keys(scores.astype(jnp.float32))
 
 
 def _key_to_score(key: jax.Array) -> jax.Array:
-  ascending = ~key
-  bits = jnp.where(ascending < 0, ascending ^ jnp.int32(_INT32_MAX), ascending)
-  return lax.bitcast_convert_type(bits, jnp.float32)
+  return _keys.key_to_float(key, jnp.float32)
 
 
 def _xla_sort(key: jax.Array, code: jax.Array):

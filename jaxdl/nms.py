@@ -39,7 +39,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxdl import _xla_cpu
+from jaxdl import _keys, _xla_cpu
 from jaxdl import boxes as box_ops
 from jaxdl._checks import (as_boxes, is_real_scalar, mask_or_ones, one_of,
                            positive_int)
@@ -224,32 +224,12 @@ def _output_size(max_output: int | None, n: int) -> int:
   return int(max_output)
 
 
-def _float_bits(x: jax.Array) -> jax.Array:
-  """The bits of float ``x`` as signed integers of its width, with -0.0's
-  pattern read as 0.0's (they tie).
-
-  Only -0.0 is tested, by its exact pattern: a test for both zeros
-  (``x == 0``, or its bits without the sign being 0, which LLVM turns
-  back into a float compare) is also True for subnormals on XLA:CPU, which
-  compares floats with subnormals flushed to zero.
-  """
-  int_dtype = jnp.dtype(f"int{8 * x.dtype.itemsize}")
-  bits = lax.bitcast_convert_type(x, int_dtype)
-  return jnp.where(bits == jnp.iinfo(int_dtype).min, 0, bits)
-
-
 def _descending_keys(scores: jax.Array, candidate: jax.Array) -> jax.Array:
-  """``[N]`` integer sort keys of the same width as the float ``scores``:
-  ascending keys order the candidates by descending score (0.0 and -0.0
-  tie), then every other box (the dtype's maximum, which no candidate
-  reaches: it would be a NaN). Made from the bits, not by negating the
-  scores: XLA:CPU flushes subnormal floats to zero in arithmetic and
-  comparisons, which tied 1e-40 with 2e-40."""
-  bits = _float_bits(scores)
-  top = jnp.iinfo(bits.dtype).max
-  # Sign-magnitude to two's complement order, then reversed (~).
-  descending = ~jnp.where(bits < 0, bits ^ top, bits)
-  return jnp.where(candidate, descending, top)
+  """``[N]`` sort keys: the candidates by descending score
+  (:func:`jaxdl._keys.descending_keys`), then every other box (the key
+  dtype's maximum, which no candidate reaches)."""
+  keys = _keys.descending_keys(scores)
+  return jnp.where(candidate, keys, jnp.iinfo(keys.dtype).max)
 
 
 def _stable_rank(keys: jax.Array) -> jax.Array:
@@ -501,7 +481,8 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     classes = jnp.unique(classes, return_inverse=True, size=n)[1]
   # -0.0 is 0.0, a tie, which top_k would order below it.
   in_play = jnp.where(
-      candidate, lax.bitcast_convert_type(_float_bits(scores), scores.dtype),
+      candidate, lax.bitcast_convert_type(_keys.float_bits(scores),
+                                          scores.dtype),
       -jnp.inf)
   columns = [padded(boxes), padded(box_ops.area(boxes))[:, None],
              padded(in_play, -jnp.inf)[:, None]]
