@@ -280,6 +280,97 @@ def test_knn_tied_vote_mask_and_vmap(rng):
         batched[i], ref.knn_predict(train, np.array([2, 1, 0]), queries[i], 1))
 
 
+def _far_apart_groups(rng, n):
+  """Points around (0, 0), (50, 50) and (1000, 1000), unit spread: float32
+  |q|^2 - 2 q.x + |x|^2 about the mean cannot rank neighbours 1 apart."""
+  centres = np.array([[0, 0], [50, 50], [1000, 1000]], np.float32)
+  return (centres[rng.integers(0, 3, n)]
+          + rng.normal(size=(n, 2))).astype(np.float32)
+
+
+@pytest.mark.parametrize("block_elements", [None, 300 * 8])
+def test_knn_exact_for_groups_far_apart(block_elements, rng, monkeypatch):
+  """The expanded form alone disagreed with sklearn on 238 of 500 such
+  queries. Small blocks mix certified and recomputed blocks."""
+  if block_elements is not None:
+    monkeypatch.setattr(cluster, "_NEIGHBOUR_BLOCK_ELEMENTS", block_elements)
+    jax.clear_caches()
+  train, query = _far_apart_groups(rng, 300), _far_apart_groups(rng, 60)
+  y = rng.integers(0, 4, 300)
+  # The test is only meaningful if float32 expansion alone gets it wrong.
+  centred = train - train.mean(0)
+  q = query - train.mean(0)
+  expanded = ((q * q).sum(1)[:, None] - 2 * q @ centred.T
+              + (centred * centred).sum(1))
+  exact = ((query[:, None].astype(np.float64) - train[None]) ** 2).sum(-1)
+  assert np.any(np.argsort(expanded, 1, kind="stable")[:, :5]
+                != np.argsort(exact, 1, kind="stable")[:, :5])
+  got = cluster.knn_predict(train, y, query, k=5, num_classes=4)
+  want = KNeighborsClassifier(n_neighbors=5).fit(
+      train.astype(np.float64), y).predict(query.astype(np.float64))
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(got, ref.knn_predict(train, y, query, 5))
+  jax.clear_caches()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_knn_nearest_point_found_among_near_ties(seed):
+  """30 points on a unit circle around the query at (1000, 1000), balanced
+  by 30 at the opposite corner: the expanded distances round to 0.875, 1 or
+  1.125, so the true nearest point can be left out of the candidates while
+  the candidates' largest expanded distance (1) still exceeds their
+  nearest exact one; only the rounding bound tells that the query must be
+  recomputed (without it, 3 of these 10 seeds failed). Labels are the
+  point indices, so the prediction is the nearest point itself."""
+  angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, 30)
+  ring = 1000 + np.stack([np.cos(angles), np.sin(angles)], 1)
+  train = np.concatenate([ring, -ring]).astype(np.float32)
+  query = np.full((1, 2), 1000, np.float32)
+  got = cluster.knn_predict(train, np.arange(60), query, k=1, num_classes=60)
+  exact = ((query[:, None].astype(np.float64) - train[None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(got, exact.argmin(1))
+
+
+@pytest.mark.parametrize("num_far", [0, 40])
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_knn_equal_distances_taken_in_index_order(num_far, offset):
+  """Points at -1 and +1 around the query tie; the first two by index
+  decide the vote, whether every point is re-ranked (few points), only the
+  candidates are (many), or the block is recomputed (far from the mean)."""
+  train = np.array([[1.0], [-1.0], [1.0], [-1.0]]) + offset
+  y = [1, 1, 0, 0]
+  if num_far:
+    train = np.concatenate([train, np.full((num_far, 1), 50.0 + offset)])
+    y = y + [0] * num_far
+    if offset:
+      train[-1] = -offset  # the mean moves far away
+  got = cluster.knn_predict(train.astype(np.float32), np.array(y),
+                            np.array([[offset]], np.float32), k=2,
+                            num_classes=2)
+  assert int(got[0]) == 1
+
+
+def test_knn_nan_and_inf_training_points_rank_last(rng):
+  train = rng.normal(size=(40, 2)).astype(np.float32)
+  train[:2] = [np.nan, 0.0], [np.inf, 0.0]
+  y = np.r_[[1, 1], np.zeros(38, int)]
+  got = cluster.knn_predict(train, y, np.zeros((3, 2), np.float32), k=1,
+                            num_classes=2)
+  np.testing.assert_array_equal(got, [0, 0, 0])
+
+
+def test_kmeans_predict_exact_for_centres_far_from_the_data():
+  centers = np.array([[1000, 1000], [1000, 1000.5], [0, 0]], np.float32)
+  x = (np.array([1000, 1000], np.float32) + np.random.default_rng(0).normal(
+      0, 0.5, (200, 2))).astype(np.float32)
+  exact = ((x[:, None].astype(np.float64) - centers[None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(cluster.kmeans_predict(x, centers),
+                                exact.argmin(1))
+  # An exact tie goes to the lower index.
+  np.testing.assert_array_equal(
+      cluster.kmeans_predict(np.array([[1.0]]), np.array([[2.0], [0.0]])), [0])
+
+
 def test_kmeans_padding_labels_feed_silhouette_and_knn(rng, key):
   """kmeans labels padding -1; with the same mask, silhouette_score and
   knn_predict accept them and equal their results on the real points."""
