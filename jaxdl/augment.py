@@ -2,10 +2,12 @@
 jitter, letterbox and flips.
 
 Images are ``[H, W, C]`` arrays, either an integer dtype (uint8: values in
-[0, 255]) or floating point (values in [0, 1], as torchvision assumes). Boxes
-are pixel ``"xyxy"`` ``[M, 4]`` arrays with continuous coordinates (pixel
-``(i, j)`` covers ``[j, j + 1] x [i, i + 1]``) and come with a ``[M]`` bool
-``mask`` (True = a real box). Box-carrying functions return the updated mask;
+[0, 255]) or floating point (values in [0, 1], as torchvision assumes; the
+geometric functions' default ``fill=114`` is YOLOv5's uint8 grey, so pass
+``fill=114 / 255`` for such float images). Boxes are pixel ``"xyxy"``
+``[M, 4]`` arrays with continuous coordinates (pixel ``(i, j)`` covers
+``[j, j + 1] x [i, i + 1]``) and come with a ``[M]`` bool ``mask`` (True =
+a real box). Box-carrying functions return the updated mask;
 entries whose mask is False are returned as zero boxes (and label ``-1``).
 
 Every function is pure and static-shaped: it works under ``jax.jit``, batches
@@ -115,6 +117,12 @@ def _float_dtype(dtype):
       dtype, jnp.floating) else jnp.float32
 
 
+def _fill_value(fill: ArrayLike, dtype) -> jax.Array:
+  """``fill`` as a pixel of ``dtype``: rounded and saturated for integer
+  images, as OpenCV casts ``borderValue`` before it blends."""
+  return _finish(jnp.asarray(fill, _float_dtype(dtype)), dtype)
+
+
 def _masked(boxes: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.where(mask[..., None], boxes, 0).astype(boxes.dtype)
 
@@ -181,8 +189,8 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   ``c = ceil(S / 2)``, as YOLOv5's ``int(random.uniform(-b, 2S + b))`` with
   its border ``b = -S // 2`` (for even ``S`` the notes'
   ``int(random.uniform(S/2, 3S/2))``). Boxes move with their tile,
-  are clipped to the canvas, and those narrower or shorter than ``min_size``
-  pixels after clipping are masked out (at ``min_size=0``: boxes with no
+  are clipped to the canvas, and those not wider and taller than
+  ``min_size`` pixels after clipping are masked out (at ``min_size=0``: boxes with no
   visible area).
 
   Args:
@@ -225,8 +233,7 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   block = jnp.concatenate(
       [jnp.concatenate([images[0], images[1]], axis=1),
        jnp.concatenate([images[2], images[3]], axis=1)], axis=0)
-  fill_value = _finish(jnp.asarray(fill, _float_dtype(images.dtype)),
-                       images.dtype)
+  fill_value = _fill_value(fill, images.dtype)
   # The block's offset (yc - S, xc - S) lies in [-pad, pad], so it sits in a
   # canvas-sized slice of the block padded by pad. The drawn centre needs
   # only S - S // 2; the pad matters when a warp's gather (as in
@@ -431,6 +438,7 @@ def warp_image(image: ArrayLike, matrix: ArrayLike, *,
     sx, sy = src[0], src[1]
   else:
     sx, sy = src[0] / src[2], src[1] / src[2]
+  fill = _fill_value(fill, image.dtype).astype(jnp.float32)
   return _finish(_bilinear_sample(image, sx, sy, fill), image.dtype)
 
 
@@ -613,6 +621,8 @@ def _jitter_range(value, name: str, *, center: float, low: float,
   if not low <= lo <= hi <= high:
     raise ValueError(f"{name} values must lie in [{low}, {high}] with "
                      f"min <= max, got ({lo}, {hi}).")
+  if not max(abs(lo), abs(hi)) <= float(np.finfo(np.float32).max):
+    raise ValueError(f"{name} must be finite in float32, got ({lo}, {hi}).")
   if lo == hi == center:
     return None
   return lo, hi
@@ -902,9 +912,7 @@ def letterbox(image: ArrayLike, boxes: ArrayLike, mask: ArrayLike, *,
                                antialias=False)
     resized = _finish(resized, image.dtype)
   padded = jnp.pad(resized, ((top, bottom), (left, right), (0, 0)),
-                   constant_values=_finish(
-                       jnp.asarray(fill, _float_dtype(image.dtype)),
-                       image.dtype))
+                   constant_values=_fill_value(fill, image.dtype))
   factors = jnp.array([new_w / width, new_h / height] * 2, boxes.dtype)
   offsets = jnp.array([left, top] * 2, boxes.dtype)
   return Augmented(image=padded, boxes=_masked(boxes * factors + offsets,

@@ -663,7 +663,11 @@ def test_color_jitter_no_retrace(rng):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(brightness=-0.1), "brightness"), (dict(contrast=-1), "contrast"),
     (dict(saturation=(1.5, 0.5)), "saturation"), (dict(hue=0.6), "hue"),
-    (dict(hue=(-0.7, 0.1)), "hue"), (dict(brightness=(1, 2, 3)), "pair")])
+    (dict(hue=(-0.7, 0.1)), "hue"), (dict(brightness=(1, 2, 3)), "pair"),
+    # Infinite (or float32-overflowing) strengths gave all-NaN images.
+    (dict(brightness=float("inf")), "brightness"),
+    (dict(contrast=(0.5, float("inf"))), "contrast"),
+    (dict(saturation=1e39), "saturation")])
 def test_color_jitter_bad_strengths(kwargs, match, key):
   with pytest.raises(ValueError, match=match):
     augment.color_jitter(key, np.zeros((4, 4, 3), np.uint8), **kwargs)
@@ -834,6 +838,20 @@ def test_fill_rounds_and_saturates_for_uint8(fill, want, rng):
   assert np.all(np.asarray(canvas.image)[-1] == want)  # below the tiles
   warped = augment.warp_image(image, np.eye(3), size=(6, 8), fill=fill)
   assert np.all(np.asarray(warped)[:, -1] == want)
+
+
+@pytest.mark.parametrize("fill", [300, -50])
+def test_warp_saturates_fill_before_blending_like_opencv(fill):
+  """Pixels half outside the input blend the saturated fill, as OpenCV
+  casts borderValue to the image dtype first (a raw 300 gave 250 for 216)."""
+  cv2 = pytest.importorskip("cv2")
+  image = np.full((4, 4, 1), 100, np.uint8)
+  matrix = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], np.float32)
+  got = augment.warp_image(image, matrix, size=(4, 4), fill=fill)
+  want = cv2.warpAffine(image, matrix[:2], (4, 4), flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT,
+                        borderValue=(fill,) * 3)
+  np.testing.assert_allclose(np.asarray(got)[..., 0], want, atol=1)
 
 
 def test_letterbox_rejects_sizes_that_leave_no_pixels():

@@ -263,6 +263,8 @@ def test_resnext_params_equal_formula_and_notes_claim():
   assert _n_params(jnn.ResNeXtBlock(256, strides=2),
                    jax.ShapeDtypeStruct((1, 56, 56, 64), jnp.float32)) == (
                        _resnext_formula(64, 256, 32, 4, project=True))
+  # strides=(1, 1) is strides=1: no projection when the shape is kept.
+  assert _n_params(jnn.ResNeXtBlock(256, strides=(1, 1)), x) == n
   # Notes 1.4: 128 channels as 32 groups of 4 -> the 3x3 conv has 1/32 of
   # a plain 3x3 conv's weights and FLOPs ...
   grouped = flops.conv2d_params(128, 128, 3, groups=32, bias=False)

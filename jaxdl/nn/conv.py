@@ -291,7 +291,7 @@ class ResNeXtBlock(nn.Module):
     features]``."""
     _check_rank4(x, "x")
     positive_int(self.features, "features")
-    int_pair(self.strides, "strides", minimum=1)
+    strides = int_pair(self.strides, "strides", minimum=1)
     positive_int(self.cardinality, "cardinality")
     positive_int(self.group_width, "group_width")
     norm = lambda name: nn.BatchNorm(use_running_average=not train,
@@ -305,7 +305,7 @@ class ResNeXtBlock(nn.Module):
     y = nn.relu(norm("bn2")(y))
     y = norm("bn3")(nn.Conv(self.features, (1, 1), use_bias=False,
                             name="conv3")(y))
-    if x.shape[-1] != self.features or self.strides != 1:
+    if x.shape[-1] != self.features or strides != (1, 1):
       x = norm("bn_proj")(nn.Conv(self.features, (1, 1), strides=self.strides,
                                   use_bias=False, name="proj")(x))
     return nn.relu(y + x)
