@@ -187,6 +187,42 @@ def test_match_integer_scores_order_as_numbers(dtype):
   np.testing.assert_array_equal(m.tp, [False, True])
 
 
+@pytest.mark.parametrize("dtype, det, gt", [
+    (jnp.bfloat16, [0, 0, 24, 13], [0, 0, 25, 25]),  # IoU 312/625
+    (jnp.float16, [0, 0, 70, 36], [0, 0, 71, 71])])  # IoU 0.4999
+@pytest.mark.parametrize("crowd_iou", [False, True])
+def test_match_half_precision_boxes_compare_ious_in_float32(dtype, det, gt,
+                                                            crowd_iou):
+  """The IoU rounded to 0.5 in half precision and matched at 0.5."""
+  m = detection.match_detections(jnp.array([det], dtype), np.ones(1),
+                                 jnp.array([gt], dtype), crowd_iou=crowd_iou)
+  np.testing.assert_array_equal(m.tp, [False])
+
+
+def test_match_threshold_one_is_clamped_as_evaluate_img():
+  """evaluateImg matches at min(t, 1 - 1e-10): IoU 1 - 1e-10 passes 1.0."""
+  with jax.enable_x64(True):
+    gt = np.array([[0.0, 0.0, 1.0, 1.0]])
+    det = np.array([[0.0, 0.0, 1.0, 1.0 - 1e-10]])
+    m = detection.match_detections(det, np.ones(1), gt, iou_threshold=1.0,
+                                   crowd_iou=True)
+    np.testing.assert_array_equal(m.tp, [True])
+    m = detection.match_detections(det, np.ones(1), gt, iou_threshold=1.0)
+    np.testing.assert_array_equal(m.tp, [False])  # IoU >= 1 as documented
+
+
+def test_crowded_cells_are_not_padded_to_64_copies():
+  """One image with 1,100 ground truths and 100 detections was padded to 64
+  cells (a [64, 256, 4096] IoU tensor: 15 s and 1.4 GB)."""
+  from jaxdl.detection import _dataset
+  bucket, = _dataset.buckets(np.zeros(100, np.int64), np.zeros(1100, np.int64))
+  assert bucket.det_index.shape == (1, 256)
+  assert bucket.gt_index.shape == (1, 4096)
+  # Small cells keep the floor of 64 cells (one compiled shape for many).
+  bucket, = _dataset.buckets(np.arange(3), np.arange(3))
+  assert bucket.det_index.shape == (64, 4)
+
+
 def test_match_prefers_regular_gt_and_best_iou():
   gt = np.array([[0, 0, 10, 10], [0, 0, 10, 12]], np.float32)
   det = np.array([[0, 0, 10, 12]], np.float32)  # IoU 1 with gt 1 (ignored)

@@ -312,7 +312,8 @@ def coco_accumulate(gt: Any, dets: Any) -> CocoAccumulation:
 def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
   """COCO bbox AP / AR: the 12 numbers of ``COCOeval(..., "bbox").stats``.
 
-  Semantics are pycocotools': IoU thresholds .50:.05:.95, 101 recall points,
+  Semantics are pycocotools' (where pycocotools silently drops entries
+  with unknown ids or accepts NaN scores, this raises): IoU thresholds .50:.05:.95, 101 recall points,
   area ranges all / small / medium / large from the ground truth's ``area``
   field (bounds inclusive at 32**2 and 96**2), maxDets 1 / 10 / 100, crowd
   ground truths ignored (IoU over the detection's area, matched many times),
@@ -329,7 +330,8 @@ def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
       ``[x, y, w, h]``, ``area``, ``iscrowd``).
     dets: a COCO results list of dicts with ``image_id``, ``category_id``,
       ``bbox`` and ``score`` (may be empty: every AP and AR is then 0,
-      except -1 for an area range without ground truth, as in pycocotools).
+      except -1 for an area range without ground truth; pycocotools'
+      ``loadRes`` raises IndexError on an empty list).
 
   Returns:
     ``[12]`` float64: AP, AP50, AP75, AP small / medium / large, AR1, AR10,
@@ -337,7 +339,8 @@ def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
 
   Raises:
     ValueError: naming the entry with a missing field, an unknown image or
-      category id, a duplicate id, or a box that is not finite or has a
+      category id, a duplicate or non-integer id, a NaN score or area, an
+      ``iscrowd`` other than 0 or 1, or a box that is not finite or has a
       negative width or height.
 
   References:

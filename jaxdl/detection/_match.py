@@ -174,12 +174,15 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
       intersection over the detection's area, COCO's rule for crowd regions;
       with it, ``gt_ignore=iscrowd`` gives ``evaluateImg``'s matches for
       the detections given (``evaluateImg`` first keeps the ``maxDets``
-      best), exactly where the IoUs computed in the boxes' float dtype
-      order as pycocotools' float64 ones do: always for integer boxes with
-      areas below 2**24 in float32; for other boxes an IoU within an ulp of
-      the threshold or of another can decide differently, as products may
-      round differently here (float32, or fused multiply-adds that XLA
-      emits). :func:`coco_evaluate` has none of these differences.
+      best), including its ``min(iou_threshold, 1 - 1e-10)``, exactly
+      where the IoUs computed here order against the threshold and each
+      other as pycocotools' float64 ones do. IoUs are computed in float32
+      (float64 for float64 boxes under x64; half precision is upcast), so
+      an IoU within a float32 ulp of the threshold or of another IoU can
+      decide differently, even for integer boxes (``[0, 0, 1514, 1082]``
+      against ``[0, 0, 1701, 1751]`` is 0.55 - 1.7e-8: a match at 0.55
+      here, none in pycocotools). :func:`coco_evaluate` computes in float64
+      and has none of these differences.
 
   Returns:
     :class:`Matches` with ``[N]`` fields in the input order; padded
@@ -197,6 +200,9 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
   det_boxes = jnp.asarray(det_boxes)
   gt_boxes = jnp.asarray(gt_boxes)
   det_scores = jnp.asarray(det_scores)
+  # At least float32: a bfloat16 IoU of 312/625 rounded to 0.5 and matched.
+  dtype = jnp.promote_types(jnp.result_type(det_boxes, gt_boxes), jnp.float32)
+  det_boxes, gt_boxes = det_boxes.astype(dtype), gt_boxes.astype(dtype)
   for name, b in (("det_boxes", det_boxes), ("gt_boxes", gt_boxes)):
     if b.ndim != 2 or b.shape[-1] != 4:
       raise ValueError(f"{name} must have shape [N, 4], got {b.shape}.")
@@ -226,6 +232,8 @@ def match_detections(det_boxes: ArrayLike, det_scores: ArrayLike,
     # eps=0 and 0 for 0 / 0 (point boxes), as pycocotools' bbIou.
     ious = jnp.nan_to_num(box_ops.pairwise_iou(
         det_boxes[order], gt_boxes, pixel_offset=pixel_offset, eps=0.0))
+  if crowd_iou:  # evaluateImg's clamp, so that 1.0 does not need IoU == 1
+    iou_threshold = min(iou_threshold, 1 - 1e-10)
   sorted_index = _greedy_match(ious, det_valid[order], gt_valid, ignore,
                                ignore, iou_threshold, rule="coco")
   gt_index = jnp.zeros(num_det, jnp.int32).at[order].set(sorted_index)

@@ -125,7 +125,9 @@ def voc_evaluate(gt: Any, dets: Any, *, iou_threshold: float = 0.5,
   Equals py-faster-rcnn's ``voc_eval`` run for each category on the corner
   boxes ``(x, y, x + w, y + h)`` of ``gt`` and ``dets``, with ``iscrowd``
   read as "difficult": widths and heights get ``+ pixel_offset``; detections
-  are sorted by score (stable: ties keep list order); each detection looks
+  are sorted by score (stable: ties keep list order, where ``voc_eval``'s
+  ``np.argsort(-confidence)`` is not stable, so with tied scores this
+  equals ``voc_eval`` with a stable sort); each detection looks
   only at its highest-IoU ground truth of the same image (first on ties) and
   is a true positive when ``IoU > iou_threshold`` and that ground truth is
   not difficult and not yet detected, ignored when it is difficult, and a
@@ -142,9 +144,9 @@ def voc_evaluate(gt: Any, dets: Any, *, iou_threshold: float = 0.5,
       continuous coordinates.
 
   Returns:
-    ``{"ap": {category_id: ap}, "map": mean AP}``. As in ``voc_eval``, a
-    category without non-difficult ground truth has AP 0 if it has no
-    detections; with detections (recall 0 / 0) its all-point AP is NaN and
+    ``{"ap": {category_id: ap}, "map": mean AP}``. A category without
+    non-difficult ground truth has AP 0 if it has no detections (the
+    original ``voc_eval`` fails on an empty detection list there); with detections (recall 0 / 0) its all-point AP is NaN and
     its 11-point AP (``use_07_metric``) 0. ``map`` averages the categories
     that have non-difficult ground truth (NaN if none has).
 
