@@ -16,9 +16,11 @@ Without a dataset download it trains on scikit-learn's digits (resized to
 ``report.md``, ``curves.png``, ``roc.png``, ``pr.png``, ``confusion.png`` and
 orbax checkpoints in ``checkpoints/`` (after every epoch, the newest 3 kept).
 ``--resume`` continues from the last one, with the settings recorded in
-``run.json`` (a change is an error), and ends with the parameters of an
-uninterrupted run; without it, a run replaces the old checkpoints once it
-has saved its first.
+``checkpoints/run.json`` (a change is an error), and ends with the
+parameters of an uninterrupted run; without it, a run replaces the old
+checkpoints once it has saved its first. Batches are split over every
+device; in one process whose device count does not divide the batch size
+(the tutorial's batch of 4 on 8 devices), over the most devices that do.
 
 Several hosts: start the same command on every host with ``--distributed``
 (which calls ``jax.distributed.initialize()``; on a cluster manager such as
@@ -280,20 +282,23 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def write_report(path: str, *, config: dict[str, Any], dataset: data.Dataset,
                  history: dict[str, list[float]], results: dict[str, Any],
-                 flops_table: str, wall_seconds: float) -> None:
+                 flops_table: str, wall_seconds: float,
+                 num_devices: int) -> None:
   """``report.md``: configuration, accuracy, per-class P/R/F1, ROC-AUC,
   confusion matrix, FLOPs, time per epoch and the device."""
   names = dataset.class_names
   epoch_seconds = history["epoch_seconds"]
   images_per_second = len(dataset.train_labels) / np.median(epoch_seconds)
   devices = jax.devices()
+  used = (f"{num_devices} of {len(devices)}" if num_devices < len(devices)
+          else f"{num_devices}")
   lines = [
       "# Main job report", "",
       "Configuration: " + ", ".join(f"`{k}={v}`" for k, v in config.items()),
       "",
       f"- dataset: {config['dataset']} ({len(dataset.train_labels)} train, "
       f"{len(dataset.test_labels)} test images, {len(names)} classes)",
-      f"- devices: {len(devices)} x {devices[0].platform} "
+      f"- devices: {used} x {devices[0].platform} "
       f"({devices[0].device_kind}), jax {jax.__version__}",
       f"- **test accuracy: {results['accuracy']:.4f}**, macro F1 "
       f"{results['macro_f1']:.4f}, macro ROC-AUC (one vs rest) "
@@ -334,28 +339,37 @@ _RUN_KEYS = ("dataset", "data_dir", "model", "optimizer", "lr", "batch_size",
              "seed")
 
 
-def _check_same_run(workdir: str, config: dict[str, Any]) -> None:
-  """With ``--resume``, checks the settings against those of the run whose
-  checkpoints are in ``workdir`` (its ``run.json``)."""
-  path = os.path.join(workdir, "run.json")
+def _run_file(checkpoint_dir: str) -> str:
+  """The settings of the run whose checkpoints are in ``checkpoint_dir``:
+  kept in that folder, so they move aside and come back with them."""
+  return os.path.join(checkpoint_dir, "run.json")
+
+
+def _check_same_run(checkpoint_dir: str, config: dict[str, Any]) -> None:
+  """Checks ``config`` against the settings of the checkpointed run."""
+  path = _run_file(checkpoint_dir)
+  if not os.path.exists(path):
+    return
   settings = {key: config[key] for key in _RUN_KEYS}
-  if config["resume"] and os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    changed = [f"--{key.replace('_', '-')} {saved.get(key)!r} -> "
-               f"{settings[key]!r}" for key in _RUN_KEYS
-               if saved.get(key) != settings[key]]
-    if changed:
-      raise ValueError(
-          f"--resume continues the run in {workdir} with its settings; "
-          f"these differ: {', '.join(changed)}.")
+  with open(path) as f:
+    saved = json.load(f)
+  changed = [f"--{key.replace('_', '-')} {saved.get(key)!r} -> "
+             f"{settings[key]!r}" for key in _RUN_KEYS
+             if saved.get(key) != settings[key]]
+  if changed:
+    raise ValueError(
+        f"--resume continues the run in {os.path.dirname(checkpoint_dir)} "
+        f"with its settings; these differ: {', '.join(changed)}.")
 
 
-def _record_run(workdir: str, config: dict[str, Any]) -> None:
-  """Writes ``run.json``: called once the run has saved a checkpoint, so
-  that it always describes the checkpoints in ``workdir``."""
-  with open(os.path.join(workdir, "run.json"), "w") as f:
+def _record_run(checkpoint_dir: str, config: dict[str, Any]) -> None:
+  """Writes the run's settings beside its checkpoints, before the first is
+  saved (atomically: a kill leaves the old file or the new one)."""
+  os.makedirs(checkpoint_dir, exist_ok=True)
+  path = _run_file(checkpoint_dir)
+  with open(path + ".tmp", "w") as f:
     json.dump({key: config[key] for key in _RUN_KEYS}, f)
+  os.replace(path + ".tmp", path)
 
 
 @contextlib.contextmanager
@@ -365,9 +379,12 @@ def _replacing(checkpoint_dir: str, *, replace: bool):
   that fails before that puts them back."""
   old = checkpoint_dir + ".replaced"
   if os.path.isdir(old):  # A run killed before it could put them back.
-    if os.path.isdir(checkpoint_dir):  # ... after saving its first: stale.
+    # Orbax creates the folder when a save starts: only a finished
+    # checkpoint makes the old ones stale.
+    if train.latest_checkpoint(checkpoint_dir) is not None:
       shutil.rmtree(old)
     else:
+      shutil.rmtree(checkpoint_dir, ignore_errors=True)
       os.rename(old, checkpoint_dir)
   if not (replace and os.path.isdir(checkpoint_dir)):
     yield lambda: None
@@ -388,6 +405,17 @@ def _replacing(checkpoint_dir: str, *, replace: bool):
   replaced()
 
 
+def data_parallel_mesh(batch_size: int) -> jax.sharding.Mesh:
+  """The ``("data",)`` mesh over every device, or, in one process whose
+  device count does not divide ``batch_size`` (the tutorial's 4 on 8
+  devices), over the most devices that do."""
+  devices = jax.devices()
+  if jax.process_count() == 1:
+    used = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
+    devices = devices[:used]
+  return train.data_mesh(devices)
+
+
 def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
   """Trains, evaluates and writes the report, plots and checkpoints."""
   start = time.perf_counter()
@@ -400,20 +428,18 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
                                    sample)
   os.makedirs(workdir, exist_ok=True)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
-  _check_same_run(workdir, config)
+  mesh = data_parallel_mesh(config["batch_size"])
   with _replacing(checkpoint_dir, replace=not config["resume"]) as replaced:
-
-    def saved(epoch, history):
-      del epoch, history
-      replaced()
-      _record_run(workdir, config)
-
+    if config["resume"]:
+      _check_same_run(checkpoint_dir, config)
+    _record_run(checkpoint_dir, config)
     result = train.fit(
         state, dataset.train_images, dataset.train_labels,
         epochs=config["epochs"], batch_size=config["batch_size"],
         test_images=dataset.test_images, test_labels=dataset.test_labels,
-        checkpoint_dir=checkpoint_dir, resume=config["resume"],
-        max_to_keep=3, progress=config["progress"], callback=saved)
+        mesh=mesh, checkpoint_dir=checkpoint_dir, resume=config["resume"],
+        max_to_keep=3, progress=config["progress"],
+        callback=lambda epoch, history: replaced())
   results = evaluate_predictions(result.test_logits, dataset.test_labels,
                                  num_classes)
   summary = flops.summary(model, sample, train=False)
@@ -428,7 +454,8 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
   report = os.path.join(workdir, "report.md")
   write_report(report, config=config, dataset=dataset, history=history,
                results=results, flops_table=summary.to_markdown(),
-               wall_seconds=time.perf_counter() - start)
+               wall_seconds=time.perf_counter() - start,
+               num_devices=mesh.devices.size)
   return {"state": result.state, "history": history, "results": results,
           "report": report}
 
@@ -462,6 +489,8 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
   for key, value in DEFAULTS[config["dataset"]].items():
     if config[key] is None:
       config[key] = value
+  if config["data_dir"] is not None and config["dataset"] != "cifar10":
+    parser.error("--data-dir is only read with --dataset cifar10.")
   for key in ("epochs", "batch_size"):
     if config[key] < 1:
       parser.error(f"--{key.replace('_', '-')} must be >= 1, got "

@@ -136,7 +136,8 @@ def _unpickle(raw: bytes, source: str) -> dict[str, Any]:
         f"{len(raw) - stream.tell()} of {len(raw)} bytes unread).")
   if not isinstance(entry, dict):
     raise ValueError(f"{source} must hold a dict, got {type(entry).__name__}.")
-  return {k.decode() if isinstance(k, bytes) else k: v
+  # latin1 decodes any bytes: a bad key is then reported as a missing field.
+  return {k.decode("latin1") if isinstance(k, bytes) else k: v
           for k, v in entry.items()}
 
 
@@ -149,6 +150,8 @@ def _parse_batch(entry: dict[str, Any],
                        f"(found {sorted(entry)}).")
   images = np.asarray(entry["data"])
   labels = np.asarray(entry["labels"])
+  if labels.size == 0:  # np.asarray([]) is float64
+    labels = labels.astype(np.int64)
   if images.dtype != np.uint8 or images.ndim != 2 or (
       images.shape[1] != _CIFAR_PIXELS):
     raise ValueError(
@@ -183,6 +186,15 @@ def _cifar_reader(path: str):
 
     return read_file
 
+  try:
+    is_tar = tarfile.is_tarfile(path)
+  except Exception:  # pylint: disable=broad-except
+    is_tar = True  # Unreadable as a tar: the archive reader says why.
+  if not is_tar:
+    raise ValueError(
+        f"CIFAR-10 path {path} is neither a folder nor a tar archive (give "
+        f"the {CIFAR10_FOLDER} folder, a folder containing it, or the "
+        ".tar.gz).")
   return _archive_reader(path)
 
 
@@ -311,7 +323,7 @@ def load_cifar10(path: str | os.PathLike[str]) -> Dataset:
 def load_digits(*, test_fraction: float = 0.2) -> Dataset:
   """scikit-learn's handwritten digits as a 32x32x3 CIFAR-shaped dataset.
 
-  The 1,797 8x8 images (16 grey levels) are scaled to 0..255, resized
+  The 1,797 8x8 images (17 grey levels, 0..16) are scaled to 0..255, resized
   bilinearly to 32x32 and repeated over three channels, then split
   (stratified, fixed seed) into train and test. This is the embedded
   default of the main job: it needs no download.

@@ -558,11 +558,12 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
       ``preprocess``).
     train_labels: ``[N]`` integer labels.
     epochs: total number of epochs (with ``resume``, including those done).
-    batch_size: global batch size, a multiple of the mesh size.
+    batch_size: global batch size, a multiple of the size of the mesh's
+      ``"data"`` axis.
     test_images: optional ``[M, H, W, C]`` test images.
     test_labels: optional ``[M]`` test labels.
-    eval_batch_size: evaluation batch size (default: ``batch_size`` rounded
-      up to at least 256).
+    eval_batch_size: evaluation batch size (default: ``batch_size``, at
+      least 256), rounded up to a multiple of the ``"data"`` axis size.
     preprocess: maps a gathered batch to model inputs, inside the jit;
       default :func:`jaxdl.data.normalize` (the tutorial's).
     mesh: a mesh with a ``"data"`` axis; default :func:`data_mesh`.

@@ -180,6 +180,32 @@ def test_cifar_archive_with_a_flipped_byte(cifar, tmp_path):
     data.load_cifar10(archive_path)
 
 
+def test_cifar_path_to_one_batch_file_is_named_as_such(cifar):
+  with pytest.raises(ValueError, match="data_batch_1 is neither a folder nor "
+                     "a tar archive"):
+    data.load_cifar10(os.path.join(cifar, "data_batch_1"))
+
+
+def test_cifar_non_utf8_key_names_the_file(tmp_path, rng):
+  """A bytes key that is not UTF-8 raised a bare UnicodeDecodeError."""
+  entry = _batch(rng, 4)
+  entry[b"\xff"] = entry.pop(b"labels")
+  folder = write_cifar(str(tmp_path), rng, n=4,
+                       overrides={"data_batch_3": entry})
+  with pytest.raises(ValueError, match="data_batch_3 has no 'labels'"):
+    data.load_cifar10(folder)
+
+
+def test_cifar_batch_of_no_images_loads(tmp_path, rng):
+  """Smaller files load too, down to none (np.asarray([]) is float64)."""
+  entry = _batch(rng, 0)
+  folder = write_cifar(str(tmp_path), rng, n=4,
+                       overrides={"data_batch_2": entry})
+  loaded = data.load_cifar10(folder)
+  assert loaded.train_images.shape == (16, 32, 32, 3)
+  assert loaded.train_labels.dtype == np.int32
+
+
 def test_cifar_labels_as_numpy_integers(tmp_path, rng):
   """Labels pickled as a list of NumPy integers (``list(array)``) load."""
   entry = _batch(rng, 4)

@@ -417,8 +417,21 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
       main_job.main(["--dataset", "cifar10", "--data-dir", folder,
                      "--lr", "0.02", "--workdir", str(workdir),
                      "--no-progress"])
-  assert json.loads((workdir / "run.json").read_text())["lr"] == 0.01
+  run_file = workdir / "checkpoints" / "run.json"
+  assert json.loads(run_file.read_text())["lr"] == 0.01
   assert train.latest_checkpoint(workdir / "checkpoints") == 3
+  # Killed while saving its first checkpoint (orbax has made the folder
+  # and its temporary step): the old checkpoints and settings come back.
+  os.rename(workdir / "checkpoints", workdir / "checkpoints.replaced")
+  (workdir / "checkpoints" / "1.orbax-checkpoint-tmp").mkdir(parents=True)
+  run_file.write_text(json.dumps({"lr": 0.02}))
+  with pytest.raises(ValueError, match="these differ: --lr 0.01 -> 0.02"):
+    main_job.main(["--dataset", "cifar10", "--data-dir", folder, "--epochs",
+                   "4", "--batch-size", "8", "--lr", "0.02", "--optimizer",
+                   "adam", "--workdir", str(workdir), "--resume",
+                   "--no-progress"])
+  assert train.latest_checkpoint(workdir / "checkpoints") == 3
+  assert not (workdir / "checkpoints.replaced").exists()
 
 
 def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
@@ -449,6 +462,8 @@ def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
 def test_main_job_options():
   # pylint: disable-next=g-import-not-at-top
   from experiments import train as main_job
+  with pytest.raises(SystemExit):  # It would be ignored and reported.
+    main_job.parse_args(["--data-dir", "/does/not/exist"])
   config = main_job.parse_args([])
   assert (config["dataset"], config["model"], config["optimizer"]) == (
       "digits", "toynet", "sgd")

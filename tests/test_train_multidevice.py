@@ -16,6 +16,7 @@ _SCRIPT = textwrap.dedent("""
     import json
     import jax
     import numpy as np
+    from experiments import train as main_job
     from jaxdl import optim, train
     from jaxdl.nn import ToyNet
 
@@ -53,6 +54,9 @@ _SCRIPT = textwrap.dedent("""
         "loss_eight": eight.history["step_loss"],
         "logits": [np.asarray(one.test_logits).tolist(),
                    np.asarray(eight.test_logits).tolist()],
+        # The main job's mesh for batch sizes 4, 16, 6 and 7.
+        "main_job_devices": [main_job.data_parallel_mesh(b).devices.size
+                             for b in (4, 16, 6, 7)],
     }))
 """)
 
@@ -77,6 +81,8 @@ def test_eight_cpu_devices_match_one_device():
   np.testing.assert_allclose(out["loss_eight"], out["loss_one"], rtol=1e-5)
   np.testing.assert_allclose(out["logits"][1], out["logits"][0], rtol=1e-5,
                              atol=1e-6)
+  # The tutorial's batch of 4 ran on no device count: fit needs a multiple.
+  assert out["main_job_devices"] == [4, 8, 6, 7]
 
 
 # argv: "<port> <process id>" for one of two processes, or "single".
