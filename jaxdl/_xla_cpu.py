@@ -539,8 +539,15 @@ def compile(lowered: jax.stages.Lowered) -> jax.stages.Compiled:  # pylint: disa
   """
   try:
     return lowered.compile(compiler_options=_COMPILER_OPTIONS)
-  except RuntimeError:  # jax.errors.JaxRuntimeError: no such option.
+  except RuntimeError as error:  # jax.errors.JaxRuntimeError.
+    if not _unknown_option(error):
+      raise
     return lowered.compile()
+
+
+def _unknown_option(error: Exception) -> bool:
+  """Whether XLA refused a compile option ("No such compile option")."""
+  return "compile option" in str(error)
 
 
 def jit_with_options(fun: Callable[..., Any],
@@ -580,7 +587,7 @@ def jit_with_options(fun: Callable[..., Any],
         if "compiler_options" not in str(error):
           raise
       except RuntimeError as error:  # jax.errors.JaxRuntimeError.
-        if "compile option" not in str(error):
+        if not _unknown_option(error):
           raise
         unknown_option = True
     return plain(*args, **kwargs)

@@ -231,6 +231,9 @@ def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
          [0, 1]], dtype=int32)
   """
   positive_int(num_classes, "num_classes", allow_bool=True)
+  if num_classes ** 2 >= 2 ** 31:  # the int32 cell index would overflow
+    raise ValueError(f"num_classes must be below 46341 (a [C, C] matrix of "
+                     f"fewer than 2**31 cells), got {num_classes}.")
   preds = as_rank(preds, "preds", ("N",))
   labels = as_rank(labels, "labels", ("N",))
   _check_same_shape(preds, labels, "preds", "labels")

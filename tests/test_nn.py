@@ -532,6 +532,9 @@ def test_toynet_param_count_equals_pytorch_net():
   n = _n_params(jnn.ToyNet(), jax.ShapeDtypeStruct((1, 32, 32, 3),
                                                    jnp.float32))
   assert n == 62_006
+  for shape in [(1, 28, 28, 3), (32, 32, 3)]:  # fc1 would not be 400 x 120
+    with pytest.raises(ValueError, match=r"\[B, 32, 32, C\]"):
+      _n_params(jnn.ToyNet(), jax.ShapeDtypeStruct(shape, jnp.float32))
   assert n == sum(flops.conv2d_params(*a) for a in [(3, 6, 5), (6, 16, 5)]) + (
       sum(i * o + o for i, o in [(400, 120), (120, 84), (84, 10)]))
   torch = pytest.importorskip("torch")

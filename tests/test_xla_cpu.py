@@ -292,6 +292,27 @@ def test_compile_without_ynnpack_convolutions_keeps_values(rng):
   assert _ynnpack_convolutions(compiled.as_text()) == 0
 
 
+def test_compile_drops_only_an_unknown_option(monkeypatch):
+  """An XLA without the option compiles with its defaults; any other
+  compile error (out of memory, a bug) propagates, not retried."""
+  class Lowered:
+    def __init__(self, message):
+      self.message, self.calls = message, []
+
+    def compile(self, **kwargs):
+      self.calls.append(kwargs)
+      if kwargs:
+        raise jax.errors.JaxRuntimeError(self.message)
+      return "compiled"
+
+  unknown = Lowered("INVALID_ARGUMENT: No such compile option: 'xla_x'")
+  assert _xla_cpu.compile(unknown) == "compiled" and len(unknown.calls) == 2
+  other = Lowered("RESOURCE_EXHAUSTED: out of memory")
+  with pytest.raises(jax.errors.JaxRuntimeError, match="out of memory"):
+    _xla_cpu.compile(other)
+  assert len(other.calls) == 1
+
+
 def test_jit_with_options_falls_back_where_jax_refuses_them():
   """Options apply to calls from Python and under an eager vmap; a caller's
   jit or grad runs the function without them; an unknown option is dropped;

@@ -22,6 +22,10 @@ class ToyNet(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps ``[B, 32, 32, C]`` images to ``[B, num_classes]`` logits."""
     del train  # No dropout or batch norm; kept for a uniform model interface.
+    if x.ndim != 4 or x.shape[1:3] != (32, 32):
+      # Other sizes would silently size fc1 differently from the tutorial's
+      # 16 * 5 * 5 inputs (torch's Net raises at its view).
+      raise ValueError(f"x must have shape [B, 32, 32, C], got {x.shape}.")
     x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="VALID")(x)),
                     (2, 2), strides=(2, 2))  # [B, 14, 14, 6]
     x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)),
