@@ -540,8 +540,8 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
     kernel = module.kernel_size
     kernel = (kernel,) if isinstance(kernel, int) else tuple(kernel)  # Flax
     if (len(kernel) != 2 or len(x.shape) < 4 or (
-        isinstance(module.padding, str)
-        and module.padding not in ("SAME", "VALID"))  # CIRCULAR, REFLECT...
+        isinstance(module.padding, str)  # lax reads "same" as "SAME"
+        and module.padding.upper() not in ("SAME", "VALID"))  # CIRCULAR...
         or module.input_dilation not in (None, 1)):
       return None
     return conv2d_flops(
@@ -680,8 +680,8 @@ def summary(module: nn.Module, *inputs: Any, convention: str = "xla",
         path="/".join(path), type=type(sub).__name__,
         output_shape=tuple(getattr(first_out, "shape", ())),
         params=count_params(sub_vars.get("params", {})),
-        formula_flops=_formula_flops(
-            sub, args[0] if args else None, convention),
+        formula_flops=_formula_flops(  # Flax layers name it "inputs"
+            sub, args[0] if args else kwargs.get("inputs"), convention),
         xla_flops=xla))
 
   leaf_paths = {layer.path for layer in layers}

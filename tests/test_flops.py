@@ -363,6 +363,23 @@ def test_summary_skips_formulas_for_other_paddings():
   assert not any(math.isnan(l.xla_flops) for l in s.layers)
 
 
+def test_summary_formula_for_lowercase_padding_and_keyword_inputs():
+  """lax reads padding "same" as "SAME", and a layer may be called with
+  inputs=x: both had no formula row."""
+  class Model(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(4, (3, 3), padding="same")(x)
+      return nn.Dense(2)(inputs=x)
+
+  s = flops.summary(Model(), jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32))
+  assert [l.formula_flops for l in s.layers] == [
+      flops.conv2d_flops(8, 3, 4, 3, padding="SAME", bias=True),
+      flops.dense_flops(4, 2, batch=64)]
+  assert [l.formula_flops for l in s.layers] == [l.xla_flops
+                                                 for l in s.layers]
+
+
 def test_summary_train_mode_with_batch_stats():
   x = jax.ShapeDtypeStruct((2, 8, 8, 8), jnp.float32)
   block = jnn.ResNeXtBlock(16, cardinality=2, group_width=4)
