@@ -70,16 +70,20 @@ def _step_fn(opt: optax.GradientTransformation):
   return step
 
 
-# `%name = f32[1536,632]{1,0} multiply(...)` -> "f32[1536,632]{1,0} multiply".
+# `%name = f32[1536,632]{1,0} multiply(...)` -> "f32[1536,632]{1,0} multiply";
+# tuple results (multi-output fusions, while loops) keep their parentheses.
 _INSTRUCTION = re.compile(
-    r"^\s*(?:ROOT\s+)?%\S+\s*=\s*(\S+(?:\s*\{[^}]*\})?)\s+([\w-]+)\(", re.M)
+    r"^\s*(?:ROOT\s+)?%\S+\s*=\s*(\((?:[^()]|\([^()]*\))*\)|"
+    r"\S+(?:\s*\{[^}]*\})?)\s+([\w-]+)\(", re.M)
 
 
 def _instructions(compiled) -> collections.Counter:
-  """Multiset of (result type, opcode) of the optimized HLO's instructions."""
+  """Multiset of (result type, opcode) of the optimized HLO's instructions,
+  but for ``tuple`` (packing the outputs: its type lists the whole state)."""
   return collections.Counter(
       f"{shape} {opcode}"
-      for shape, opcode in _INSTRUCTION.findall(compiled.as_text()))
+      for shape, opcode in _INSTRUCTION.findall(compiled.as_text())
+      if opcode != "tuple")
 
 
 def _difference(extra: collections.Counter) -> str:

@@ -34,3 +34,21 @@ def test_best_run_prefers_staying_below_then_the_lower_final_loss():
 def test_environment_names_the_cpu():
   cpu = benchutil.environment()["cpu"]
   assert re.fullmatch(r".+, \d+ logical cores usable of \d+", cpu), cpu
+
+
+def test_bench_optim_counts_tuple_shaped_instructions():
+  """Multi-output fusions and loops have tuple result types, which the
+  instruction pattern skipped; the output-packing tuple is left out."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from experiments import bench_optim  # pylint: disable=g-import-not-at-top
+  loop = jax.jit(lambda x: jax.lax.fori_loop(
+      0, 3, lambda i, c: (c[0] * 2, c[1] + 1), (x, x)))
+  compiled = loop.lower(jnp.ones(4)).compile()
+  counted = bench_optim._instructions(compiled)  # pylint: disable=protected-access
+  assert any(key.startswith("(") and key.endswith(" while")
+             for key in counted), counted
+  assert not any(key.endswith(" tuple") for key in counted)
+  defined = re.findall(r"^\s*(?:ROOT\s+)?%\S+\s*=\s*.*?\s([\w-]+)\(",
+                       compiled.as_text(), re.M)
+  assert sum(counted.values()) == sum(op != "tuple" for op in defined)
