@@ -400,12 +400,15 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
     assert text in report, text
   assert "| airplane |" in report  # class names from batches.meta
   # --resume with other settings than the checkpointed run's: refused.
-  with pytest.raises(ValueError, match="these differ: --lr 0.01 -> 0.02"):
-    main_job.main(["--dataset", "cifar10", "--data-dir", folder, "--epochs",
-                   "4", "--batch-size", "8", "--lr", "0.02", "--optimizer",
-                   "adam", "--workdir", str(workdir), "--resume",
-                   "--no-progress"])
-  assert train.latest_checkpoint(workdir / "checkpoints") == 3
+  def resume_with_another_lr():
+    with pytest.raises(ValueError, match="these differ: --lr 0.01 -> 0.02"):
+      main_job.main(["--dataset", "cifar10", "--data-dir", folder,
+                     "--epochs", "4", "--batch-size", "8", "--lr", "0.02",
+                     "--optimizer", "adam", "--workdir", str(workdir),
+                     "--resume", "--no-progress"])
+    assert train.latest_checkpoint(workdir / "checkpoints") == 3
+
+  resume_with_another_lr()
   # A fresh run that fails before its first checkpoint leaves the old run,
   # and its run.json, in place.
   def fail(*args, **kwargs):
@@ -425,12 +428,7 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
   os.rename(workdir / "checkpoints", workdir / "checkpoints.replaced")
   (workdir / "checkpoints" / "1.orbax-checkpoint-tmp").mkdir(parents=True)
   run_file.write_text(json.dumps({"lr": 0.02}))
-  with pytest.raises(ValueError, match="these differ: --lr 0.01 -> 0.02"):
-    main_job.main(["--dataset", "cifar10", "--data-dir", folder, "--epochs",
-                   "4", "--batch-size", "8", "--lr", "0.02", "--optimizer",
-                   "adam", "--workdir", str(workdir), "--resume",
-                   "--no-progress"])
-  assert train.latest_checkpoint(workdir / "checkpoints") == 3
+  resume_with_another_lr()
   assert not (workdir / "checkpoints.replaced").exists()
 
 
