@@ -1,9 +1,12 @@
 """Flax linen modules (NHWC).
 
-Dtypes follow Flax's layers: parameters are float32, and an input of
-another dtype (integer, float16, bfloat16) is promoted with them, so the
-modules compute and return float32. They have no ``dtype`` /
-``param_dtype`` fields; for half-precision compute, cast the parameters.
+Dtypes follow Flax's layers: each module with parameters has ``dtype``
+(computation dtype) and ``param_dtype`` (parameters, float32 by default)
+fields, passed to its sub-layers. With the default ``dtype=None`` an input of
+another dtype (integer, float16, bfloat16) is promoted with the float32
+parameters, so the modules compute and return float32; ``dtype=jnp.bfloat16``
+computes and returns bfloat16 with float32 parameters (batch-norm statistics
+are reduced in float32, as Flax's ``BatchNorm``).
 """
 
 from jaxdl.nn.conv import ConvTranspose2d

@@ -8,6 +8,8 @@ sizes and values are PyTorch's, with the channel axis moved last.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -169,6 +171,9 @@ class ConvTranspose2d(nn.Module):
     dilation: int or pair.
     use_bias: add a bias (torch's default True).
     kernel_init, bias_init: initialisers.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   features: int
   kernel_size: int | tuple[int, int]
@@ -179,6 +184,8 @@ class ConvTranspose2d(nn.Module):
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   def dilated_input_padding(self) -> list[tuple[int, int]]:
     """``(low, high)`` padding of the ``strides``-dilated input, per axis,
@@ -206,18 +213,23 @@ class ConvTranspose2d(nn.Module):
         raise ValueError(f"padding {self.padding} leaves no output for input "
                          f"size {n} and kernel {k}.")
     kernel = self.param("kernel", self.kernel_init,
-                        (*kernel_size, x.shape[-1], self.features))
+                        (*kernel_size, x.shape[-1], self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,),
+                       self.param_dtype) if self.use_bias else None)
     pads = self.dilated_input_padding()
-    # As Flax's own layers: the input and the float32 kernel promote to a
-    # common dtype (float32 for integer or half inputs). Casting the kernel
-    # to the input's dtype made an int32 input truncate the weights to 0.
-    x, kernel = nn.dtypes.promote_dtype(x, kernel)
+    # As Flax's own layers: the input and the kernel promote to a common
+    # dtype (float32 for integer or half inputs and float32 parameters), or
+    # are cast to ``dtype`` when it is given. Casting the kernel to the
+    # input's dtype made an int32 input truncate the weights to 0.
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
+                                              dtype=self.dtype)
     y = lax.conv_general_dilated(
         x, kernel[::-1, ::-1], window_strides=(1, 1),
         padding=pads, lhs_dilation=strides, rhs_dilation=dilation,
         dimension_numbers=_DIMENSION_NUMBERS)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,))
+    if bias is not None:
+      y = y + bias
     return y
 
 
@@ -235,6 +247,9 @@ class DepthwiseSeparableConv(nn.Module):
       to ``d(K − 1) + 1`` at the same cost).
     padding: depthwise padding (Flax's forms).
     use_bias: whether both convs have biases.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   features: int
   kernel_size: int = 3
@@ -242,6 +257,8 @@ class DepthwiseSeparableConv(nn.Module):
   dilation: int = 1
   padding: str | int = "SAME"
   use_bias: bool = False
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -255,8 +272,10 @@ class DepthwiseSeparableConv(nn.Module):
     x = nn.Conv(c_in, (self.kernel_size,) * 2, strides=self.strides,
                 padding=self.padding, kernel_dilation=self.dilation,
                 feature_group_count=c_in, use_bias=self.use_bias,
+                dtype=self.dtype, param_dtype=self.param_dtype,
                 name="depthwise")(x)
     return nn.Conv(self.features, (1, 1), use_bias=self.use_bias,
+                   dtype=self.dtype, param_dtype=self.param_dtype,
                    name="pointwise")(x)
 
 
@@ -275,6 +294,9 @@ class ResNeXtBlock(nn.Module):
     cardinality: number of groups (paths).
     group_width: channels per path.
     strides: stride of the 3×3 conv and of the projection.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
 
   References:
     Xie et al., "Aggregated Residual Transformations for Deep Neural
@@ -284,6 +306,8 @@ class ResNeXtBlock(nn.Module):
   cardinality: int = 32
   group_width: int = 4
   strides: int = 1
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -294,18 +318,22 @@ class ResNeXtBlock(nn.Module):
     strides = int_pair(self.strides, "strides", minimum=1)
     positive_int(self.cardinality, "cardinality")
     positive_int(self.group_width, "group_width")
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     norm = lambda name: nn.BatchNorm(use_running_average=not train,
-                                     momentum=0.9, epsilon=1e-5, name=name)
+                                     momentum=0.9, epsilon=1e-5, **dt,
+                                     name=name)
+    if self.dtype is not None:  # the identity shortcut, in the compute dtype
+      x = jnp.asarray(x, self.dtype)
     width = self.cardinality * self.group_width
-    y = nn.relu(norm("bn1")(nn.Conv(width, (1, 1), use_bias=False,
+    y = nn.relu(norm("bn1")(nn.Conv(width, (1, 1), use_bias=False, **dt,
                                     name="conv1")(x)))
     y = nn.Conv(width, (3, 3), strides=self.strides, padding=1,
-                feature_group_count=self.cardinality, use_bias=False,
+                feature_group_count=self.cardinality, use_bias=False, **dt,
                 name="conv2")(y)
     y = nn.relu(norm("bn2")(y))
-    y = norm("bn3")(nn.Conv(self.features, (1, 1), use_bias=False,
+    y = norm("bn3")(nn.Conv(self.features, (1, 1), use_bias=False, **dt,
                             name="conv3")(y))
     if x.shape[-1] != self.features or strides != (1, 1):
       x = norm("bn_proj")(nn.Conv(self.features, (1, 1), strides=self.strides,
-                                  use_bias=False, name="proj")(x))
+                                  use_bias=False, **dt, name="proj")(x))
     return nn.relu(y + x)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 
 class ToyNet(nn.Module):
@@ -15,8 +18,13 @@ class ToyNet(nn.Module):
 
   Attributes:
     num_classes: number of output logits.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   num_classes: int = 10
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -26,11 +34,12 @@ class ToyNet(nn.Module):
       # Other sizes would silently size fc1 differently from the tutorial's
       # 16 * 5 * 5 inputs (torch's Net raises at its view).
       raise ValueError(f"x must have shape [B, 32, 32, C], got {x.shape}.")
-    x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="VALID")(x)),
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="VALID", **dt)(x)),
                     (2, 2), strides=(2, 2))  # [B, 14, 14, 6]
-    x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)),
+    x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID", **dt)(x)),
                     (2, 2), strides=(2, 2))  # [B, 5, 5, 16]
     x = x.reshape(x.shape[0], -1)  # [B, 400]
-    x = nn.relu(nn.Dense(120)(x))
-    x = nn.relu(nn.Dense(84)(x))
-    return nn.Dense(self.num_classes)(x)
+    x = nn.relu(nn.Dense(120, **dt)(x))
+    x = nn.relu(nn.Dense(84, **dt)(x))
+    return nn.Dense(self.num_classes, **dt)(x)

@@ -7,6 +7,8 @@ on the class token, as in Dosovitskiy et al. and big_vision's ``vit.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,31 +25,59 @@ def _maybe_dropout(module: nn.Module, x: jax.Array, rate: float,
 
 
 class MlpBlock(nn.Module):
-  """``Dense(mlp_dim) → GELU → Dense(D)``, with dropout after each."""
+  """``Dense(mlp_dim) → GELU → Dense(D)``, with dropout after each.
+
+  Attributes:
+    mlp_dim: hidden width.
+    dropout: dropout rate (train only; needs a ``"dropout"`` rng).
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
+  """
   mlp_dim: int
   dropout: float = 0.0
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    y = nn.gelu(nn.Dense(self.mlp_dim, name="fc1")(x), approximate=False)
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    y = nn.gelu(nn.Dense(self.mlp_dim, **dt, name="fc1")(x),
+                approximate=False)
     y = _maybe_dropout(self, y, self.dropout, train)
-    y = nn.Dense(x.shape[-1], name="fc2")(y)
+    y = nn.Dense(x.shape[-1], **dt, name="fc2")(y)
     return _maybe_dropout(self, y, self.dropout, train)
 
 
 class EncoderBlock(nn.Module):
-  """Pre-LN block: ``x + MHA(LN(x))`` then ``x + MLP(LN(x))``."""
+  """Pre-LN block: ``x + MHA(LN(x))`` then ``x + MLP(LN(x))``.
+
+  Attributes:
+    num_heads: attention heads; must divide the token width.
+    mlp_dim: hidden width of the MLP.
+    dropout: dropout rate after the attention and MLP layers (train only).
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
+  """
   num_heads: int
   mlp_dim: int
   dropout: float = 0.0
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    y = nn.LayerNorm(epsilon=1e-6, name="ln1")(x)
-    y = nn.MultiHeadDotProductAttention(self.num_heads, name="attn")(y, y)
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.dtype is not None:  # the residual stream, in the compute dtype
+      x = jnp.asarray(x, self.dtype)
+    y = nn.LayerNorm(epsilon=1e-6, **dt, name="ln1")(x)
+    y = nn.MultiHeadDotProductAttention(self.num_heads, **dt, name="attn")(
+        y, y)
     x = x + _maybe_dropout(self, y, self.dropout, train)
-    y = nn.LayerNorm(epsilon=1e-6, name="ln2")(x)
-    return x + MlpBlock(self.mlp_dim, self.dropout, name="mlp")(y, train=train)
+    y = nn.LayerNorm(epsilon=1e-6, **dt, name="ln2")(x)
+    return x + MlpBlock(self.mlp_dim, self.dropout, **dt, name="mlp")(
+        y, train=train)
 
 
 class ViT(nn.Module):
@@ -67,6 +97,9 @@ class ViT(nn.Module):
     num_classes: output logits.
     dropout: dropout rate after the position embedding, attention and MLP
       layers (train only; needs a ``"dropout"`` rng).
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
 
   References:
     Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
@@ -78,6 +111,8 @@ class ViT(nn.Module):
   mlp_dim: int
   num_classes: int
   dropout: float = 0.0
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -96,18 +131,22 @@ class ViT(nn.Module):
       raise ValueError(f"num_heads={self.num_heads} must divide "
                        f"hidden_size={self.hidden_size}.")
     p = self.patch_size
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID",
-                name="embedding")(x)
+                **dt, name="embedding")(x)
     b, h, w, d = x.shape
     x = x.reshape(b, h * w, d)
-    cls = self.param("cls", nn.initializers.zeros_init(), (1, 1, d))
+    cls = self.param("cls", nn.initializers.zeros_init(), (1, 1, d),
+                     self.param_dtype)
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)).astype(x.dtype), x],
                         axis=1)  # [B, 1 + h·w, D]
     pos = self.param("pos_embedding", nn.initializers.normal(0.02),
-                     (1, h * w + 1, d))
+                     (1, h * w + 1, d), self.param_dtype)
+    if self.dtype is not None:  # else promoted with x, as Flax layers do
+      pos = jnp.asarray(pos, self.dtype)
     x = _maybe_dropout(self, x + pos, self.dropout, train)
     for i in range(self.depth):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout,
+      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout, **dt,
                        name=f"block_{i}")(x, train=train)
-    x = nn.LayerNorm(epsilon=1e-6, name="ln")(x)
-    return nn.Dense(self.num_classes, name="head")(x[:, 0])
+    x = nn.LayerNorm(epsilon=1e-6, **dt, name="ln")(x)
+    return nn.Dense(self.num_classes, **dt, name="head")(x[:, 0])

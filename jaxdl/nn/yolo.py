@@ -8,6 +8,8 @@ Names and structure follow the notes (YOLOv5 ``models/common.py``):
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -27,6 +29,9 @@ class ConvBNAct(nn.Module):
       ``kernel_size // 2``.
     groups: ``feature_group_count``.
     act: apply SiLU (False: identity).
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   features: int
   kernel_size: int = 1
@@ -34,6 +39,8 @@ class ConvBNAct(nn.Module):
   padding: int | None = None
   groups: int = 1
   act: bool = True
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -50,13 +57,14 @@ class ConvBNAct(nn.Module):
     pad = self.kernel_size // 2 if self.padding is None else self.padding
     x = nn.Conv(self.features, (self.kernel_size,) * 2, strides=self.strides,
                 padding=pad, feature_group_count=self.groups, use_bias=False,
-                name="conv")(x)
+                dtype=self.dtype, param_dtype=self.param_dtype, name="conv")(x)
     # YOLOv5: BatchNorm2d(eps=1e-3, momentum=0.03) in torch's convention.
     # Flax keeps the biased batch variance in the running variance where
     # torch keeps the unbiased one (n / (n - 1) times it): outputs agree,
     # the stored statistic drifts apart slightly in training.
     x = nn.BatchNorm(use_running_average=not train, momentum=0.97,
-                     epsilon=1e-3, name="bn")(x)
+                     epsilon=1e-3, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="bn")(x)
     return nn.silu(x) if self.act else x
 
 
@@ -78,17 +86,25 @@ class Bottleneck(nn.Module):
     shortcut: add the input when it has ``features`` channels.
     groups: groups of the 3×3 conv.
     expansion: hidden channels ``int(features · expansion)``.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   features: int
   shortcut: bool = True
   groups: int = 1
   expansion: float = 0.5
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     hidden = _hidden_channels(self.features, self.expansion)
-    y = ConvBNAct(hidden, 1, name="cv1")(x, train=train)
-    y = ConvBNAct(self.features, 3, groups=self.groups, name="cv2")(
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.dtype is not None:  # the shortcut, in the compute dtype
+      x = jnp.asarray(x, self.dtype)
+    y = ConvBNAct(hidden, 1, **dt, name="cv1")(x, train=train)
+    y = ConvBNAct(self.features, 3, groups=self.groups, **dt, name="cv2")(
         y, train=train)
     return x + y if self.shortcut and x.shape[-1] == self.features else y
 
@@ -102,17 +118,23 @@ class C3(nn.Module):
     shortcut: residuals in the inner bottlenecks.
     groups: groups of the inner 3×3 convs.
     expansion: hidden channels ``int(features · expansion)``.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   features: int
   num_blocks: int = 1
   shortcut: bool = True
   groups: int = 1
   expansion: float = 0.5
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   def inner(self, x: jax.Array, *, train: bool) -> jax.Array:
     """The ``m`` branch: ``num_blocks`` bottlenecks of ``hidden`` channels."""
     for i in range(self.num_blocks):
       x = Bottleneck(x.shape[-1], self.shortcut, self.groups, expansion=1.0,
+                     dtype=self.dtype, param_dtype=self.param_dtype,
                      name=f"m_{i}")(x, train=train)
     return x
 
@@ -121,10 +143,11 @@ class C3(nn.Module):
     """Maps ``[N, H, W, Cin]`` to ``[N, H, W, features]``."""
     int_at_least(0, num_blocks=self.num_blocks)  # YOLOv5 allows n = 0
     hidden = _hidden_channels(self.features, self.expansion)
-    a = self.inner(ConvBNAct(hidden, 1, name="cv1")(x, train=train),
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    a = self.inner(ConvBNAct(hidden, 1, **dt, name="cv1")(x, train=train),
                    train=train)
-    b = ConvBNAct(hidden, 1, name="cv2")(x, train=train)
-    return ConvBNAct(self.features, 1, name="cv3")(
+    b = ConvBNAct(hidden, 1, **dt, name="cv2")(x, train=train)
+    return ConvBNAct(self.features, 1, **dt, name="cv3")(
         jnp.concatenate([a, b], axis=-1), train=train)
 
 
@@ -138,8 +161,13 @@ class TransformerLayer(nn.Module):
 
   Attributes:
     num_heads: attention heads; must divide the channels.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   num_heads: int
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -149,8 +177,11 @@ class TransformerLayer(nn.Module):
     if c % self.num_heads:
       raise ValueError(f"num_heads={self.num_heads} must divide the "
                        f"channels {c}.")
-    linear = lambda name: nn.Dense(c, use_bias=False, name=name)
-    x = nn.MultiHeadDotProductAttention(self.num_heads, name="ma")(
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.dtype is not None:  # the residual stream, in the compute dtype
+      x = jnp.asarray(x, self.dtype)
+    linear = lambda name: nn.Dense(c, use_bias=False, **dt, name=name)
+    x = nn.MultiHeadDotProductAttention(self.num_heads, **dt, name="ma")(
         linear("q")(x), linear("k")(x), linear("v")(x)) + x
     return linear("fc2")(linear("fc1")(x)) + x
 
@@ -166,10 +197,15 @@ class TransformerBlock(nn.Module):
     features: output channels ``c2``.
     num_heads: attention heads.
     num_layers: number of ``TransformerLayer``s.
+    dtype: computation dtype (None: from the inputs and parameters, as Flax
+      layers).
+    param_dtype: dtype of the parameters.
   """
   features: int
   num_heads: int
   num_layers: int
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -177,19 +213,27 @@ class TransformerBlock(nn.Module):
     x = as_rank(x, "x", ("B", "H", "W", "C"))
     positive_int(self.features, "features")
     int_at_least(0, num_layers=self.num_layers)
+    dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.dtype is not None:  # the residual stream, in the compute dtype
+      x = jnp.asarray(x, self.dtype)
     if x.shape[-1] != self.features:
-      x = ConvBNAct(self.features, name="conv")(x, train=train)
+      x = ConvBNAct(self.features, **dt, name="conv")(x, train=train)
     b, h, w, c = x.shape
     p = x.reshape(b, h * w, c)  # tokens in row-major pixel order, as torch
-    x = p + nn.Dense(c, name="linear")(p)
+    x = p + nn.Dense(c, **dt, name="linear")(p)
     for i in range(self.num_layers):
-      x = TransformerLayer(self.num_heads, name=f"tr_{i}")(x)
+      x = TransformerLayer(self.num_heads, **dt, name=f"tr_{i}")(x)
     return x.reshape(b, h, w, c)
 
 
 class C3TR(C3):
-  """``C3`` whose inner branch is a ``TransformerBlock`` with 4 heads."""
+  """``C3`` whose inner branch is a ``TransformerBlock`` with 4 heads.
+
+  Attributes:
+    as ``C3``'s, ``dtype`` and ``param_dtype`` included.
+  """
 
   def inner(self, x: jax.Array, *, train: bool) -> jax.Array:
-    return TransformerBlock(x.shape[-1], 4, self.num_blocks, name="m")(
-        x, train=train)
+    return TransformerBlock(x.shape[-1], 4, self.num_blocks, dtype=self.dtype,
+                            param_dtype=self.param_dtype, name="m")(
+                                x, train=train)
