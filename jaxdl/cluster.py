@@ -66,6 +66,9 @@ class KMeansResult(NamedTuple):
 def _as_points(x: ArrayLike, name: str) -> jax.Array:
   """``[N, D]`` points in float32 (half precision and integers upcast)."""
   x = as_rank(x, name, ("N", "D"))
+  if x.shape[1] == 0:
+    raise ValueError(f"{name} must hold points of at least one feature, "
+                     f"got shape {tuple(x.shape)}.")
   if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
     x = x.astype(jnp.float32)
   return x
@@ -117,65 +120,77 @@ def _nearest(query: jax.Array, points: jax.Array, w: jax.Array, *,
              k: int) -> jax.Array:
   """``[Q, k]`` int32 indices of each query's ``k`` nearest real points.
 
-  Ordered by distance, exact ties by index. The fast expanded form
-  ``|q|^2 - 2 q.x + |x|^2`` (about the points' mean) only proposes
-  ``k + 16`` candidates, which are re-ranked by exact distances; a query
-  whose candidates cannot be certified (its next candidate's expanded
-  distance, less the expansion's rounding bound, is not beyond the k-th
-  exact distance: points far apart relative to their spacing) has its whole
-  block recomputed exactly. Padding (``w == 0``), NaN and inf rank last.
+  Ordered by distance, exact ties by index; real points at a NaN or
+  infinite distance come after the others, padding (``w == 0``) last. The
+  data are first scaled by a power of two (exact) so that their largest
+  coordinate is about 1: squared differences then neither overflow nor
+  flush to zero at any scale. The fast expanded form
+  ``|q|^2 - 2 q.x + |x|^2`` (about the finite points' mean), less each
+  point's rounding bound, proposes ``k + 16`` candidates, which are
+  re-ranked by exact distances; a block of queries in which a candidate set
+  cannot be certified (the candidates' largest lower bound is not beyond
+  the k-th exact distance: points far apart relative to their spacing) is
+  recomputed exactly.
   """
   n, dim = points.shape
   num_q = query.shape[0]
   if num_q == 0:
     return jnp.zeros((0, k), jnp.int32)
   real = w > 0
-  points = _without_padding(points, w)
-  mean = jnp.sum(points * w[:, None], 0) / jnp.maximum(jnp.sum(w), 1)
+  finite = real & jnp.all(jnp.isfinite(points), axis=-1)
+  largest = jnp.max(jnp.where(finite[:, None], jnp.abs(points), 0))
+  scale = jnp.ldexp(jnp.ones((), points.dtype), -jnp.frexp(largest)[1])
+  points = _without_padding(points, w) * scale
+  query = query * scale
+  weight = finite.astype(points.dtype)
+  mean = jnp.sum(jnp.where(finite[:, None], points, 0), 0) / jnp.maximum(
+      jnp.sum(weight), 1)
   centred = points - mean
   centred_sq = jnp.sum(centred * centred, -1)  # [N]
   # Rounding bound of the centred expansion: (2D + 6) ulps of |q|^2 + |x|^2
   # from the sums and the two subtractions, 4 more from centring q and x,
   # and a little margin; unit roundoff 2**-24.
   gamma = (2 * dim + 16) * 2.0**-24
-  largest_sq = jnp.max(jnp.where(real, centred_sq, 0))
   num_candidates = min(n, k + _EXTRA_CANDIDATES)
+  worst = jnp.finfo(points.dtype).max
 
-  def last_if_not_real(d2, is_real):
-    return jnp.where(is_real & ~jnp.isnan(d2), d2, jnp.inf)
+  def rank_key(d2, is_real):  # NaN / inf distances after finite, padding last
+    return jnp.where(is_real, jnp.where(jnp.isfinite(d2), d2, worst), jnp.inf)
 
   def exact_block(q):  # [B, D] -> [B, k]
-    d2 = last_if_not_real(_exact_squared_distances(q, points.T), real)
+    d2 = rank_key(_exact_squared_distances(q, points.T), real)
     return lax.top_k(-d2, k)[1]  # ties: lower index first
 
   def block_nearest(q):  # [B, D] -> [B, k]
     qc = q - mean
-    d2 = (jnp.sum(qc * qc, -1)[:, None]
-          - 2 * jnp.matmul(qc, centred.T, precision=lax.Precision.HIGHEST)
-          + centred_sq)
-    d2 = last_if_not_real(d2, real)
+    q_sq = jnp.sum(qc * qc, -1)
+    expanded = (q_sq[:, None] - 2 * jnp.matmul(
+        qc, centred.T, precision=lax.Precision.HIGHEST) + centred_sq)
+    # Each point's own share of the bound: one far point must not force
+    # every query to be recomputed.
+    lower = rank_key(expanded - gamma * centred_sq, real)
     # Both outputs whole: slicing a column of top_k's values (or its
     # indices, when the values are used) made XLA:CPU sort whole rows, 50x
     # slower.
-    neg_d2, candidates = lax.top_k(-d2, num_candidates)  # [B, R]
-    exact = last_if_not_real(
+    neg_lower, candidates = lax.top_k(-lower, num_candidates)  # [B, R]
+    exact = rank_key(
         _exact_squared_distances(q, jnp.moveaxis(points[candidates], -1, 0)),
         real[candidates])
     exact, candidates = lax.sort((exact, candidates), num_keys=2)
     if num_candidates == n:  # every point was re-ranked
       return candidates[:, :k]
-    # Every other point's expanded distance is at least the candidates'
-    # largest.
-    beyond = -jnp.min(neg_d2, axis=1)
-    slack = gamma * (jnp.sum(qc * qc, -1) + largest_sq)
+    # Every other point's lower bound is at least the candidates' largest.
+    beyond = -jnp.min(neg_lower, axis=1) - gamma * q_sq
     kth = exact[:, k - 1] * (1 + (dim + 2) * 2.0**-24)
-    certified = beyond - slack > kth
-    return lax.cond(jnp.all(certified), lambda: candidates[:, :k],
+    return lax.cond(jnp.all(beyond > kth), lambda: candidates[:, :k],
                     lambda: exact_block(q))
 
   rows = max(1, min(num_q, _NEIGHBOUR_BLOCK_ELEMENTS // n))
   num_blocks = -(-num_q // rows)
-  padded = jnp.pad(query, ((0, num_blocks * rows - num_q), (0, 0)))
+  # Padded with the last query: zeros can sit far from the data and fail
+  # the certificate.
+  padded = jnp.pad(query, ((0, num_blocks * rows - num_q), (0, 0)),
+                   mode="edge")
   found = lax.map(block_nearest, padded.reshape(num_blocks, rows, dim))
   return found.reshape(-1, k)[:num_q].astype(jnp.int32)
 
@@ -445,7 +460,7 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
   """
   x = _as_points(x, "x")
   n = x.shape[0]
-  if not n or not x.shape[1]:
+  if not n:
     raise ValueError(f"x must hold points of at least one feature, got "
                      f"shape {tuple(x.shape)}.")
   labels = jnp.asarray(labels)
@@ -504,15 +519,18 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
   """k-nearest-neighbour classification by majority vote.
 
   Equals ``sklearn.neighbors.KNeighborsClassifier(n_neighbors=k).fit(
-  train_x, train_y).predict(query)`` (uniform weights, Euclidean): a tied
-  vote goes to the lowest class id, and neighbours at exactly equal
-  distances are taken in index order. Distances are exact to float32
-  rounding wherever the points are: the fast expanded form
-  ``|q|^2 - 2 q.x + |x|^2`` only proposes ``k + 16`` candidates, re-ranked
-  from coordinate differences, and a block of queries whose candidates it
-  cannot certify (groups of points far apart relative to their spacing) is
-  recomputed from differences, which costs about twice as much (always,
-  under ``jax.vmap``, where the choice becomes a select).
+  train_x, train_y).predict(query)`` (uniform weights, Euclidean) up to
+  ties within float32 rounding: a tied vote goes to the lowest class id, and
+  of neighbours at exactly equal distances the lower indices come first
+  (sklearn's order among them depends on its search). Distances are exact to
+  float32 rounding at any scale and wherever the points are: the fast
+  expanded form ``|q|^2 - 2 q.x + |x|^2`` only proposes ``k + 16``
+  candidates, re-ranked from coordinate differences, and a block of queries
+  whose candidates it cannot certify (groups of points far apart relative
+  to their spacing) is recomputed from differences, which costs about twice
+  as much (always, under ``jax.vmap``, where the choice becomes a select).
+  Integers are converted to float32 (exact up to 2**24). Real points at a
+  NaN or infinite distance rank after the others, padding last.
 
   Args:
     train_x: ``[N, D]`` training points.

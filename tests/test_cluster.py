@@ -359,6 +359,30 @@ def test_knn_nan_and_inf_training_points_rank_last(rng):
   np.testing.assert_array_equal(got, [0, 0, 0])
 
 
+@pytest.mark.parametrize("scale", [1e19, 1e-20])
+def test_nearest_at_extreme_scales(scale):
+  """Squared differences overflowed (1e19) or flushed to zero (1e-20), so
+  every distance tied and index 0 won; the data are scaled by a power of
+  two first."""
+  points = np.array([[3.0], [2.0]], np.float32) * np.float32(scale)
+  query = np.zeros((1, 1), np.float32)
+  np.testing.assert_array_equal(
+      cluster.knn_predict(points, np.array([0, 1]), query, k=1,
+                          num_classes=2), [1])
+  np.testing.assert_array_equal(cluster.kmeans_predict(query, points), [1])
+
+
+def test_knn_nan_query_takes_real_points_before_padding():
+  """Every distance of a NaN query is NaN: real points must still come
+  before padding, whose labels (2 here) never vote."""
+  train = np.arange(6, dtype=np.float32)[:, None]
+  y = np.array([2, 2, 2, 0, 0, 1])
+  mask = np.array([False, False, False, True, True, True])
+  got = cluster.knn_predict(train, y, np.array([[np.nan], [0.0]], np.float32),
+                            k=3, num_classes=3, mask=mask)
+  np.testing.assert_array_equal(got, [0, 0])
+
+
 def test_kmeans_predict_exact_for_centres_far_from_the_data():
   centers = np.array([[1000, 1000], [1000, 1000.5], [0, 0]], np.float32)
   x = (np.array([1000, 1000], np.float32) + np.random.default_rng(0).normal(
