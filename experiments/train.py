@@ -26,8 +26,10 @@ Several hosts: start the same command on every host with ``--distributed``
 (which calls ``jax.distributed.initialize()``; on a cluster manager such as
 SLURM or Cloud TPU the coordinator is found automatically, otherwise set
 ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``).
-The mesh then spans every host's devices (``jaxdl.train.fit`` is tested
-with two CPU processes on one machine, tests/test_train_multidevice.py).
+The mesh then spans every host's devices; the workdir must be shared, and
+process 0 alone moves checkpoints and writes the settings, report and plots
+(tested with two CPU processes on one machine against one process,
+tests/test_train_multidevice.py).
 """
 
 from __future__ import annotations
@@ -346,9 +348,13 @@ def _run_file(checkpoint_dir: str) -> str:
 
 
 def _check_same_run(checkpoint_dir: str, config: dict[str, Any]) -> None:
-  """Checks ``config`` against the settings of the checkpointed run."""
-  path = _run_file(checkpoint_dir)
-  if not os.path.exists(path):
+  """Checks ``config`` against the settings of the checkpointed run (in
+  ``checkpoints/run.json``; workdirs written before it moved there keep
+  ``run.json`` beside ``checkpoints/``)."""
+  legacy = os.path.join(os.path.dirname(checkpoint_dir), "run.json")
+  path = next((p for p in (_run_file(checkpoint_dir), legacy)
+               if os.path.exists(p)), None)
+  if path is None:
     return
   settings = {key: config[key] for key in _RUN_KEYS}
   with open(path) as f:
@@ -363,8 +369,10 @@ def _check_same_run(checkpoint_dir: str, config: dict[str, Any]) -> None:
 
 
 def _record_run(checkpoint_dir: str, config: dict[str, Any]) -> None:
-  """Writes the run's settings beside its checkpoints, before the first is
-  saved (atomically: a kill leaves the old file or the new one)."""
+  """Writes the run's settings beside its checkpoints (atomically: a kill
+  leaves the old file or the new one). Process 0 only."""
+  if jax.process_index() != 0:
+    return
   os.makedirs(checkpoint_dir, exist_ok=True)
   path = _run_file(checkpoint_dir)
   with open(path + ".tmp", "w") as f:
@@ -372,25 +380,47 @@ def _record_run(checkpoint_dir: str, config: dict[str, Any]) -> None:
   os.replace(path + ".tmp", path)
 
 
+def _put_back_or_drop(old: str, checkpoint_dir: str) -> None:
+  """The old run's checkpoints (in ``old``) are stale once the new run has
+  a finished checkpoint: orbax creates the folder when a save starts and
+  renames ``<step>.orbax-checkpoint-tmp`` to ``<step>`` when it is done.
+  (Read from the folder, not through orbax, whose manager may wait for the
+  other processes.)"""
+  finished = os.path.isdir(checkpoint_dir) and any(
+      name.isdigit() and os.path.isdir(os.path.join(checkpoint_dir, name))
+      for name in os.listdir(checkpoint_dir))
+  if finished:
+    shutil.rmtree(old)
+  else:
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    os.rename(old, checkpoint_dir)
+
+
+def _sync(name: str) -> None:
+  """Waits for every process (the folder is shared between hosts)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
 @contextlib.contextmanager
 def _replacing(checkpoint_dir: str, *, replace: bool):
   """A fresh run's old checkpoints are moved aside, and deleted once the
   new run has saved its first checkpoint (call the yielded function); a run
-  that fails before that puts them back."""
+  that fails or is killed before that gets them back (at its next start).
+  Process 0 moves the folders; the others wait for it."""
   old = checkpoint_dir + ".replaced"
-  if os.path.isdir(old):  # A run killed before it could put them back.
-    # Orbax creates the folder when a save starts: only a finished
-    # checkpoint makes the old ones stale.
-    if train.latest_checkpoint(checkpoint_dir) is not None:
-      shutil.rmtree(old)
-    else:
-      shutil.rmtree(checkpoint_dir, ignore_errors=True)
-      os.rename(old, checkpoint_dir)
-  if not (replace and os.path.isdir(checkpoint_dir)):
+  primary = jax.process_index() == 0
+  if primary and os.path.isdir(old):  # A run killed before its first save.
+    _put_back_or_drop(old, checkpoint_dir)
+  moved = primary and replace and os.path.isdir(checkpoint_dir)
+  if moved:
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(checkpoint_dir, old)
+  _sync("jaxdl-main-job-checkpoints")
+  if not moved:
     yield lambda: None
     return
-  shutil.rmtree(old, ignore_errors=True)
-  os.rename(checkpoint_dir, old)
 
   def replaced():
     shutil.rmtree(old, ignore_errors=True)
@@ -399,8 +429,7 @@ def _replacing(checkpoint_dir: str, *, replace: bool):
     yield replaced
   except BaseException:
     if os.path.isdir(old):
-      shutil.rmtree(checkpoint_dir, ignore_errors=True)
-      os.rename(old, checkpoint_dir)
+      _put_back_or_drop(old, checkpoint_dir)
     raise
   replaced()
 
@@ -430,20 +459,36 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   mesh = data_parallel_mesh(config["batch_size"])
   with _replacing(checkpoint_dir, replace=not config["resume"]) as replaced:
-    if config["resume"]:
+    resuming = (config["resume"]
+                and train.latest_checkpoint(checkpoint_dir) is not None)
+    if resuming:  # Settings recorded again after the restore and a save.
       _check_same_run(checkpoint_dir, config)
-    _record_run(checkpoint_dir, config)
+    else:  # A new run: its settings go beside its checkpoints first.
+      _record_run(checkpoint_dir, config)
+
+    def saved(epoch, history):
+      del epoch, history
+      replaced()
+      if resuming:
+        _record_run(checkpoint_dir, config)
+
     result = train.fit(
         state, dataset.train_images, dataset.train_labels,
         epochs=config["epochs"], batch_size=config["batch_size"],
         test_images=dataset.test_images, test_labels=dataset.test_labels,
         mesh=mesh, checkpoint_dir=checkpoint_dir, resume=config["resume"],
-        max_to_keep=3, progress=config["progress"],
-        callback=lambda epoch, history: replaced())
-  results = evaluate_predictions(result.test_logits, dataset.test_labels,
-                                 num_classes)
+        max_to_keep=3, progress=config["progress"], callback=saved)
+  logits = result.test_logits
+  if jax.process_count() > 1:  # Sharded over every host's devices.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    logits = multihost_utils.process_allgather(logits, tiled=True)
+  results = evaluate_predictions(logits, dataset.test_labels, num_classes)
   summary = flops.summary(model, sample, train=False)
   history = result.history
+  report = os.path.join(workdir, "report.md")
+  if jax.process_index() != 0:  # One writer for the shared workdir.
+    return {"state": result.state, "history": history, "results": results,
+            "report": report}
   plot_history(os.path.join(workdir, "curves.png"), history)
   plot_curves(os.path.join(workdir, "roc.png"), results["roc"],
               dataset.class_names, kind="roc")
@@ -451,7 +496,6 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
               dataset.class_names, kind="pr")
   plot_confusion(os.path.join(workdir, "confusion.png"), results["confusion"],
                  dataset.class_names)
-  report = os.path.join(workdir, "report.md")
   write_report(report, config=config, dataset=dataset, history=history,
                results=results, flops_table=summary.to_markdown(),
                wall_seconds=time.perf_counter() - start,

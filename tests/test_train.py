@@ -432,6 +432,37 @@ def test_main_job_end_to_end_on_generated_cifar(tmp_path, rng):
   assert not (workdir / "checkpoints.replaced").exists()
 
 
+def test_main_job_resume_with_nothing_to_resume_or_old_settings_file(
+    tmp_path, rng):
+  # pylint: disable-next=g-import-not-at-top
+  from experiments import train as main_job
+  from tests.test_data import write_cifar  # pylint: disable=g-import-not-at-top
+
+  folder = write_cifar(str(tmp_path / "data"), rng, n=8)
+  workdir = tmp_path / "run"
+  checkpoints = workdir / "checkpoints"
+
+  def run(lr, *extra):
+    return main_job.main(["--dataset", "cifar10", "--data-dir", folder,
+                          "--epochs", "1", "--batch-size", "8", "--lr", lr,
+                          "--workdir", str(workdir), "--no-progress", *extra])
+
+  # A fresh run killed before its first checkpoint left only its settings:
+  # --resume has nothing to continue, so other settings start from scratch.
+  checkpoints.mkdir(parents=True)
+  (checkpoints / "run.json").write_text(json.dumps({"lr": 0.01}))
+  run("0.05", "--resume")
+  assert train.latest_checkpoint(checkpoints) == 1
+  assert json.loads((checkpoints / "run.json").read_text())["lr"] == 0.05
+  # A workdir from before the settings moved into checkpoints/ keeps them
+  # beside it: they are checked, and nothing is rewritten when refused.
+  os.rename(checkpoints / "run.json", workdir / "run.json")
+  with pytest.raises(ValueError, match="these differ: --lr 0.05 -> 0.5"):
+    run("0.5", "--resume", "--epochs", "2")
+  assert not (checkpoints / "run.json").exists()
+  assert train.latest_checkpoint(checkpoints) == 1
+
+
 def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
   # pylint: disable-next=g-import-not-at-top
   from experiments import train as main_job

@@ -110,10 +110,10 @@ _PROCESS_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_two_processes_fit_as_one():
-  """``fit`` after ``jax.distributed.initialize`` (two CPU processes of one
-  device each) equals one process: the state, created on one local device,
-  is placed on the global mesh through the host (device_put refused it)."""
+def _two_processes(script: str, *args: str) -> list[dict]:
+  """Runs ``script`` as process 0 and 1 of a two-process CPU cluster (one
+  device each, gloo collectives) and as a single process ("single"); returns
+  the JSON each printed last."""
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -121,17 +121,65 @@ def test_two_processes_fit_as_one():
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-  def start(*args):
+  def start(*argv):
     return subprocess.Popen(
-        [sys.executable, "-c", _PROCESS_SCRIPT, *args], env=env, cwd=root,
+        [sys.executable, "-c", script, *argv, *args], env=env, cwd=root,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
   procs = [start(str(port), str(i)) for i in range(2)] + [start("single")]
-  losses = []
+  outputs = []
   for proc in procs:
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    losses.append(json.loads(out.strip().splitlines()[-1])["loss"])
+    outputs.append(json.loads(out.strip().splitlines()[-1]))
+  return outputs
+
+
+def test_two_processes_fit_as_one():
+  """``fit`` after ``jax.distributed.initialize`` (two CPU processes of one
+  device each) equals one process: the state, created on one local device,
+  is placed on the global mesh through the host (device_put refused it)."""
+  losses = [out["loss"] for out in _two_processes(_PROCESS_SCRIPT)]
   assert len(losses[0]) == 2 and losses[0] == losses[1]
   import numpy as np  # pylint: disable=g-import-not-at-top
   np.testing.assert_allclose(losses[0], losses[2], rtol=1e-5)
+
+
+# argv: as _PROCESS_SCRIPT, then the CIFAR folder and the workdir root.
+_MAIN_JOB_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import jax
+    if sys.argv[1] != "single":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+      jax.distributed.initialize(f"localhost:{sys.argv[1]}", num_processes=2,
+                                 process_id=int(sys.argv[2]))
+    from experiments import train as main_job
+    workdir = os.path.join(sys.argv[-1],
+                           "single" if sys.argv[1] == "single" else "two")
+    out = main_job.main(["--dataset", "cifar10", "--data-dir", sys.argv[-2],
+                         "--epochs", "1", "--batch-size", "8", "--workdir",
+                         workdir, "--no-progress"])
+    print(json.dumps({"loss": out["history"]["step_loss"],
+                      "accuracy": float(out["results"]["accuracy"])}))
+""")
+
+
+def test_main_job_on_two_processes(tmp_path):
+  """The main job with --distributed's setup: one process moves the old
+  checkpoints and writes the files of the shared workdir, the test logits
+  are gathered from both hosts for the report (fetching them raised), and
+  the run equals a single process."""
+  from tests.test_data import write_cifar  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  folder = write_cifar(str(tmp_path / "data"), np.random.default_rng(0), n=8)
+  stale = tmp_path / "runs" / "two" / "checkpoints" / "7"
+  stale.mkdir(parents=True)  # an old run's (fake) checkpoint
+  two, _, single = _two_processes(_MAIN_JOB_SCRIPT, folder,
+                                  str(tmp_path / "runs"))
+  np.testing.assert_allclose(two["loss"], single["loss"], rtol=1e-5)
+  assert two["accuracy"] == single["accuracy"]
+  workdir = tmp_path / "runs" / "two"
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [
+      "1", "run.json"]
+  assert not (workdir / "checkpoints.replaced").exists()
+  assert "devices: 2 x cpu" in (workdir / "report.md").read_text()
