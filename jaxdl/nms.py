@@ -6,7 +6,10 @@ index arrays padded with ``-1`` plus a ``valid`` mask.
 
 Greedy NMS is exact: it returns the same indices, in the same order, as
 ``torchvision.ops.nms`` (and the corrected NumPy loop of the notes), without
-an ``N x N`` IoU matrix. One exception, at ties with a threshold float32
+an ``N x N`` IoU matrix, for boxes of the dtype JAX computes in (NumPy
+float64 boxes are float32 without x64, where torchvision would keep
+float64; float64 scores under x64 take the slower sorted path, 1.5-4.4x at
+20k-100k boxes). One exception, at ties with a threshold float32
 cannot represent: jaxdl compares the float32 IoU with the threshold rounded
 to float32, so an IoU of exactly 3/10 at ``iou_threshold=0.3`` is kept, as
 by OpenCV's ``NMSBoxes`` (an IoU equal to the threshold is kept), while
@@ -50,7 +53,11 @@ from jaxdl._checks import (as_boxes, is_real_scalar, mask_or_ones, one_of,
 # kept, want 128-512 (32 and 64 were 1.6-4.5x slower at 5k-100k); clustered
 # 5k boxes ran fastest at 128 (whose top_k rounds use tiles of 64), 256 and
 # 512 1.35-1.9x slower (four runs), and clustered 100k ran within 1.1x of
-# the best at 128 and at 512 (the last two runs).
+# the best at 128 and at 512 (the last two runs). A tile's fixed-point loop
+# can take up to tile_size steps over its [tile, tile] block, which a chain
+# of boxes (each overlapping only the next, in score order) reaches: then a
+# run costs O(N * tile_size**2), measured 16x the uniform time at tile 512
+# and 2x at the default 128 (20k boxes, a review on 2026-11-23).
 TILE_SIZE = 128
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
@@ -773,10 +780,11 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
       integer scores above 2**24 can tie.
     iou_threshold: suppress when IoU is strictly greater, in [0, 1].
     score_threshold: a real scalar; candidates need ``score >
-      score_threshold``. A Python float is compared in the scores' dtype,
-      as NumPy compares a float32 array with a Python float: a float32
-      score of 0.3 is not above 0.3 (an array threshold follows JAX's type
-      promotion). On CPU, XLA compares floats with subnormals flushed to
+      score_threshold``. A Python float is compared in float32 (float64
+      for float64 scores), as NumPy compares a float32 array with a Python
+      float: a float32 score of 0.3 is not above 0.3; half-precision scores
+      are compared in float32 too, where NumPy would round the threshold to
+      their dtype (an array threshold follows JAX's type promotion). On CPU, XLA compares floats with subnormals flushed to
       zero, so a float32 score below 1.2e-38 is not above 0 (it is still
       ranked by its value). None keeps every (non-NaN) score.
     max_output: ``K``, the number of output slots (default ``N``); the search
@@ -820,7 +828,10 @@ def batched_nms(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, *,
     boxes: ``[N, 4]`` boxes in ``fmt``.
     scores: ``[N]`` scores.
     classes: ``[N]`` integer class ids (any values; NumPy int64 ids outside
-      int32 are renumbered on the host when JAX runs without x64).
+      int32 are renumbered on the host when JAX runs without x64, in a
+      direct call only: under ``jax.jit`` or ``jax.vmap`` JAX has already
+      wrapped them to int32, so renumber them first, e.g. with
+      ``np.unique(classes, return_inverse=True)``).
     iou_threshold: as in :func:`nms`.
     score_threshold: as in :func:`nms`.
     max_output: as in :func:`nms`.
@@ -931,8 +942,8 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   the boxes it decays below it), and areas are continuous (it adds 1
   pixel). On CPU, XLA compares floats with subnormals flushed to zero, so
   scores decayed below 1.2e-38 (float32) compare as 0.
-  ``iou_threshold`` is unused by ``"gaussian"``.
-  A pair of zero-area boxes counts as IoU 0. Cost ``O(K * N)``. The scores
+  ``iou_threshold`` is unused by ``"gaussian"``. A pair of zero-area boxes
+  (or with a NaN coordinate) counts as IoU 0. Cost ``O(K * N)``. The scores
   are not differentiated through (the selection is a ``while_loop``).
 
   Args:
