@@ -533,8 +533,12 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
   for key, value in DEFAULTS[config["dataset"]].items():
     if config[key] is None:
       config[key] = value
-  if config["data_dir"] is not None and config["dataset"] != "cifar10":
-    parser.error("--data-dir is only read with --dataset cifar10.")
+  if config["data_dir"] is not None:
+    if config["dataset"] != "cifar10":
+      parser.error("--data-dir is only read with --dataset cifar10.")
+    # Absolute, so that --resume from another folder names the same data.
+    config["data_dir"] = os.path.abspath(os.path.expanduser(
+        config["data_dir"]))
   for key in ("epochs", "batch_size"):
     if config[key] < 1:
       parser.error(f"--{key.replace('_', '-')} must be >= 1, got "

@@ -493,6 +493,9 @@ def test_main_job_options():
   from experiments import train as main_job
   with pytest.raises(SystemExit):  # It would be ignored and reported.
     main_job.parse_args(["--data-dir", "/does/not/exist"])
+  # Recorded absolute: a relative path on --resume names the same folder.
+  relative = main_job.parse_args(["--dataset", "cifar10", "--data-dir", "x"])
+  assert relative["data_dir"] == os.path.join(os.getcwd(), "x")
   config = main_job.parse_args([])
   assert (config["dataset"], config["model"], config["optimizer"]) == (
       "digits", "toynet", "sgd")
