@@ -288,7 +288,8 @@ def main() -> None:
       "Uniform: corners U(0, 1000), sides U(10, 100), scores U(0, 1). "
       "Clustered: N jittered candidates around 20 objects "
       "(`tests/reference/nms.py`). The machine "
-      f"({benchutil.usable_cores()} cores) was shared with other jobs, so single figures can be noisy.",
+      f"({benchutil.usable_cores()} cores) was shared with other jobs, so "
+      "single figures can be noisy.",
       "## jaxdl `nms` vs OpenCV `cv2.dnn.NMSBoxes` vs the notes' NumPy loop",
       benchutil.markdown_table(
           ["boxes", "N", "kept", "jaxdl", "OpenCV", "notes NumPy",

@@ -142,9 +142,8 @@ def _nearest(query: jax.Array, points: jax.Array, w: jax.Array, *,
   scale = jnp.ldexp(jnp.ones((), points.dtype), -jnp.frexp(largest)[1])
   points = _without_padding(points, w) * scale
   query = query * scale
-  weight = finite.astype(points.dtype)
   mean = jnp.sum(jnp.where(finite[:, None], points, 0), 0) / jnp.maximum(
-      jnp.sum(weight), 1)
+      jnp.sum(finite), 1)
   centred = points - mean
   centred_sq = jnp.sum(centred * centred, -1)  # [N]
   # Rounding bound of the centred expansion: (2D + 6) ulps of |q|^2 + |x|^2

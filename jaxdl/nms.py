@@ -784,9 +784,10 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
       for float64 scores), as NumPy compares a float32 array with a Python
       float: a float32 score of 0.3 is not above 0.3; half-precision scores
       are compared in float32 too, where NumPy would round the threshold to
-      their dtype (an array threshold follows JAX's type promotion). On CPU, XLA compares floats with subnormals flushed to
-      zero, so a float32 score below 1.2e-38 is not above 0 (it is still
-      ranked by its value). None keeps every (non-NaN) score.
+      their dtype (an array threshold follows JAX's type promotion). On
+      CPU, XLA compares floats with subnormals flushed to zero, so a
+      float32 score below 1.2e-38 is not above 0 (it is still ranked by its
+      value). None keeps every (non-NaN) score.
     max_output: ``K``, the number of output slots (default ``N``); the search
       stops once ``K`` boxes are kept.
     mask: ``[N]`` bool, False for padding boxes.
