@@ -177,7 +177,10 @@ def _iou_from_overlap(o: _Overlap, variant: str, eps: float) -> jax.Array:
   if variant == "iou":
     return iou_value
   if variant == "giou":
-    enclose_area = o.enclose_w * o.enclose_h
+    # Sides clamped at 0 as the boxes' (and torchvision's): two boxes
+    # inverted along one axis gave a negative area, GIoU inf near -eps.
+    enclose_area = jnp.maximum(o.enclose_w, 0.0) * jnp.maximum(o.enclose_h,
+                                                               0.0)
     return iou_value - (enclose_area - o.union) / (enclose_area + eps)
   diagonal2 = o.enclose_w ** 2 + o.enclose_h ** 2 + eps
   # At most 1 for valid boxes, whose centres lie in the enclosing box; the
@@ -191,6 +194,21 @@ def _iou_from_overlap(o: _Overlap, variant: str, eps: float) -> jax.Array:
   # As torchvision and YOLOv5: the trade-off weight is a constant.
   alpha = jax.lax.stop_gradient(v / (1 - iou_value + v + eps))
   return diou - alpha * v
+
+
+def _box_pair(a: ArrayLike, b: ArrayLike, name_a: str,
+              name_b: str) -> tuple[jax.Array, jax.Array]:
+  """``a`` and ``b`` as ``[..., 4]`` arrays whose leading axes broadcast;
+  raises ``ValueError`` naming ``name_a`` / ``name_b`` otherwise."""
+  a = as_boxes(a, name_a)
+  b = as_boxes(b, name_b)
+  try:
+    np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+  except ValueError:
+    raise ValueError(
+        f"{name_a} and {name_b} must broadcast over their leading axes, got "
+        f"shapes {tuple(a.shape)} and {tuple(b.shape)}.") from None
+  return a, b
 
 
 def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
@@ -231,14 +249,7 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
   """
   one_of(variant, VARIANTS, "variant")
   _check_format(fmt)
-  a = as_boxes(a, "a")
-  b = as_boxes(b, "b")
-  try:
-    np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-  except ValueError:
-    raise ValueError(
-        f"a and b must broadcast over their leading axes, got shapes "
-        f"{tuple(a.shape)} and {tuple(b.shape)}.") from None
+  a, b = _box_pair(a, b, "a", "b")
   out_dtype = _result_dtype(jnp.result_type(a.dtype, b.dtype))
   compute = _compute_dtype(out_dtype)
   overlap = _overlap(a.astype(compute), b.astype(compute), fmt, pixel_offset)
@@ -249,8 +260,8 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, **kwargs) -> jax.Array:
   """All-pairs IoU family: ``[N, 4] x [M, 4] -> [N, M]``.
 
   ``iou`` vmapped over both sets; ``kwargs`` are those of :func:`iou`.
-  ``variant="iou"`` equals ``torchvision.ops.box_iou`` (up to ``eps``),
-  ``"giou"`` equals ``torchvision.ops.generalized_box_iou``.
+  ``variant="iou"`` equals ``torchvision.ops.box_iou`` and ``"giou"``
+  ``torchvision.ops.generalized_box_iou``, both up to ``eps``.
 
   Args:
     a: ``[N, 4]`` boxes.

@@ -361,7 +361,9 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
 
   Args:
     logits: ``[..., C]`` unnormalised scores, class axis last.
-    labels: ``[...]`` integers, or ``[..., C]`` floating probabilities.
+    labels: ``[...]`` integers in ``[0, C)`` or ``ignore_index`` (other
+      values are treated as ignored; PyTorch raises), or ``[..., C]``
+      floating probabilities.
     weight: optional ``[C]`` class weights.
     ignore_index: integer label value that contributes nothing (static).
     label_smoothing: ``e`` in [0, 1] (static).
@@ -458,7 +460,8 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
   Returns:
     ``[...]`` losses for ``"none"`` (``1 -`` :func:`jaxdl.boxes.iou`: in
     [0, 1] for IoU, [0, 2] for GIoU and DIoU, [0, 2.5] for CIoU), else a
-    scalar.
+    scalar; computed in float32 for half-precision boxes and returned in
+    their dtype (float32 for integers).
 
   References:
     Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019;
@@ -468,7 +471,14 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
   Array(0., dtype=float32)
   """
   one_of(reduction, REDUCTIONS, "reduction")
-  loss = 1 - boxes.iou(pred, target, variant=variant, fmt=fmt, eps=eps)
+  pred, target = boxes._box_pair(  # pylint: disable=protected-access
+      pred, target, "pred", "target")
+  out_dtype = _out_dtype(jnp.result_type(pred.dtype, target.dtype))
+  # 1 - IoU in float32: from a half-precision IoU a bfloat16 loss was a
+  # multiple of 2**-8 (0.0039 for an IoU of 0.995).
+  loss = 1 - boxes.iou(_compute(pred), _compute(target), variant=variant,
+                       fmt=fmt, eps=eps)
   if reduction == "mean" and loss.size == 0:
-    return jnp.sum(loss) * 0  # torchvision: 0, not the NaN of an empty mean.
-  return _reduce(loss, reduction)
+    # torchvision: 0, not the NaN of an empty mean.
+    return (jnp.sum(loss) * 0).astype(out_dtype)
+  return _reduce(loss, reduction).astype(out_dtype)

@@ -186,6 +186,20 @@ def test_inverted_box_stays_in_range():
     assert low <= value <= 1.0, (variant, value)
 
 
+def test_giou_of_boxes_inverted_along_one_axis_stays_in_range():
+  """Two boxes inverted in x (heights > 0) have a negative enclosing width:
+  the enclosing area was negative, and at -eps GIoU was +inf with NaN
+  gradients. Clamped like the boxes' sides, it is 0: GIoU = IoU = 0."""
+  a = jnp.array([[1.0, 0.0, 0.0, 2e-7], [1.0, 0.0, 0.0, 1.0]])
+  b = jnp.array([[1.0, 0.0, 0.5, 2e-7], [1.0, 0.0, 1 - 1e-7, 1.0]])
+  giou = lambda x: boxes.iou(x, b, variant="giou")
+  np.testing.assert_array_equal(giou(a), [0.0, 0.0])
+  assert np.all(np.isfinite(jax.jacobian(lambda x: jnp.sum(giou(x)))(a)))
+  np.testing.assert_array_equal(
+      ref.bbox_iou(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                   variant="giou"), [0.0, 0.0])
+
+
 @pytest.mark.parametrize("value", [(2.5, 3), "12", 2.0, True, (1, 2, 3)])
 def test_int_pair_rejects_what_is_not_ints(value):
   with pytest.raises(ValueError, match="strides must be an int"):

@@ -246,6 +246,25 @@ def test_iou_loss_mean_of_no_boxes_is_zero():
     chex.assert_shape(grad, (0, 4))
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_iou_loss_of_half_precision_boxes_is_computed_in_float32(dtype):
+  """1 - IoU was taken after rounding the IoU to half precision: for an IoU
+  of 0.995 bfloat16 gave 2**-8 = 0.0039 (float16: 0.00147 for 0.00125)."""
+  pred = jnp.array([[0.0, 0.0, 100.0, 100.0]], dtype)
+  target = jnp.array([[0.0, 0.0, 100.0, 99.5], [0.0, 0.0, 100.0, 99.9]],
+                     dtype)
+  for variant in boxes.VARIANTS:
+    for reduction in REDUCTIONS:
+      got = losses.iou_loss(pred, target, variant=variant,
+                            reduction=reduction)
+      want = losses.iou_loss(pred.astype(jnp.float32),
+                             target.astype(jnp.float32), variant=variant,
+                             reduction=reduction)
+      assert got.dtype == dtype
+      _close(np.float32(got), want, rtol=float(jnp.finfo(dtype).eps) / 2,
+             atol=0)
+
+
 def test_iou_loss_gradient_finite_for_degenerate_boxes():
   pred = jnp.array([[0., 0., 0., 0.], [1., 1., 3., 3.], [2., 2., 2., 5.]])
   target = jnp.array([[0., 0., 0., 0.], [1., 1., 3., 3.], [0., 0., 4., 4.]])
@@ -409,6 +428,12 @@ def test_jit_vmap_and_no_retrace(data):
     (lambda: losses.l1_loss(jnp.zeros(2), jnp.zeros(3)), "pred and target"),
     (lambda: losses.iou_loss(jnp.zeros((2, 4)), jnp.zeros((2, 4)),
                              variant="eiou"), "variant"),
+    (lambda: losses.iou_loss(jnp.zeros((2, 5)), jnp.zeros((2, 4))),
+     r"pred must have shape \[\.\.\., 4\]"),
+    (lambda: losses.iou_loss(jnp.zeros((2, 4)), jnp.zeros(3)),
+     r"target must have shape \[\.\.\., 4\]"),
+    (lambda: losses.iou_loss(jnp.zeros((2, 4)), jnp.zeros((3, 4))),
+     "pred and target must broadcast"),
 ])
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):

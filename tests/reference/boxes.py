@@ -2,11 +2,11 @@
 
 ``bbox_iou`` follows the YOLOv5 ``bbox_iou`` of the notes ("GIoU & DIoU &
 CIoU"), with three corrections: widths and heights are clamped at zero (an
-inverted box has zero area, and the distance penalty is at most 1, which
-only an inverted box's centre could exceed), ``eps`` sits where torchvision
-puts it (union, enclosing area, diagonal, CIoU alpha) rather than inside
-``h``, and the aspect angle is ``atan2(w, h)`` so zero-height boxes are
-defined.
+inverted box has zero area, as has the enclosing box of two boxes inverted
+along the same axis, and the distance penalty is at most 1, which only an
+inverted box's centre could exceed), ``eps`` sits where torchvision puts it
+(union, enclosing area, diagonal, CIoU alpha) rather than inside ``h``, and
+the aspect angle is ``atan2(w, h)`` so zero-height boxes are defined.
 
 ``notes_*`` functions are the original snippets, kept verbatim in logic, to
 show the errors as regression cases.
@@ -63,7 +63,7 @@ def bbox_iou(box1: np.ndarray, box2: np.ndarray, *, variant: str = "iou",
   cw = np.maximum(b1_x2, b2_x2) - np.minimum(b1_x1, b2_x1) + po
   ch = np.maximum(b1_y2, b2_y2) - np.minimum(b1_y1, b2_y1) + po
   if variant == "giou":
-    c_area = cw * ch
+    c_area = np.clip(cw, 0, None) * np.clip(ch, 0, None)
     return iou - (c_area - union) / (c_area + eps)
   c2 = cw ** 2 + ch ** 2 + eps
   rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2) ** 2 +
