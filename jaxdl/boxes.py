@@ -87,6 +87,15 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
   return jnp.stack([a, b, c, d], axis=-1).astype(out_dtype)
 
 
+def _given_sides(boxes: jax.Array, fmt: str) -> tuple[jax.Array, jax.Array]:
+  """Width and height, each ``[...]``, as given (``"xywh"``,
+  ``"cxcywh"``) or as corner differences (``"xyxy"``). Not through corners:
+  in float32, x = 1e8 plus w = 1 rounds back to 1e8, a width of 0."""
+  if fmt == "xyxy":
+    return boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+  return boxes[..., 2], boxes[..., 3]
+
+
 def _sides(boxes: jax.Array, fmt: str, pixel_offset: float):
   """Corners and non-negative width/height, each ``[...]``."""
   x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
@@ -110,8 +119,9 @@ def area(boxes: ArrayLike, *, fmt: str = "xyxy",
   _check_format(fmt)
   boxes = as_boxes(boxes, "boxes")
   out_dtype = _result_dtype(boxes.dtype)
-  *_, w, h = _sides(boxes.astype(_compute_dtype(boxes.dtype)), fmt,
-                    pixel_offset)
+  w, h = _given_sides(boxes.astype(_compute_dtype(boxes.dtype)), fmt)
+  w = jnp.maximum(w + pixel_offset, 0.0)
+  h = jnp.maximum(h + pixel_offset, 0.0)
   return (w * h).astype(out_dtype)
 
 
@@ -331,6 +341,6 @@ def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",
   if not isinstance(min_size, jax.core.Tracer) and min_size < 0:
     raise ValueError(f"min_size must be >= 0, got {min_size}.")
   boxes = as_boxes(boxes, "boxes")
-  x1, y1, x2, y2 = jnp.moveaxis(convert(boxes, fmt, "xyxy"), -1, 0)
+  w, h = _given_sides(boxes, fmt)
   finite = jnp.all(jnp.isfinite(boxes), axis=-1)
-  return finite & (x2 - x1 > min_size) & (y2 - y1 > min_size)
+  return finite & (w > min_size) & (h > min_size)

@@ -146,6 +146,21 @@ def test_is_valid():
                                 [False, False, False, False, False, True])
 
 
+
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
+def test_area_and_is_valid_read_the_given_sides(fmt):
+  # Through corners, float32 rounds 1e8 + 1 back to 1e8 (a width of 0) and
+  # 4097.3 + 0.1 to 4097.4004.
+  b = jnp.array([[4097.3, 0.0, 0.1, 1.0], [1e8, 0.0, 1.0, 1.0],
+                 [0.0, 0.0, -1.0, 1.0]], jnp.float32)
+  np.testing.assert_array_equal(boxes.area(b, fmt=fmt),
+                                np.float32([0.1, 1.0, 0.0]))
+  np.testing.assert_array_equal(
+      boxes.area(b, fmt=fmt, pixel_offset=1.0),
+      np.maximum(np.float32([0.1, 1.0, -1.0]) + 1, 0) * np.float32(2))
+  np.testing.assert_array_equal(boxes.is_valid(b, fmt=fmt),
+                                [True, True, False])
+
 # ------------------------------------------------------------- broadcasting
 
 
