@@ -14,8 +14,8 @@ samples count nowhere. Results equal scikit-learn's:
 
 Curves are fixed-length: one slot per sample plus the start point. Scores are
 ranked in float32 (half precision is upcast exactly; float64 is rounded to
-float32 when x64 is on, and integer scores above 2**24 can tie). An unmasked NaN score makes the curve and the
-AUC / AP NaN (sklearn rejects NaN input).
+float32 when x64 is on, and integer scores above 2**24 can tie). An unmasked
+NaN score makes the curve and the AUC / AP NaN (sklearn rejects NaN input).
 
 Sorting is the only super-linear step. XLA's CPU sort is a comparison sort,
 over 10x slower than NumPy's vectorised one (``roc_auc`` at N = 1e6: 187 ms
@@ -43,7 +43,7 @@ from jax.typing import ArrayLike
 
 from jaxdl import _keys
 from jaxdl._checks import (as_rank, class_ids, is_real_scalar, mask_or_ones,
-                           one_of, positive_int)
+                           one_of, positive_int, signed_ids)
 
 AVERAGES = (None, "micro", "macro", "weighted")
 ROC_AVERAGES = (None, "micro", "macro", "weighted")
@@ -132,12 +132,17 @@ def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
   A sample is predicted positive iff ``score >= threshold`` (the notes'
   rule); it is a true positive iff ``label > 0`` (so {0, 1}, bool and
   {-1, 1} labels all work). The inputs are never modified (the notes'
-  snippet thresholds its caller's array in place).
+  snippet thresholds its caller's array in place). Equals ``sklearn.metrics.
+  confusion_matrix(labels > 0, scores >= threshold, labels=[0, 1])
+  .ravel()`` in the order (tn, fp, fn, tp).
 
   Args:
-    scores: ``[...]`` scores or probabilities.
+    scores: ``[...]`` scores or probabilities. Half precision is compared
+      in float32, so a Python-float threshold is not first rounded to the
+      scores' dtype (as NumPy would): the result does not depend on the
+      threshold's dtype.
     labels: ``[...]`` binary labels, same shape.
-    threshold: scalar; may be traced.
+    threshold: real scalar; may be traced.
     mask: optional ``[...]`` bool, False for padding.
 
   Returns:
@@ -152,9 +157,12 @@ def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
   labels = jnp.asarray(labels)
   _check_same_shape(scores, labels, "scores", "labels")
   mask = mask_or_ones(mask, scores.shape)
-  if np.ndim(threshold):
-    raise ValueError(f"threshold must be a scalar, got shape "
-                     f"{np.shape(threshold)}.")
+  if not is_real_scalar(threshold):
+    shown = (f"shape {np.shape(threshold)}" if np.ndim(threshold)
+             else repr(threshold))
+    raise ValueError(f"threshold must be a real scalar, got {shown}.")
+  if jnp.issubdtype(scores.dtype, jnp.floating) and scores.dtype.itemsize < 4:
+    scores = scores.astype(jnp.float32)
   predicted = scores >= threshold
   positive = labels > 0
 
@@ -245,11 +253,14 @@ def confusion_matrix(preds: ArrayLike, labels: ArrayLike, *, num_classes: int,
 
 @functools.partial(jax.jit, static_argnames="num_classes")
 def _confusion_matrix(preds, labels, mask, *, num_classes):
-  preds, labels = preds.astype(jnp.int32), labels.astype(jnp.int32)
+  # Range-checked at their own width: int64 ids (x64) cast to int32 first
+  # would wrap, 2**32 + 1 into class 1.
+  preds, labels = signed_ids(preds), signed_ids(labels)
   in_range = ((preds >= 0) & (preds < num_classes) & (labels >= 0) &
               (labels < num_classes))
   weight = (mask & in_range).astype(jnp.int32)
-  flat = jnp.where(weight > 0, labels * num_classes + preds, 0)
+  flat = jnp.where(weight > 0, labels * num_classes + preds,
+                   0).astype(jnp.int32)
   counts = jnp.bincount(flat, weights=weight, length=num_classes ** 2)
   return counts.astype(jnp.int32).reshape(num_classes, num_classes)
 
@@ -669,6 +680,13 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
   macro average NaN, as in sklearn; the weighted average gives an absent
   class weight 0 and stays a number, as sklearn does.
 
+  With ``C = 2`` jaxdl differs: sklearn's call above raises ("y should be a
+  1d array"), as it expects a binary problem's positive-class scores,
+  ``roc_auc_score(labels, probs[:, 1])``. Here the one-vs-rest values are
+  returned; when the rows sum to 1, class 0's AUC equals class 1's, so the
+  macro and weighted averages equal that binary AUC, and ``"micro"`` equals
+  ``roc_auc_score(one_hot(labels), probs, average="micro")``.
+
   Args:
     probs: ``[N, C]`` class scores (probabilities in sklearn; any scores here).
     labels: ``[N]`` class ids in ``[0, C)`` (any id where ``mask`` is False).
@@ -690,7 +708,8 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
     raise ValueError(f"labels must have shape [N]=({n},), got "
                      f"{tuple(labels.shape)}.")
   mask = mask_or_ones(mask, (n,))
-  class_ids(labels, num_classes, "labels", allow_bool=True, mask=mask)
+  class_ids(labels, num_classes, "labels", num_name="probs.shape[1]",
+            allow_bool=True, mask=mask)
   return _multiclass_roc_auc(probs, labels, mask, average=average)
 
 
@@ -735,6 +754,21 @@ def _threshold_grid(num_thresholds: int) -> np.ndarray:
   return (np.arange(num_thresholds) / (num_thresholds - 1)).astype(np.float32)
 
 
+def _check_state(state: BinnedCounts) -> None:
+  """Raises ``ValueError`` unless ``state`` holds ``[T]`` counts, ``T >= 2``.
+
+  A ``[B, T]`` state (from ``jax.vmap`` of the update) would otherwise have
+  every batch added to each row (update) or fail inside XLA (AUC / AP).
+  """
+  pos, neg = jnp.shape(state.positives), jnp.shape(state.negatives)
+  if len(pos) != 1 or pos != neg or pos[0] < 2:
+    raise ValueError(
+        f"state must hold [T] counts (T >= 2) as binned_init makes, got "
+        f"positives {pos} and negatives {neg}. For a batch of states, "
+        f"jax.vmap this function, or merge them first (sum over the batch "
+        f"axis).")
+
+
 def binned_init(num_thresholds: int) -> BinnedCounts:
   """An empty state over ``num_thresholds`` evenly spaced thresholds in [0, 1].
 
@@ -756,14 +790,17 @@ def binned_update(state: BinnedCounts, scores: ArrayLike, labels: ArrayLike,
   """Adds a batch of scores in [0, 1] to the state; memory is ``O(T)``.
 
   Args:
-    state: the running ``BinnedCounts``.
-    scores: ``[...]`` probabilities (clipped to [0, 1]; NaN is skipped).
+    state: the running ``BinnedCounts``, each ``[T]`` (``jax.vmap`` the
+      update for a batch of states).
+    scores: ``[...]`` probabilities (clipped to [0, 1]; NaN is skipped),
+      binned in float32 (float64 scores are rounded first).
     labels: ``[...]`` binary labels (``> 0`` is positive).
     mask: optional ``[...]`` bool.
 
   Returns:
     The updated state.
   """
+  _check_state(state)
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   _check_same_shape(scores, labels, "scores", "labels")
@@ -830,25 +867,35 @@ _binned_average_precision = _jit_reduce(_ap_from_ranked, _binned_ranked)
 def binned_roc_auc(state: BinnedCounts) -> jax.Array:
   """ROC AUC of the binned scores (scores in one bin count as tied).
 
-  The error against the exact ``roc_auc`` is at most half the fraction of
-  (positive, negative) pairs that share a bin.
+  Equals ``sklearn.metrics.roc_auc_score`` of the scores each replaced by
+  its bin's threshold ``j / (T - 1)``. The error against the exact ``roc_auc``
+  is at most half the fraction of (positive, negative) pairs that share a
+  bin.
 
   Args:
-    state: ``BinnedCounts``.
+    state: ``BinnedCounts``, each ``[T]``. A batch of states (``[B, T]``,
+      from ``jax.vmap`` of the update) raises ``ValueError``: ``jax.vmap``
+      this function for ``[B]`` AUCs, or merge the states first.
 
   Returns:
     float32 scalar, NaN when one class is absent.
   """
+  _check_state(state)
   return _binned_roc_auc(state)
 
 
 def binned_average_precision(state: BinnedCounts) -> jax.Array:
   """Average precision of the binned scores (scores in one bin tied).
 
+  Equals ``sklearn.metrics.average_precision_score`` of the scores each
+  replaced by its bin's threshold ``j / (T - 1)``.
+
   Args:
-    state: ``BinnedCounts``.
+    state: ``BinnedCounts``, each ``[T]``; a batch of states raises
+      ``ValueError``, as in :func:`binned_roc_auc`.
 
   Returns:
     float32 scalar; 0 when there are no positives.
   """
+  _check_state(state)
   return _binned_average_precision(state)

@@ -99,6 +99,20 @@ def test_binary_zero_division_no_positives_and_no_samples():
   assert np.all(np.isnan(np.asarray(empty)))
 
 
+def test_confusion_counts_half_precision_compared_in_float32():
+  """bfloat16 0.30078125 is below 0.3008; NumPy-style rounding of a Python
+  threshold to bfloat16 (0.30078125) made it positive, unlike a float32
+  threshold of the same value."""
+  scores = jnp.array([0.30078125, 0.1, 0.9], jnp.bfloat16)
+  labels = np.array([1, 0, 1])
+  for threshold in (0.3008, np.float32(0.3008)):
+    c = metrics.confusion_counts(scores, labels, threshold=threshold)
+    assert tuple(map(int, c)) == (1, 0, 1, 1)
+  c = jax.jit(lambda t: metrics.confusion_counts(scores, labels,
+                                                 threshold=t))(0.3008)
+  assert tuple(map(int, c)) == (1, 0, 1, 1)
+
+
 def test_confusion_counts_any_shape_and_bool_labels():
   scores = np.array([[0.2, 0.7], [0.5, 0.1]], np.float32)
   labels = np.array([[False, True], [False, True]])
@@ -424,7 +438,8 @@ def test_masked_padding_may_hold_any_class_id(rng):
   np.testing.assert_allclose(
       metrics.multiclass_roc_auc(probs, labels, mask=mask),
       metrics.multiclass_roc_auc(probs[real], labels[real]), atol=1e-7)
-  with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes"):
+  with pytest.raises(ValueError,
+                     match=r"labels must lie in \[0, probs.shape\[1\]=3\)"):
     metrics.multiclass_roc_auc(probs, labels, mask=labels != 7)
 
 
@@ -536,10 +551,26 @@ def test_binned_scores_on_a_threshold_go_to_its_bin(num_thresholds):
     (lambda: metrics.multiclass_roc_auc(np.zeros((3, 2)), np.zeros(3, int),
                                         average="ovo"), "average"),
     (lambda: metrics.binned_init(1), "num_thresholds"),
+    (lambda: metrics.confusion_counts(np.zeros(2), np.zeros(2),
+                                      threshold=None), "threshold"),
+    (lambda: metrics.precision_recall_f1(np.zeros(2), np.zeros(2),
+                                         threshold="0.5"), "threshold"),
+    (lambda: metrics.confusion_counts(np.zeros(2), np.zeros(2),
+                                      threshold=0.5j), "threshold"),
+    (lambda: metrics.confusion_counts(np.zeros(2), np.zeros(2),
+                                      threshold=np.ones(1)), "threshold"),
 ])
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_wide_int64_ids_under_jit_are_ignored():
+  """Under x64, an int64 id 2**32 + 1 cast to int32 became class 1."""
+  with jax.enable_x64(True):
+    cm = jax.jit(lambda p, y: metrics.confusion_matrix(p, y, num_classes=2))(
+        np.array([2**32 + 1, 0, 1]), np.array([1, 0, -2**32 + 1]))
+  np.testing.assert_array_equal(cm, [[1, 0], [0, 0]])
 
 
 def test_out_of_range_labels_under_jit_are_ignored():
@@ -570,6 +601,42 @@ def test_huge_finite_beta_is_recall():
         metrics.precision_recall_fscore(preds, labels, num_classes=3,
                                         beta=beta).fscore,
         skm.fbeta_score(labels, preds, beta=beta, average=None), atol=1e-6)
+
+
+def test_binned_batch_of_states_raises_and_vmap_works(rng):
+  """A [B, T] state (vmap of the update) failed with a TypeError inside
+  the AUC / AP, and an update added the batch to every row."""
+  scores = rng.random((3, 40)).astype(np.float32)
+  labels = rng.integers(0, 2, (3, 40))
+  update = lambda s, y: metrics.binned_update(metrics.binned_init(11), s, y)
+  states = jax.vmap(update)(scores, labels)
+  chex.assert_shape(states.positives, (3, 11))
+  for fn in (metrics.binned_roc_auc, metrics.binned_average_precision):
+    with pytest.raises(ValueError, match=r"state must hold \[T\].*vmap"):
+      fn(states)
+    np.testing.assert_array_equal(
+        jax.vmap(fn)(states), [fn(update(s, y)) for s, y in zip(scores,
+                                                                labels)])
+  with pytest.raises(ValueError, match=r"state must hold \[T\]"):
+    metrics.binned_update(states, scores[0], labels[0])
+
+
+def test_multiclass_roc_auc_two_classes_is_the_binary_auc(rng):
+  """sklearn's ovr call rejects C = 2 (it wants probs[:, 1]); jaxdl gives
+  the one-vs-rest values, equal to that binary AUC for rows summing to 1."""
+  probs = np.asarray(jax.nn.softmax(rng.normal(size=(50, 2))), np.float64)
+  labels = rng.integers(0, 2, 50)
+  with pytest.raises(ValueError, match="1d array"):
+    skm.roc_auc_score(labels, probs, multi_class="ovr")
+  binary = skm.roc_auc_score(labels, probs[:, 1])
+  for average in ("macro", "weighted"):
+    np.testing.assert_allclose(
+        metrics.multiclass_roc_auc(probs, labels, average=average), binary,
+        atol=1e-6)
+  np.testing.assert_allclose(
+      metrics.multiclass_roc_auc(probs, labels, average="micro"),
+      skm.roc_auc_score(np.eye(2)[labels], probs, average="micro"),
+      atol=1e-6)
 
 
 def test_binned_merge_rejects_other_thresholds():
