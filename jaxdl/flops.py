@@ -251,9 +251,10 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
 
   Conventions (see the module docstring): ``"xla"`` counts 2 per multiply-add
   over valid taps only, ``+ Ho·Wo·c_out`` for the bias, and equals XLA's count
-  exactly (float32 on CPU). XLA rewrites one case as an elementwise multiply, costed at 1 FLOP
-  per product: a 1x1, stride-1, unpadded, undilated depthwise convolution with
-  ``groups == c_in == c_out``; ``"xla"`` follows it. ``"notes"`` is
+  exactly (float32 on CPU). XLA rewrites one case as an elementwise
+  multiply, costed at 1 FLOP per product: a 1x1, stride-1, unpadded,
+  undilated depthwise convolution with ``groups == c_in == c_out``;
+  ``"xla"`` follows it. ``"notes"`` is
   ``(2·c_in/g·K² − 1)·Ho·Wo·c_out (+ Ho·Wo·c_out)`` per image; ``"macs"`` is
   ``c_in/g·K²·Ho·Wo·c_out`` per image.
 
@@ -344,11 +345,11 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   stride-1 convolution over the input dilated by ``strides``. ``"xla"``
   counts 2 per multiply-add over the taps that land on a real input element
   (not on padding or on the holes of the dilation), ``+ Ho·Wo·c_out`` for the
-  bias, and equals XLA's count exactly (float32 on CPU). ``"macs"`` is fvcore's count for
-  transposed convolutions, every input element times every tap,
-  ``H·W·c_in·K²·c_out`` per image (it ignores the outputs that ``"SAME"``
-  crops away). ``"notes"`` generalises the notes' ``2n − 1`` per output:
-  ``2·macs − Ho·Wo·c_out`` (``+ Ho·Wo·c_out`` with a bias).
+  bias, and equals XLA's count exactly (float32 on CPU). ``"macs"`` is
+  fvcore's count for transposed convolutions, every input element times
+  every tap, ``H·W·c_in·K²·c_out`` per image (it ignores the outputs that
+  ``"SAME"`` crops away). ``"notes"`` generalises the notes' ``2n − 1`` per
+  output: ``2·macs − Ho·Wo·c_out`` (``+ Ho·Wo·c_out`` with a bias).
 
   Args:
     in_hw: input ``(H, W)``, or an int for square inputs.
@@ -539,7 +540,7 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
   if type(module) is nn.Conv:
     kernel = module.kernel_size
     kernel = (kernel,) if isinstance(kernel, int) else tuple(kernel)  # Flax
-    if (len(kernel) != 2 or len(x.shape) < 4 or (
+    if (len(kernel) != 2 or len(x.shape) < 3 or (  # [H, W, C]: batch 1
         isinstance(module.padding, str)  # lax reads "same" as "SAME"
         and module.padding.upper() not in ("SAME", "VALID"))  # CIRCULAR...
         or module.input_dilation not in (None, 1)):
@@ -560,10 +561,15 @@ def _formula_flops(module: nn.Module, x: Any, convention: str) -> int | None:
   if type(module) is nn.ConvTranspose:
     kernel = module.kernel_size
     kernel = (kernel,) if isinstance(kernel, int) else tuple(kernel)
-    if len(kernel) != 2 or len(x.shape) < 4 or module.padding == "CIRCULAR":
+    if len(kernel) != 2 or len(x.shape) < 3 or module.padding == "CIRCULAR":
       return None
     padding = module.padding
-    if not isinstance(padding, str):
+    if isinstance(padding, str) and padding not in ("SAME", "VALID"):
+      # lax.conv_transpose passes other strings ("same", "valid") on to
+      # conv_general_dilated as a plain convolution's padding (stride 1).
+      padding = resolve_padding(padding, x.shape[-3:-1], kernel,
+                                dilation=module.kernel_dilation or 1)
+    elif not isinstance(padding, str):
       padding = nn.linear.canonicalize_padding(padding, 2)
     return conv_transpose2d_flops(
         x.shape[-3:-1], x.shape[-1], module.features, kernel,

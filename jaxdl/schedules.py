@@ -83,9 +83,14 @@ def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
 
   From ``init = peak_value / div_factor`` up to ``peak_value`` over the first
   ``int(pct_start * total_steps)`` steps, then down to
-  ``init / final_div_factor`` at ``total_steps``; constant after. Each phase
-  is a half cosine. This is ``torch.optim.lr_scheduler.OneCycleLR``'s
-  ``anneal_strategy="cos"`` learning rate up to where the phases end: torch
+  ``init / final_div_factor`` at ``total_steps``; constant after (and 0
+  before step 0, as optax). Each phase is a half cosine. With
+  ``pct_start=1`` the warm-up takes the whole cycle and the value drops to
+  the final one at ``total_steps``; there optax's two boundaries coincide
+  and it decays from ``init`` instead, never reaching ``peak_value``
+  (which its docstring promises). This is
+  ``torch.optim.lr_scheduler.OneCycleLR``'s ``anneal_strategy="cos"``
+  learning rate up to where the phases end: torch
   ends the warm-up at step ``pct_start * total_steps - 1`` and the cycle at
   ``total_steps - 1``. With the same arguments the two differ by about 3%
   of the peak over 100 steps; ``OneCycleLR(total_steps=T + 1,
@@ -93,7 +98,7 @@ def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
   warm-up is ``P`` steps.
 
   Args:
-    total_steps: ``> 0``, length of the cycle (static).
+    total_steps: ``> 0``, a whole number, length of the cycle (static).
     peak_value: the maximum, ``>= 0``.
     pct_start: fraction of the cycle spent increasing, in [0, 1].
     div_factor: ``> 0``, ``init = peak_value / div_factor``.
@@ -106,6 +111,10 @@ def one_cycle(total_steps: int, peak_value: float, *, pct_start: float = 0.3,
     Smith & Topin, "Super-Convergence", 2017.
   """
   _check_positive(total_steps, "total_steps")
+  if not float(total_steps).is_integer():  # optax truncates: int(...)
+    raise ValueError(
+        f"total_steps must be a whole number, got {total_steps}.")
+  total_steps = int(total_steps)
   _check_positive(div_factor, "div_factor")
   _check_positive(final_div_factor, "final_div_factor")
   _check_finite(peak_value, "peak_value")
@@ -146,8 +155,7 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
   ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=period,
   T_mult=t_mult, eta_min=alpha * init_value)``. Computed in float32: a
   cycle boundary that lands within 2 float32 ulps above an integer step
-  restarts at that step, and with ``t_mult > 1`` steps before 0 give
-  ``init_value``.
+  restarts at that step. Steps before 0 give ``init_value``, as optax.
 
   Args:
     init_value: the value at each restart.
@@ -194,7 +202,9 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
     cycle_length = lambda c: period * t**c
 
   def schedule(step: ArrayLike) -> jax.Array:
-    step = jnp.asarray(step)
+    # Before step 0 the first cycle has not begun (log1p below would be
+    # NaN, and t_mult = 1 wrapped around to the end of a cycle).
+    step = jnp.maximum(jnp.asarray(step), 0)
     if t_mult == 1:
       if jnp.issubdtype(step.dtype, jnp.integer) and int_period is not None:
         # In integers: float32 steps above 2**24 are rounded.
@@ -204,8 +214,7 @@ def cosine_restarts(init_value: float, period: int, *, t_mult: float = 1.0,
         t_cur = step - period * jnp.floor(step / period)
       return init_value * (alpha + (1 - alpha) * _half_cosine(
           t_cur / period))
-    # Before step 0 the first cycle has not begun (log1p would be NaN).
-    step = jnp.maximum(step.astype(jnp.float32), 0.0)
+    step = step.astype(jnp.float32)
     cycle = jnp.floor(jnp.log1p(step * growth / period) / log_t)
     # The closed form can be one cycle off at a boundary in float32, and a
     # boundary can come out a few ulps late: a restart within 2 ulps of

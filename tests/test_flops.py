@@ -499,3 +499,20 @@ def test_transposed_size_is_never_negative():
   assert flops.conv_transpose_output_size(1, 1, p=1) == 0
   # Negative padding crops, as lax pads: still a valid output length.
   assert flops.conv_output_size(8, 3, p=(-1, 0)) == 5
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.ConvTranspose(4, (3, 2), padding="same"), (2, 5, 6, 3)),
+    (nn.ConvTranspose(4, (3, 2), padding="valid", kernel_dilation=(1, 2)),
+     (2, 5, 6, 3)),
+    (nn.ConvTranspose(4, (3, 3), strides=2), (5, 6, 3)),
+    (nn.Conv(6, (3, 3), strides=2, feature_group_count=3), (5, 6, 3)),
+], ids=["transpose-same", "transpose-valid", "transpose-hwc", "conv-hwc"])
+def test_summary_lowercase_transpose_padding_and_unbatched_inputs(layer,
+                                                                  shape):
+  """lax.conv_transpose hands "same" / "valid" to conv_general_dilated as a
+  plain convolution's padding (Flax allows it at stride 1): summary raised
+  ValueError there. Flax adds the batch axis of an [H, W, C] input: those
+  rows had no formula."""
+  (row,) = flops.summary(layer, _F32(shape)).layers
+  assert row.formula_flops == row.xla_flops

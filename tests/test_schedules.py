@@ -224,3 +224,36 @@ def test_cosine_restarts_before_step_zero_and_float_periods():
 def test_non_numbers_raise_value_error(call):
   with pytest.raises(ValueError, match="must be a finite number"):
     call()
+
+
+def test_one_cycle_total_steps_must_be_a_whole_number():
+  """optax truncates total_steps, jaxdl used the float: with 100.5 the two
+  differed from step 31 on (0.616 against optax's 0.611 at step 60)."""
+  with pytest.raises(ValueError, match="total_steps must be a whole number"):
+    schedules.one_cycle(100.5, 1.0)
+  steps = np.arange(110)
+  np.testing.assert_allclose(
+      _values(schedules.one_cycle(100.0, 1.0), steps),
+      _values(optax.cosine_onecycle_schedule(100, 1.0), steps),
+      rtol=RTOL, atol=ATOL)
+
+
+def test_one_cycle_pct_start_one_reaches_the_peak():
+  """The documented difference: optax's boundaries coincide at
+  pct_start=1 and its schedule never reaches peak_value."""
+  got = _values(schedules.one_cycle(10, 1.0, pct_start=1.0), np.arange(12))
+  assert got[0] == pytest.approx(0.04) and got[9] > 0.97
+  np.testing.assert_allclose(got[10:], 0.04 / 1e4, rtol=1e-6)
+
+
+@pytest.mark.parametrize("period", [10, 2.5])
+def test_cosine_restarts_before_step_zero_as_optax(period):
+  """t_mult = 1 wrapped negative steps around to a cycle's end (0.024 at
+  step -1, where optax and t_mult > 1 give init_value)."""
+  twin = optax.sgdr_schedule([dict(init_value=0.5, peak_value=0.5,
+                                   warmup_steps=0, decay_steps=period,
+                                   end_value=0.05)] * 2)
+  ours = schedules.cosine_restarts(0.5, period, alpha=0.1)
+  for steps in (np.arange(-12, 3), np.linspace(-12, 2, 29)):
+    np.testing.assert_allclose(_values(ours, steps), _values(twin, steps),
+                               rtol=RTOL, atol=ATOL)
