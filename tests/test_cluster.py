@@ -505,6 +505,6 @@ def test_bad_scalars_are_value_errors():
     with pytest.raises(ValueError, match="beta"):
       metrics.precision_recall_fscore(np.array([0, 1]), np.array([0, 1]),
                                       num_classes=2, beta=beta)
-  with pytest.raises(ValueError, match="threshold must be a scalar"):
+  with pytest.raises(ValueError, match="threshold must be a real scalar"):
     metrics.confusion_counts(np.array([0.2, 0.7]), np.array([0, 1]),
                              threshold=np.array([0.5, 0.6]))
