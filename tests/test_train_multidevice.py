@@ -85,31 +85,6 @@ def test_eight_cpu_devices_match_one_device():
   assert out["main_job_devices"] == [4, 8, 6, 7]
 
 
-# argv: "<port> <process id>" for one of two processes, or "single".
-_PROCESS_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import jax
-    import numpy as np
-    if sys.argv[1] != "single":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
-      jax.distributed.initialize(f"localhost:{sys.argv[1]}", num_processes=2,
-                                 process_id=int(sys.argv[2]))
-      assert jax.process_count() == 2 and jax.device_count() == 2
-    from jaxdl import optim, train
-    from jaxdl.nn import ToyNet
-
-    labels = (np.arange(16) % 10).astype(np.int32)  # same data everywhere
-    images = (labels[:, None, None, None] * 25
-              + np.zeros((16, 32, 32, 3), np.int32)).astype(np.uint8)
-    state = train.create_train_state(
-        jax.random.key(0), ToyNet(), optim.sgd(0.01, momentum=0.9),
-        np.zeros((1, 32, 32, 3), np.float32))
-    result = train.fit(state, images, labels, epochs=1, batch_size=8,
-                       test_images=images[:4], test_labels=labels[:4])
-    print(json.dumps({"loss": result.history["step_loss"]}))
-""")
-
-
 def _two_processes(script: str, *args: str) -> list[dict]:
   """Runs ``script`` as process 0 and 1 of a two-process CPU cluster (one
   device each, gloo collectives) and as a single process ("single"); returns
@@ -135,17 +110,8 @@ def _two_processes(script: str, *args: str) -> list[dict]:
   return outputs
 
 
-def test_two_processes_fit_as_one():
-  """``fit`` after ``jax.distributed.initialize`` (two CPU processes of one
-  device each) equals one process: the state, created on one local device,
-  is placed on the global mesh through the host (device_put refused it)."""
-  losses = [out["loss"] for out in _two_processes(_PROCESS_SCRIPT)]
-  assert len(losses[0]) == 2 and losses[0] == losses[1]
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  np.testing.assert_allclose(losses[0], losses[2], rtol=1e-5)
-
-
-# argv: as _PROCESS_SCRIPT, then the CIFAR folder and the workdir root.
+# argv: "<port> <process id>" for one of two processes, or "single"; then
+# the CIFAR folder and the workdir root.
 _MAIN_JOB_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import jax
@@ -153,6 +119,7 @@ _MAIN_JOB_SCRIPT = textwrap.dedent("""
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
       jax.distributed.initialize(f"localhost:{sys.argv[1]}", num_processes=2,
                                  process_id=int(sys.argv[2]))
+      assert jax.process_count() == 2 and jax.device_count() == 2
     from experiments import train as main_job
     workdir = os.path.join(sys.argv[-1],
                            "single" if sys.argv[1] == "single" else "two")
@@ -165,17 +132,20 @@ _MAIN_JOB_SCRIPT = textwrap.dedent("""
 
 
 def test_main_job_on_two_processes(tmp_path):
-  """The main job with --distributed's setup: one process moves the old
-  checkpoints and writes the files of the shared workdir, the test logits
-  are gathered from both hosts for the report (fetching them raised), and
-  the run equals a single process."""
+  """The main job with --distributed's setup (two CPU processes of one
+  device each): ``fit`` places the state, created on one local device, on
+  the global mesh through the host (device_put refused it); one process
+  moves the old checkpoints and writes the files of the shared workdir; the
+  test logits are gathered from both hosts for the report (fetching them
+  raised); and the run equals a single process."""
   from tests.test_data import write_cifar  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   folder = write_cifar(str(tmp_path / "data"), np.random.default_rng(0), n=8)
   stale = tmp_path / "runs" / "two" / "checkpoints" / "7"
   stale.mkdir(parents=True)  # an old run's (fake) checkpoint
-  two, _, single = _two_processes(_MAIN_JOB_SCRIPT, folder,
-                                  str(tmp_path / "runs"))
+  two, other, single = _two_processes(_MAIN_JOB_SCRIPT, folder,
+                                      str(tmp_path / "runs"))
+  assert two["loss"] == other["loss"]
   np.testing.assert_allclose(two["loss"], single["loss"], rtol=1e-5)
   assert two["accuracy"] == single["accuracy"]
   workdir = tmp_path / "runs" / "two"
