@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdl._checks import as_boxes, one_of
+from jaxdl._checks import as_boxes, is_real_scalar, one_of
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 VARIANTS = ("iou", "giou", "diou", "ciou")
@@ -338,6 +338,8 @@ def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",
     ``[...]`` bool.
   """
   _check_format(fmt)
+  if not is_real_scalar(min_size):  # An array gave an ambiguous truth value.
+    raise ValueError(f"min_size must be a real scalar, got {min_size!r}.")
   if not isinstance(min_size, jax.core.Tracer) and min_size < 0:
     raise ValueError(f"min_size must be >= 0, got {min_size}.")
   boxes = as_boxes(boxes, "boxes")

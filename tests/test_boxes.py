@@ -144,6 +144,9 @@ def test_is_valid():
                                 [True, False, False, False, False, True])
   np.testing.assert_array_equal(boxes.is_valid(b, min_size=1.0),
                                 [False, False, False, False, False, True])
+  for min_size in (np.ones(2), None, "1", 1j):
+    with pytest.raises(ValueError, match="min_size must be a real scalar"):
+      boxes.is_valid(b, min_size=min_size)
 
 
 
