@@ -161,6 +161,20 @@ def class_ids(ids: jax.Array, num: int, name: str, *,
         f"[{values.min()}, {values.max()}].")
 
 
+def half_to_float32(dtype: Any) -> jnp.dtype:
+  """float32 for half-precision floats; every other dtype unchanged."""
+  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+    return jnp.dtype(jnp.float32)
+  return jnp.dtype(dtype)
+
+
+def compute_dtype(dtype: Any) -> jnp.dtype:
+  """float32 for half precision and integers; float32/float64 unchanged."""
+  if jnp.issubdtype(dtype, jnp.floating):
+    return half_to_float32(dtype)
+  return jnp.dtype(jnp.float32)
+
+
 def signed_ids(ids: jax.Array) -> jax.Array:
   """Integer ids as a signed type at least int32 wide, so that negative
   markers (``-1``, ``ignore_index=-100``) compare as negatives: in uint8,

@@ -47,6 +47,8 @@ import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl._checks import half_to_float32
+
 # NHWC input, HWIO kernel, NHWC output: the layout XLA:CPU runs with Eigen.
 _CANONICAL_CONV = jax.lax.ConvDimensionNumbers(
     lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
@@ -372,8 +374,7 @@ def _outer_product_dot(primitive: Any, lhs: jax.Array, rhs: jax.Array, *,
                           **params)
   dtype = params.get("preferred_element_type") or jnp.result_type(lhs, rhs)
   # Sums of half-precision products in float32, rounded once, as the dot.
-  accumulate = (jnp.float32 if jnp.issubdtype(dtype, jnp.floating)
-                and jnp.finfo(dtype).bits < 32 else dtype)
+  accumulate = half_to_float32(dtype)
   a = jnp.moveaxis(lhs, lhs_contract[0], 0).astype(accumulate)  # [K, M]
   b = jnp.moveaxis(rhs, rhs_contract[0], 0).astype(accumulate)  # [K, N]
   out = a[0][:, None] * b[0][None, :]

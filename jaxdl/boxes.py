@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdl._checks import as_boxes, is_real_scalar, one_of
+from jaxdl._checks import (as_boxes, compute_dtype, is_real_scalar,
+                           one_of)
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 VARIANTS = ("iou", "giou", "diou", "ciou")
@@ -32,13 +33,6 @@ VARIANTS = ("iou", "giou", "diou", "ciou")
 
 def _check_format(fmt: str, name: str = "fmt") -> None:
   one_of(fmt, FORMATS, name)
-
-
-def _compute_dtype(dtype) -> jnp.dtype:
-  """float32 for half precision and integers; float64 stays float64."""
-  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits >= 32:
-    return dtype
-  return jnp.float32
 
 
 def _result_dtype(dtype) -> jnp.dtype:
@@ -73,7 +67,7 @@ def convert(boxes: ArrayLike, src: str, dst: str) -> jax.Array:
     boxes = boxes.astype(jnp.float32)  # Centres and corners can be halves.
   out_dtype = boxes.dtype
   if jnp.issubdtype(out_dtype, jnp.floating):  # Halves in float32.
-    boxes = boxes.astype(_compute_dtype(out_dtype))
+    boxes = boxes.astype(compute_dtype(out_dtype))
   a, b, c, d = jnp.moveaxis(boxes, -1, 0)
   if src == "xywh":
     a, b, c, d = a, b, a + c, b + d
@@ -119,7 +113,7 @@ def area(boxes: ArrayLike, *, fmt: str = "xyxy",
   _check_format(fmt)
   boxes = as_boxes(boxes, "boxes")
   out_dtype = _result_dtype(boxes.dtype)
-  w, h = _given_sides(boxes.astype(_compute_dtype(boxes.dtype)), fmt)
+  w, h = _given_sides(boxes.astype(compute_dtype(boxes.dtype)), fmt)
   w = jnp.maximum(w + pixel_offset, 0.0)
   h = jnp.maximum(h + pixel_offset, 0.0)
   return (w * h).astype(out_dtype)
@@ -261,7 +255,7 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
   _check_format(fmt)
   a, b = _box_pair(a, b, "a", "b")
   out_dtype = _result_dtype(jnp.result_type(a.dtype, b.dtype))
-  compute = _compute_dtype(out_dtype)
+  compute = compute_dtype(out_dtype)
   overlap = _overlap(a.astype(compute), b.astype(compute), fmt, pixel_offset)
   return _iou_from_overlap(overlap, variant, eps).astype(out_dtype)
 

@@ -28,8 +28,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxdl._checks import (as_rank, class_ids, is_real_scalar, mask_or_ones,
-                           one_of, positive_int)
+from jaxdl._checks import (as_rank, class_ids, compute_dtype, is_real_scalar,
+                           mask_or_ones, one_of, positive_int)
 
 INITS = ("k-means++", "random")
 _BLOCK_ELEMENTS = 1 << 22  # float32 elements per silhouette distance block
@@ -69,9 +69,7 @@ def _as_points(x: ArrayLike, name: str) -> jax.Array:
   if x.shape[1] == 0:
     raise ValueError(f"{name} must hold points of at least one feature, "
                      f"got shape {tuple(x.shape)}.")
-  if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
-    x = x.astype(jnp.float32)
-  return x
+  return x.astype(compute_dtype(x.dtype))
 
 
 def _without_padding(x: jax.Array, w: jax.Array) -> jax.Array:

@@ -32,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxdl import boxes
-from jaxdl._checks import one_of, signed_ids
+from jaxdl._checks import compute_dtype, one_of, signed_ids
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -47,9 +47,7 @@ def _out_dtype(dtype) -> jnp.dtype:
 
 def _compute(x: jax.Array) -> jax.Array:
   """float32 for half precision and integers; float32/64 unchanged."""
-  if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits >= 32:
-    return x
-  return x.astype(jnp.float32)
+  return x.astype(compute_dtype(x.dtype))
 
 
 def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
@@ -479,6 +477,7 @@ def iou_loss(pred: ArrayLike, target: ArrayLike, *, variant: str = "giou",
   loss = 1 - boxes.iou(_compute(pred), _compute(target), variant=variant,
                        fmt=fmt, eps=eps)
   if reduction == "mean" and loss.size == 0:
-    # torchvision: 0, not the NaN of an empty mean.
-    return (jnp.sum(loss) * 0).astype(out_dtype)
-  return _reduce(loss, reduction).astype(out_dtype)
+    loss = jnp.sum(loss) * 0  # torchvision: 0, not the NaN of an empty mean.
+  else:
+    loss = _reduce(loss, reduction)
+  return loss.astype(out_dtype)

@@ -42,8 +42,8 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxdl import _keys
-from jaxdl._checks import (as_rank, class_ids, is_real_scalar, mask_or_ones,
-                           one_of, positive_int, signed_ids)
+from jaxdl._checks import (as_rank, class_ids, half_to_float32, is_real_scalar,
+                           mask_or_ones, one_of, positive_int, signed_ids)
 
 AVERAGES = (None, "micro", "macro", "weighted")
 ROC_AVERAGES = (None, "micro", "macro", "weighted")
@@ -161,8 +161,7 @@ def confusion_counts(scores: ArrayLike, labels: ArrayLike, *,
     shown = (f"shape {np.shape(threshold)}" if np.ndim(threshold)
              else repr(threshold))
     raise ValueError(f"threshold must be a real scalar, got {shown}.")
-  if jnp.issubdtype(scores.dtype, jnp.floating) and scores.dtype.itemsize < 4:
-    scores = scores.astype(jnp.float32)
+  scores = scores.astype(half_to_float32(scores.dtype))
   predicted = scores >= threshold
   positive = labels > 0
 
