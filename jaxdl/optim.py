@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxdl._checks import is_real_scalar
@@ -419,10 +420,40 @@ class AdamState(NamedTuple):
   nu: Any
 
 
+def _decay_mask(mask: Any, params: Any) -> Any:
+  """The bool tree of ``adamw``'s ``mask`` (a tree or ``params -> tree``)
+  for ``params``; None decays every leaf."""
+  if mask is None:
+    return jax.tree.map(lambda _: True, params)
+  return _checked_mask(mask(params) if callable(mask) else mask)
+
+
+def _checked_mask(tree: Any) -> Any:
+  for leaf in jax.tree.leaves(tree):
+    if not isinstance(leaf, (bool, np.bool_)):
+      raise ValueError(
+          "mask must be a tree of Python bools (or a function of the params "
+          f"returning one), a prefix of the params' tree; got a leaf {leaf!r}.")
+  return tree
+
+
+def _with_decay(updates: Any, params: Any, weight_decay: float,
+                mask: Any) -> Any:
+  """``updates + weight_decay * params`` on the leaves ``mask`` selects."""
+
+  def decay(selected, updates, params):
+    if not selected:
+      return updates
+    return jax.tree.map(lambda u, p: u + weight_decay * p, updates, params)
+
+  return jax.tree.map(decay, _decay_mask(mask, params), updates, params)
+
+
 def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
-          eps_root: float, weight_decay: float,
-          name: str) -> optax.GradientTransformation:
-  """Adam, plus decoupled weight decay when ``weight_decay > 0``."""
+          eps_root: float, weight_decay: float, name: str,
+          mask: Any = None) -> optax.GradientTransformation:
+  """Adam, plus decoupled weight decay when ``weight_decay > 0`` (on the
+  leaves ``mask`` selects)."""
   _check_learning_rate(learning_rate)
   _check_decay(b1, "b1")
   _check_decay(b2, "b2")
@@ -430,6 +461,8 @@ def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
   _check_non_negative(eps_root, "eps_root")
   _check_non_negative(weight_decay, "weight_decay")
   use_decay = _switch(weight_decay, "weight_decay")
+  if mask is not None and not callable(mask):
+    _checked_mask(mask)
 
   def init(params):
     return AdamState(jnp.zeros([], jnp.int32), _zeros_like(params),
@@ -446,8 +479,7 @@ def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
     if use_decay:
       _require_params(params, name)
       # Decoupled: the decay is added after the adaptive rescaling.
-      updates = jax.tree.map(lambda u, p: u + weight_decay * p,
-                             updates, params)
+      updates = _with_decay(updates, params, weight_decay, mask)
     updates = _scale_by_learning_rate(updates, learning_rate, state.count)
     return updates, AdamState(count, mu, nu)
 
@@ -493,7 +525,8 @@ def adam(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
 
 def adamw(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
           b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
-          weight_decay: float = 1e-4) -> optax.GradientTransformation:
+          weight_decay: float = 1e-4,
+          mask: Any = None) -> optax.GradientTransformation:
   """AdamW (decoupled weight decay) with the semantics of ``optax.adamw``.
 
   The Adam direction of :func:`adam` plus ``weight_decay * param``, both
@@ -508,6 +541,11 @@ def adamw(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
     eps: ``>= 0``, added to the denominator outside the square root.
     eps_root: ``>= 0``, added inside the square root.
     weight_decay: ``>= 0``, the decoupled decay rate.
+    mask: which parameters decay, as ``optax.adamw``'s ``mask``: a tree of
+      Python bools with the params' structure (or a prefix of it), or a
+      function ``params -> such a tree``; None decays every parameter.
+      Biases and normalisation scales are often left out:
+      ``mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)``.
 
   Returns:
     An ``optax.GradientTransformation`` with state :class:`AdamState`.
@@ -515,4 +553,5 @@ def adamw(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
   References:
     Loshchilov & Hutter, "Decoupled weight decay regularization", ICLR 2019.
   """
-  return _adam(learning_rate, b1, b2, eps, eps_root, weight_decay, "adamw")
+  return _adam(learning_rate, b1, b2, eps, eps_root, weight_decay, "adamw",
+               mask)

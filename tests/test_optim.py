@@ -400,3 +400,38 @@ def test_inject_hyperparams_under_jit(factory, static, twin):
     traced = optax.inject_hyperparams(factory)(learning_rate=0.1)
     with pytest.raises(ValueError, match="static_args"):
       jax.jit(traced.update)(grads, traced.init(params), params)
+
+
+@pytest.mark.parametrize("mask", [
+    {"w": True, "b": False, "norm": False},
+    {"w": True, "b": False, "norm": {"scale": True}},
+    lambda p: jax.tree.map(lambda x: x.ndim > 1, p),
+], ids=["tree", "prefix_and_nested", "callable"])
+def test_adamw_mask_matches_optax(mask):
+  """Masked-out leaves get the Adam step without weight decay."""
+  params = {"w": jnp.ones((2, 3)), "b": jnp.full((3,), 2.0),
+            "norm": {"scale": jnp.full((2,), -1.0)}}
+  grads = jax.tree.map(lambda x: 0.1 * x, params)
+  ours = optim.adamw(0.1, weight_decay=0.5, mask=mask)
+  twin = optax.adamw(0.1, weight_decay=0.5, mask=mask)
+  got = want = params
+  ours_state, twin_state = ours.init(params), twin.init(params)
+  for _ in range(3):
+    update, ours_state = jax.jit(ours.update)(grads, ours_state, got)
+    got = optax.apply_updates(got, update)
+    update, twin_state = twin.update(grads, twin_state, want)
+    want = optax.apply_updates(want, update)
+  chex.assert_trees_all_close(got, want, rtol=1e-6)
+  # The mask mattered: without it, b's first step differs.
+  one_step = lambda opt: opt.update(grads, opt.init(params), params)[0]["b"]
+  assert not np.allclose(one_step(ours),
+                         one_step(optim.adamw(0.1, weight_decay=0.5)))
+
+
+@pytest.mark.parametrize("mask", [
+    {"w": jnp.array(True)}, {"w": 1}, lambda p: {"w": "yes"}])
+def test_adamw_mask_must_hold_bools(mask):
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="mask"):
+    opt = optim.adamw(0.1, mask=mask)
+    opt.update(params, opt.init(params), params)
