@@ -32,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxdl import boxes
-from jaxdl._checks import compute_dtype, one_of, signed_ids
+from jaxdl._checks import _is_int, compute_dtype, one_of, signed_ids
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -279,6 +279,12 @@ def _check_index_labels(labels: jax.Array, scores: jax.Array,
         f"{tuple(scores.shape[:-1])}, got {tuple(labels.shape)}.")
 
 
+def _check_ignore_index(ignore_index: object) -> None:
+  if not _is_int(ignore_index):
+    raise ValueError("ignore_index must be a Python or NumPy int, got "
+                     f"{ignore_index!r}.")
+
+
 def _indexed_loss(log_probs: jax.Array, labels: jax.Array,
                   weight: jax.Array, ignore_index: int,
                   label_smoothing: float, reduction: str) -> jax.Array:
@@ -289,8 +295,9 @@ def _indexed_loss(log_probs: jax.Array, labels: jax.Array,
   """
   num_classes = log_probs.shape[-1]
   labels = signed_ids(labels)  # uint8: -100 would compare as 156.
-  valid = ((labels != ignore_index) & (labels >= 0) &
-           (labels < num_classes))  # [...]
+  valid = (labels >= 0) & (labels < num_classes)  # [...]
+  if 0 <= ignore_index < num_classes:  # Else those labels are out anyway
+    valid &= labels != ignore_index  # (and it may not fit their dtype).
   safe_labels = jnp.where(valid, labels, 0)
   picked = jnp.take_along_axis(log_probs, safe_labels[..., None],
                                axis=-1)[..., 0]  # [...]
@@ -320,7 +327,8 @@ def nll_loss(log_probs: ArrayLike, labels: ArrayLike, *,
     labels: ``[...]`` integer class indices in ``[0, C)`` or
       ``ignore_index``; other values are treated as ignored (PyTorch raises).
     weight: optional ``[C]`` class weights.
-    ignore_index: the label value that contributes nothing (static).
+    ignore_index: the int label value that contributes nothing (static;
+      any int, also one outside the labels' dtype).
     reduction: ``"none" | "mean" | "sum"``.
 
   Returns:
@@ -330,6 +338,7 @@ def nll_loss(log_probs: ArrayLike, labels: ArrayLike, *,
     ``torch.nn.functional.nll_loss``.
   """
   one_of(reduction, REDUCTIONS, "reduction")
+  _check_ignore_index(ignore_index)
   log_probs = jnp.asarray(log_probs)
   labels = jnp.asarray(labels)
   _check_class_axis(log_probs, "log_probs")
@@ -363,7 +372,8 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
       values are treated as ignored; PyTorch raises), or ``[..., C]``
       floating probabilities.
     weight: optional ``[C]`` class weights.
-    ignore_index: integer label value that contributes nothing (static).
+    ignore_index: the int label value that contributes nothing (static;
+      any int, also one outside the labels' dtype).
     label_smoothing: ``e`` in [0, 1] (static).
     reduction: ``"none" | "mean" | "sum"``.
 
@@ -378,6 +388,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
   Array(0.6931472, dtype=float32)
   """
   one_of(reduction, REDUCTIONS, "reduction")
+  _check_ignore_index(ignore_index)
   if not 0.0 <= label_smoothing <= 1.0:
     raise ValueError(
         f"label_smoothing must be in [0, 1], got {label_smoothing}.")

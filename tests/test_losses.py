@@ -83,6 +83,28 @@ def test_cross_entropy_spatial_and_custom_ignore_index(rng):
   np.testing.assert_array_equal(per_pixel[0, 1], 0.0)
 
 
+@pytest.mark.parametrize("fn", [losses.cross_entropy, losses.nll_loss])
+@pytest.mark.parametrize("ignore_index", [2**40, -2**40, 300])
+def test_ignore_index_beyond_the_labels_dtype_ignores_nothing(
+    rng, fn, ignore_index):
+  """No label can equal it (PyTorch compares in int64): it raised
+  OverflowError for int32 labels, or wrapped into a class of uint8 ones."""
+  logits = rng.standard_normal((5, C)).astype(np.float32)
+  labels = rng.integers(0, C, 5).astype(np.uint8)
+  got = fn(logits, labels, ignore_index=ignore_index, reduction="none")
+  _close(got, fn(logits, labels, reduction="none"))
+  _close(jax.jit(lambda x, y: fn(x, y, ignore_index=ignore_index))(
+      logits, labels.astype(np.int32)), fn(logits, labels))
+
+
+@pytest.mark.parametrize("fn", [losses.cross_entropy, losses.nll_loss])
+@pytest.mark.parametrize("ignore_index", [1.5, None, "1", True,
+                                          np.array(1)])
+def test_ignore_index_must_be_an_int(fn, ignore_index):
+  with pytest.raises(ValueError, match="ignore_index"):
+    fn(jnp.zeros((2, C)), jnp.array([0, 1]), ignore_index=ignore_index)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16])
 def test_narrow_integer_labels_keep_every_class(dtype):
   """-100 must not wrap to a real class of the labels' dtype (uint8: 156)."""
