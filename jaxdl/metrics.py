@@ -677,7 +677,9 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
   one-hot problem, ``None`` the ``[C]`` per-class values. A class absent
   from ``labels`` (or present in every sample) has AUC NaN, which makes the
   macro average NaN, as in sklearn; the weighted average gives an absent
-  class weight 0 and stays a number, as sklearn does.
+  class weight 0 and stays a number, as sklearn does. With every sample
+  masked out (where sklearn raises on an empty input) every class is absent
+  and each average is NaN.
 
   With ``C = 2`` jaxdl differs: sklearn's call above raises ("y should be a
   1d array"), as it expects a binary problem's positive-class scores,

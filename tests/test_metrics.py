@@ -423,6 +423,15 @@ def test_multiclass_roc_auc_absent_class_is_nan(rng):
                         labels=range(3)), atol=1e-6)
 
 
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
+def test_multiclass_roc_auc_every_sample_masked_is_nan(rng, average):
+  """No sample: every class is absent (sklearn raises on empty input)."""
+  probs = np.asarray(jax.nn.softmax(rng.normal(size=(6, 3))))
+  got = metrics.multiclass_roc_auc(probs, np.arange(6) % 3, average=average,
+                                   mask=np.zeros(6, bool))
+  assert np.isnan(got)
+
+
 def test_masked_padding_may_hold_any_class_id(rng):
   """Padding ids such as -1 are not range-checked where mask is False, and
   the results equal those of the real entries alone."""
