@@ -147,9 +147,11 @@ def _window_max_scatter(primitive: Any, source: jax.Array, operand: jax.Array,
            and jnp.issubdtype(operand.dtype, jnp.floating) else None)
   if tiles is None:
     return primitive.bind(source, operand, **params)
-  first_max = jax.nn.one_hot(_first_max(tiles)[1], tiles.shape[-1],
-                             dtype=source.dtype)
-  return _untile(first_max * source[..., None], params["window_dimensions"])
+  # A select, not a one-hot product: 0 * inf or 0 * NaN from ``source``
+  # would land on the window's other elements.
+  first_max = _first_max(tiles)[1][..., None] == jnp.arange(tiles.shape[-1])
+  return _untile(jnp.where(first_max, source[..., None], 0).astype(
+      source.dtype), params["window_dimensions"])
 
 
 # Space-to-depth applies to convolutions with at most this many input and

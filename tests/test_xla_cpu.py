@@ -81,6 +81,20 @@ def test_tiled_max_pool_propagates_nan_and_infinities():
   np.testing.assert_array_equal(got, pool(x))
 
 
+def test_tiled_max_pool_gradient_keeps_nan_and_inf_in_their_slot():
+  """An inf or NaN cotangent goes to its window's maximum only, as
+  select_and_scatter_add (a one-hot product spread NaN over the window)."""
+  x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+  cotangent = jnp.asarray([[np.inf, np.nan], [-np.inf, 2.0]],
+                          jnp.float32)[None, :, :, None]
+  pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  grad = lambda x: jax.vjp(pool, x)[1](cotangent)[0]
+  want = jax.jit(grad)(x)
+  np.testing.assert_array_equal(jax.jit(_xla_cpu.fast_path(grad))(x), want)
+  np.testing.assert_array_equal(_xla_cpu.fast_path(grad)(x), want)
+  assert np.sum(np.isnan(want)) == 1
+
+
 @pytest.mark.parametrize("kernel,padding,in_hw", [
     ((5, 5), "VALID", (12, 12)),  # ToyNet's first layer, even output.
     ((5, 5), "VALID", (11, 12)),  # Odd output height.
