@@ -496,6 +496,22 @@ def test_coco_evaluate_small_cases_equal_pycocotools():
       ref.pycocotools_stats(_tiny_gt(), [_det(category_id=2)]))
 
 
+def test_unknown_categories_are_left_out_as_pycocotools():
+  """COCOeval evaluates only the gt's categories: getAnnIds(catIds=...)
+  drops annotations and results of any other category, silently."""
+  gt = _tiny_gt()
+  gt["annotations"].append({"id": 2, "image_id": 2, "category_id": 9,
+                            "bbox": [0, 0, 10, 10], "area": 100.0,
+                            "iscrowd": 0})
+  dets = [_det(), _det(category_id=9, score=0.95),
+          _det(image_id=2, category_id=9)]
+  np.testing.assert_allclose(detection.coco_evaluate(gt, dets),
+                             ref.pycocotools_stats(gt, dets), rtol=0,
+                             atol=1e-12)
+  assert detection.voc_evaluate(gt, dets) == ref.voc_evaluate(gt, dets) == {
+      "ap": {1: 1.0, 2: 0.0}, "map": 1.0}
+
+
 # (detection, ground truth) xywh pairs whose float64 IoU sits an ulp above a
 # threshold: 0.8000000000000002 and 0.5000000000000001 (pycocotools), and,
 # with VOC's "+1" sides, 0.5000000000000001 (voc_eval).
@@ -535,10 +551,11 @@ def test_ious_an_ulp_from_the_threshold_decide_as_the_references(crowds):
 
 @pytest.mark.parametrize("gt, dets, message", [
     (_tiny_gt(), [_det(image_id=5)], r"dets\[0\] has unknown image_id 5"),
-    (_tiny_gt(), [_det(), _det(category_id=9)],
-     r"dets\[1\] has unknown category_id 9"),
     (_tiny_gt(), [_det(bbox=[0, 0, -1, 3])], r"dets\[0\] bbox"),
     (_tiny_gt(), [_det(bbox=[0, 0, 3])], r"dets\[0\] bbox"),
+    # A ragged box: np.shape raised NumPy's "inhomogeneous shape" error.
+    (_tiny_gt(), [_det(), _det(bbox=[0, 0, [1], 1])],
+     r"dets\[1\] bbox must be \[x, y, w, h\]"),
     (_tiny_gt(), [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
      r"dets\[0\] has no 'score'"),
     (_tiny_gt(), [_det(score=float("nan"))], r"dets\[0\] has a NaN score"),

@@ -312,9 +312,11 @@ def coco_accumulate(gt: Any, dets: Any) -> CocoAccumulation:
 def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
   """COCO bbox AP / AR: the 12 numbers of ``COCOeval(..., "bbox").stats``.
 
-  Semantics are pycocotools' (where pycocotools silently drops entries
-  with unknown ids or accepts NaN scores, this raises): IoU thresholds .50:.05:.95, 101 recall points,
-  area ranges all / small / medium / large from the ground truth's ``area``
+  Semantics are pycocotools' (where pycocotools silently drops annotations
+  of unknown images or accepts NaN scores, this raises; annotations and
+  results of a category not in ``gt['categories']`` are left out, as
+  there): IoU thresholds .50:.05:.95, 101 recall points, area ranges
+  all / small / medium / large from the ground truth's ``area``
   field (bounds inclusive at 32**2 and 96**2), maxDets 1 / 10 / 100, crowd
   ground truths ignored (IoU over the detection's area, matched many times),
   detections sorted by score with a stable sort and cut to 100 per image and
@@ -338,8 +340,8 @@ def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
     AR100, AR small / medium / large.
 
   Raises:
-    ValueError: naming the entry with a missing field, an unknown image or
-      category id, a duplicate or non-integer id, a NaN score or area, an
+    ValueError: naming the entry with a missing field, an unknown image
+      id, a duplicate or non-integer id, a NaN score or area, an
       ``iscrowd`` other than 0 or 1, or a box that is not finite or has a
       negative width or height.
 

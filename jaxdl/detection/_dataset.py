@@ -94,13 +94,20 @@ def _unique_ids(entries: Sequence[dict], where: str) -> np.ndarray:
 def _lookup(ids: np.ndarray, known: np.ndarray, where: str,
             field: str) -> np.ndarray:
   """Index of each id in the sorted ``known``; ValueError for an unknown."""
-  index = np.searchsorted(known, ids)
-  found = np.take(known, np.minimum(index, len(known) - 1)) == ids if len(
-      known) else np.zeros(len(ids), bool)
+  index, found = _find(ids, known)
   if not np.all(found):
     bad = int(np.argmin(found))
     raise ValueError(f"{where}[{bad}] has unknown {field} {ids[bad]}.")
   return index
+
+
+def _find(ids: np.ndarray,
+          known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Index of each id in the sorted ``known``, and whether it is there."""
+  index = np.searchsorted(known, ids)
+  found = np.take(known, np.minimum(index, len(known) - 1)) == ids if len(
+      known) else np.zeros(len(ids), bool)
+  return index, found
 
 
 def _boxes(values: list, where: str) -> np.ndarray:
@@ -114,7 +121,11 @@ def _boxes(values: list, where: str) -> np.ndarray:
     boxes = np.zeros((0, 4))
   if boxes is None or boxes.shape != (len(values), 4):
     for index, box in enumerate(values):
-      if np.shape(box) != (4,):
+      try:
+        shape = np.shape(box)
+      except ValueError:  # ragged, such as [0, 0, [1], 1]
+        shape = None
+      if shape != (4,):
         raise ValueError(f"{where}[{index}] bbox must be [x, y, w, h], got "
                          f"{box!r}.")
     raise ValueError(f"{where} bbox values must be numbers.")
@@ -136,7 +147,11 @@ def _numbers(values: list, where: str, field: str) -> np.ndarray:
 
 
 def parse_ground_truth(gt: Any) -> GroundTruth:
-  """Validates a COCO-format dict and converts it to arrays."""
+  """Validates a COCO-format dict and converts it to arrays.
+
+  Annotations of a category that is not in ``gt['categories']`` are left
+  out (after validation), as ``COCOeval`` leaves them out.
+  """
   if not isinstance(gt, dict):
     raise ValueError(f"gt must be a COCO-format dict, got {type(gt).__name__}.")
   for key in ("images", "categories", "annotations"):
@@ -156,8 +171,9 @@ def parse_ground_truth(gt: Any) -> GroundTruth:
     raise ValueError(f"{where} has duplicate id {unique[counts > 1][0]}.")
   image = _lookup(_ids(columns["image_id"], where, "'image_id'"), image_ids,
                   where, "image_id")
-  category = _lookup(_ids(columns["category_id"], where, "'category_id'"),
-                     category_ids, where, "category_id")
+  # COCOeval evaluates gt['categories'] only: others are left out.
+  category, known = _find(_ids(columns["category_id"], where,
+                               "'category_id'"), category_ids)
   area = _numbers(columns["area"], where, "area")
   crowd = _numbers(columns["iscrowd"], where, "iscrowd")
   if not np.all((crowd == 0) | (crowd == 1)):
@@ -165,12 +181,17 @@ def parse_ground_truth(gt: Any) -> GroundTruth:
     raise ValueError(f"{where}[{index}] iscrowd must be 0 or 1, got "
                      f"{columns['iscrowd'][index]!r}.")
   crowd = crowd == 1
-  return GroundTruth(image_ids, category_ids, image, category,
-                     _boxes(columns["bbox"], where), area, crowd, ann_id)
+  boxes = _boxes(columns["bbox"], where)
+  return GroundTruth(image_ids, category_ids, image[known], category[known],
+                     boxes[known], area[known], crowd[known], ann_id[known])
 
 
 def parse_detections(dets: Any, gt: GroundTruth) -> Detections:
-  """Validates a COCO results list against ``gt`` and converts it."""
+  """Validates a COCO results list against ``gt`` and converts it.
+
+  Results of a category that is not in ``gt`` are left out (after
+  validation), as ``COCOeval`` leaves them out.
+  """
   if not isinstance(dets, (list, tuple)):
     raise ValueError(
         f"dets must be a list of COCO results, got {type(dets).__name__}.")
@@ -178,10 +199,12 @@ def parse_detections(dets: Any, gt: GroundTruth) -> Detections:
   columns = {f: _column(dets, f, where) for f in _DET_FIELDS}
   image = _lookup(_ids(columns["image_id"], where, "'image_id'"),
                   gt.image_ids, where, "image_id")
-  category = _lookup(_ids(columns["category_id"], where, "'category_id'"),
-                     gt.category_ids, where, "category_id")
-  return Detections(image, category, _boxes(columns["bbox"], where),
-                    _numbers(columns["score"], where, "score"))
+  category, known = _find(_ids(columns["category_id"], where,
+                               "'category_id'"), gt.category_ids)
+  boxes = _boxes(columns["bbox"], where)
+  scores = _numbers(columns["score"], where, "score")
+  return Detections(image[known], category[known], boxes[known],
+                    scores[known])
 
 
 def group_starts(keys: np.ndarray) -> np.ndarray:

@@ -146,9 +146,11 @@ def voc_evaluate(gt: Any, dets: Any, *, iou_threshold: float = 0.5,
   Returns:
     ``{"ap": {category_id: ap}, "map": mean AP}``. A category without
     non-difficult ground truth has AP 0 if it has no detections (the
-    original ``voc_eval`` fails on an empty detection list there); with detections (recall 0 / 0) its all-point AP is NaN and
-    its 11-point AP (``use_07_metric``) 0. ``map`` averages the categories
-    that have non-difficult ground truth (NaN if none has).
+    original ``voc_eval`` fails on an empty detection list there); with
+    detections (recall 0 / 0) its all-point AP is NaN and its 11-point AP
+    (``use_07_metric``) 0. ``map`` averages the categories that have
+    non-difficult ground truth (NaN if none has). Annotations and
+    detections of a category not in ``gt['categories']`` are left out.
 
   Raises:
     ValueError: as :func:`coco_evaluate`, naming the offending entry.
