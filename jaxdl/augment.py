@@ -190,8 +190,8 @@ def mosaic(key: jax.Array, images: ArrayLike, boxes: ArrayLike,
   its border ``b = -S // 2`` (for even ``S`` the notes'
   ``int(random.uniform(S/2, 3S/2))``). Boxes move with their tile,
   are clipped to the canvas, and those not wider and taller than
-  ``min_size`` pixels after clipping are masked out (at ``min_size=0``: boxes with no
-  visible area).
+  ``min_size`` pixels after clipping are masked out (at ``min_size=0``:
+  boxes with no visible area).
 
   Args:
     key: PRNG key for the centre (unused when ``center`` is given).
@@ -340,7 +340,7 @@ def _inverse3x3(m: jax.Array) -> jax.Array:
   """Adjugate inverse (exact for the identity, no LAPACK call)."""
   cofactors = jnp.stack([jnp.cross(m[1], m[2]), jnp.cross(m[2], m[0]),
                          jnp.cross(m[0], m[1])])  # rows: cofactors of cols
-  det = jnp.dot(m[0], cofactors[0])
+  det = jnp.dot(m[0], cofactors[0], precision="highest")  # no TF32
   return cofactors.T / det
 
 
@@ -522,7 +522,8 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
                        jnp.stack([x1, y2]), jnp.stack([x2, y1])])  # [4, 2, M]
   homogeneous = jnp.concatenate(
       [corners, jnp.ones_like(corners[:, :1])], axis=1)  # [4, 3, M]
-  moved = jnp.einsum("ij,kjm->kim", matrix, homogeneous)  # [4, 3, M]
+  moved = jnp.einsum("ij,kjm->kim", matrix, homogeneous,
+                     precision="highest")  # [4, 3, M]; no TF32 on GPUs
   xy = moved[:, :2] / moved[:, 2:]
   new = jnp.stack([xy[:, 0].min(0), xy[:, 1].min(0), xy[:, 0].max(0),
                    xy[:, 1].max(0)], axis=-1)
@@ -895,7 +896,8 @@ def letterbox(image: ArrayLike, boxes: ArrayLike, mask: ArrayLike, *,
     fill: padding value.
 
   Returns:
-    ``Augmented(image [H', W', C], boxes [M, 4], mask [M])``.
+    ``Augmented(image [H', W', C], boxes [M, 4], mask [M])``; boxes in
+    their dtype (computed in float32 at least), masked-out ones zeros.
 
   References:
     Ultralytics YOLOv5 ``utils/augmentations.py: letterbox``.
@@ -913,18 +915,39 @@ def letterbox(image: ArrayLike, boxes: ArrayLike, mask: ArrayLike, *,
     resized = _finish(resized, image.dtype)
   padded = jnp.pad(resized, ((top, bottom), (left, right), (0, 0)),
                    constant_values=_fill_value(fill, image.dtype))
-  factors = jnp.array([new_w / width, new_h / height] * 2, boxes.dtype)
-  offsets = jnp.array([left, top] * 2, boxes.dtype)
-  return Augmented(image=padded, boxes=_masked(boxes * factors + offsets,
-                                               mask), mask=mask)
+  # float32 at least: half-precision factors and products round twice.
+  compute = _float_dtype(boxes.dtype)
+  factors = jnp.array([new_w / width, new_h / height] * 2, compute)
+  offsets = jnp.array([left, top] * 2, compute)
+  moved = (boxes.astype(compute) * factors + offsets).astype(boxes.dtype)
+  return Augmented(image=padded, boxes=_masked(moved, mask), mask=mask)
 
 
-def hflip(image: ArrayLike, boxes: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def _flip_boxes(boxes: ArrayLike, mask: ArrayLike | None, axis: int,
+                extent: int) -> jax.Array:
+  """``v -> extent - v`` on the x (``axis=0``) or y (``axis=1``) corners;
+  padding rows (masked out, or all zero when ``mask`` is None) stay zero."""
+  boxes, given = _as_box_set(boxes, mask)
+  if mask is None:  # The module's padding rows are zero boxes.
+    given = jnp.any(boxes != 0, axis=-1)
+  lo, hi = boxes[:, axis], boxes[:, axis + 2]
+  flipped = boxes.at[:, axis].set(extent - hi).at[:, axis + 2].set(extent - lo)
+  return _masked(flipped, given)
+
+
+def hflip(image: ArrayLike, boxes: ArrayLike, *,
+          mask: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
   """Flips left-right: ``x -> W - x`` for boxes (``np.fliplr`` + YOLOv5).
+
+  Padding rows stay padding: boxes whose ``mask`` is False come back as
+  zero boxes, as from the other functions here; without a mask, all-zero
+  rows (that padding) are left as zeros rather than moved to ``x = W``.
 
   Args:
     image: ``[H, W, C]``.
-    boxes: ``[M, 4]`` xyxy pixel boxes (any mask is unaffected).
+    boxes: ``[M, 4]`` xyxy pixel boxes.
+    mask: optional ``[M]`` bool, True for real boxes (the mask itself is
+      unchanged by a flip).
 
   Returns:
     ``(image [H, W, C], boxes [M, 4])``.
@@ -933,24 +956,22 @@ def hflip(image: ArrayLike, boxes: ArrayLike) -> tuple[jax.Array, jax.Array]:
   Array([[7., 0., 9., 2.]], dtype=float32)
   """
   image = _as_image(image)
-  boxes, _ = _as_box_set(boxes, None)
-  width = image.shape[1]
-  x1, y1, x2, y2 = boxes.T
-  return image[:, ::-1], jnp.stack([width - x2, y1, width - x1, y2], axis=-1)
+  return image[:, ::-1], _flip_boxes(boxes, mask, 0, image.shape[1])
 
 
-def vflip(image: ArrayLike, boxes: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def vflip(image: ArrayLike, boxes: ArrayLike, *,
+          mask: ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
   """Flips top-bottom: ``y -> H - y`` for boxes (``np.flipud`` + YOLOv5).
+
+  Padding rows stay zero boxes, as in :func:`hflip`.
 
   Args:
     image: ``[H, W, C]``.
     boxes: ``[M, 4]`` xyxy pixel boxes.
+    mask: optional ``[M]`` bool, True for real boxes.
 
   Returns:
     ``(image [H, W, C], boxes [M, 4])``.
   """
   image = _as_image(image)
-  boxes, _ = _as_box_set(boxes, None)
-  height = image.shape[0]
-  x1, y1, x2, y2 = boxes.T
-  return image[::-1], jnp.stack([x1, height - y2, x2, height - y1], axis=-1)
+  return image[::-1], _flip_boxes(boxes, mask, 1, image.shape[0])

@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxdl._checks import _is_int
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -147,9 +149,15 @@ def _parse_batch(entry: dict[str, Any],
   for field in ("data", "labels"):
     if field not in entry:
       raise ValueError(f"{source} has no {field!r} entry "
-                       f"(found {sorted(entry)}).")
-  images = np.asarray(entry["data"])
-  labels = np.asarray(entry["labels"])
+                       f"(found {sorted(map(repr, entry))}).")
+  arrays = {}
+  for field in ("data", "labels"):
+    try:
+      arrays[field] = np.asarray(entry[field])
+    except (TypeError, ValueError) as err:  # Ragged lists, odd objects.
+      raise ValueError(f"{source}: {field!r} must be an array, got "
+                       f"{type(entry[field]).__name__}: {err}") from err
+  images, labels = arrays["data"], arrays["labels"]
   if labels.size == 0:  # np.asarray([]) is float64
     labels = labels.astype(np.int64)
   if images.dtype != np.uint8 or images.ndim != 2 or (
@@ -362,8 +370,9 @@ def load_digits(*, test_fraction: float = 0.2) -> Dataset:
 # --------------------------------------------------- normalisation, batching
 
 
-def normalize(images: ArrayLike, *, mean: tuple[float, ...] = TUTORIAL_MEAN,
-              std: tuple[float, ...] = TUTORIAL_STD) -> jax.Array:
+def normalize(images: ArrayLike, *,
+              mean: float | tuple[float, ...] = TUTORIAL_MEAN,
+              std: float | tuple[float, ...] = TUTORIAL_STD) -> jax.Array:
   """Scales uint8 pixels to [0, 1], then standardises per channel.
 
   The default is the tutorial's ``ToTensor()`` followed by
@@ -371,8 +380,9 @@ def normalize(images: ArrayLike, *, mean: tuple[float, ...] = TUTORIAL_MEAN,
 
   Args:
     images: ``[..., C]`` images with values in 0..255 (any numeric dtype).
-    mean: per-channel mean in [0, 1] units, length ``C`` (or 1).
-    std: per-channel standard deviation, length ``C`` (or 1), all > 0.
+    mean: per-channel mean in [0, 1] units: a number, or ``C`` (or 1)
+      of them.
+    std: per-channel standard deviation, as ``mean``; all > 0.
 
   Returns:
     ``[..., C]`` float32 images ``(images / 255 - mean) / std``.
@@ -387,10 +397,14 @@ def normalize(images: ArrayLike, *, mean: tuple[float, ...] = TUTORIAL_MEAN,
   if images.ndim < 1:
     raise ValueError("images must have a trailing channel axis [..., C].")
   for name, value in (("mean", mean), ("std", std)):
-    if len(value) not in (1, images.shape[-1]):
+    try:
+      values = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+      values = np.zeros((0, 0))  # Not numbers: reported just below.
+    if values.ndim > 1 or values.size not in (1, images.shape[-1]):
       raise ValueError(f"{name} must have 1 or {images.shape[-1]} entries "
-                       f"(one per channel), got {len(value)}.")
-  if min(std) <= 0:
+                       f"(one per channel) or be a number, got {value!r}.")
+  if not np.all(np.asarray(std, np.float64) > 0):  # NaN fails too.
     raise ValueError(f"std must be positive, got {std}.")
   # (x / 255 - mean) / std as (x - 255 mean) / (255 std), with the scaled
   # constants rounded once from float64: the default is (x - 127.5) / 127.5,
@@ -428,6 +442,10 @@ def batch_indices(num_examples: int, *, batch_size: int,
          [2, 3],
          [4, 0]], dtype=int32)
   """
+  for name, value in (("num_examples", num_examples),
+                      ("batch_size", batch_size)):
+    if not _is_int(value):
+      raise ValueError(f"{name} must be an int, got {value!r}.")
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
   if num_examples < (batch_size if drop_remainder else 1):

@@ -916,3 +916,57 @@ def test_mosaic_rejects_non_integer_or_outside_centres(center, rng):
     augment.mosaic(None, *_mosaic_inputs(rng), center=center)
   ok = augment.mosaic(None, *_mosaic_inputs(rng), center=(np.int64(S), 3))
   assert ok.image.shape == (2 * S, 2 * S, 3)
+
+
+@pytest.mark.parametrize("flip", [augment.hflip, augment.vflip])
+def test_flips_keep_padding_rows_as_zero_boxes(flip, rng):
+  """Masked-out rows are zero boxes (as mosaic, letterbox and warp_boxes
+  return them); a flip moved them to x = W (or y = H)."""
+  image = np.zeros((6, 10, 1), np.uint8)
+  boxes = np.array([[1, 2, 3, 4], [0, 0, 0, 0], [np.nan] * 4, [2, 1, 6, 5]],
+                   np.float32)
+  mask = np.array([True, False, False, True])
+  plain = np.asarray(flip(image, boxes)[1])
+  np.testing.assert_array_equal(plain[1], 0)  # zero padding, no mask
+  masked = np.asarray(jax.jit(flip)(image, boxes, mask=mask)[1])
+  np.testing.assert_array_equal(masked[1:3], 0)  # any padding, with a mask
+  _, want = flip(image, boxes[[0, 3]])
+  np.testing.assert_array_equal(masked[[0, 3]], want)
+  np.testing.assert_array_equal(plain[[0, 3]], want)
+  batched = jax.vmap(lambda b, m: flip(image, b, mask=m)[1])(
+      boxes[None], mask[None])
+  np.testing.assert_array_equal(batched[0], masked)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16])
+def test_letterbox_maps_half_precision_boxes_in_float32(dtype, rng):
+  """Half-precision boxes are scaled and shifted in float32 and rounded
+  once; in half precision the factor and the product were rounded too (a
+  third of the coordinates one ulp off at 333 x 517 -> 640)."""
+  boxes = rng.uniform(0, 333, (500, 4)).astype(np.float32)
+  image = np.zeros((333, 517, 1), np.uint8)
+  got = augment.letterbox(image, boxes.astype(dtype), None, size=640).boxes
+  want = augment.letterbox(image, boxes.astype(dtype).astype(np.float32),
+                           None, size=640).boxes
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(got.astype(np.float32),
+                                want.astype(dtype).astype(np.float32))
+
+
+def test_warp_dots_ask_for_full_float32_precision():
+  """At default precision GPUs multiply float32 in TF32 (11-bit
+  significands): box corners near 640 px and the matrix inverse's
+  determinant would round by up to ~0.25 px, moving boxes off the image
+  (warp_image's source grid already asks for "highest")."""
+  boxes, matrix = np.ones((2, 4), np.float32), np.eye(3, dtype=np.float32)
+  image = np.ones((8, 8, 1), np.float32)
+  jaxprs = [
+      jax.make_jaxpr(functools.partial(augment.warp_boxes, size=8))(
+          boxes, None, matrix),
+      jax.make_jaxpr(functools.partial(augment.warp_image, size=8))(
+          image, matrix)]
+  precisions = [eqn.params["precision"] for jaxpr in jaxprs
+                for eqn in jaxpr.eqns if eqn.primitive.name == "dot_general"]
+  assert len(precisions) == 3
+  highest = jax.lax.Precision.HIGHEST
+  assert all(p == (highest, highest) for p in precisions), precisions

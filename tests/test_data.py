@@ -474,3 +474,49 @@ def test_batch_indices_no_retrace(key):
 def test_batch_indices_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     data.batch_indices(**kwargs)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({b"data": [[1, 2], [3]], b"labels": [0, 1]}, r"'data' must be"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [[0], [1, 2]]},
+     r"'labels' must"),
+    ({1: np.zeros((2, 3072), np.uint8), b"labels": [0, 1]},
+     r"no 'data' entry"),
+])
+def test_cifar_ragged_arrays_and_odd_keys_name_the_file(tmp_path, rng, entry,
+                                                        message):
+  """NumPy's inhomogeneous-shape ValueError and sorted()'s TypeError on
+  mixed int / str keys did not say which file was bad."""
+  folder = write_cifar(str(tmp_path), rng, overrides={"data_batch_2": entry})
+  with pytest.raises(ValueError, match=f"data_batch_2.*{message}"):
+    data.load_cifar10(folder)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"std": (0.5, float("nan"), 0.5)}, "std must be positive"),
+    ({"std": 0.5, "mean": "abc"}, "mean must have 1 or 3 entries"),
+    ({"std": ((0.5,),)}, "std must have 1 or 3 entries"),
+])
+def test_normalize_rejects_nan_std_and_non_numbers(kwargs, message):
+  """A NaN std gave NaN images; a string mean a NumPy UFuncTypeError."""
+  with pytest.raises(ValueError, match=message):
+    data.normalize(jnp.zeros((2, 2, 3), jnp.uint8), **kwargs)
+
+
+def test_normalize_takes_scalar_mean_and_std():
+  """torchvision's Normalize takes scalars; here they raised TypeError."""
+  images = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+  np.testing.assert_array_equal(data.normalize(images, mean=0.5, std=0.5),
+                                data.normalize(images))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_examples": 5, "batch_size": 2.0}, "batch_size must be"),
+    ({"num_examples": 5, "batch_size": None}, "batch_size must be"),
+    ({"num_examples": 5, "batch_size": True}, "batch_size must be"),
+    ({"num_examples": 5.0, "batch_size": 2}, "num_examples must be"),
+])
+def test_batch_indices_rejects_non_integer_sizes(kwargs, message):
+  """Float and None sizes raised TypeErrors from deep inside."""
+  with pytest.raises(ValueError, match=message):
+    data.batch_indices(**kwargs)
