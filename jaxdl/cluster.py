@@ -86,6 +86,17 @@ def _check_k(k: int, n: int, name: str = "k") -> None:
         f"{name} must satisfy 1 <= {name} <= N={n} points, got {k}.")
 
 
+def _check_real_points(mask: jax.Array, k: int) -> None:
+  """Raises ``ValueError`` when a known ``mask`` leaves fewer than ``k`` real
+  points (under ``jit`` or ``vmap`` it is not looked at)."""
+  if isinstance(mask, jax.core.Tracer):
+    return
+  real = int(np.sum(np.asarray(mask, bool)))
+  if real < k:
+    raise ValueError(f"mask must leave at least k={k} real points, got "
+                     f"{real}.")
+
+
 # --------------------------------------------------------------- distances
 
 
@@ -211,7 +222,10 @@ def kmeans_predict(x: ArrayLike, centers: ArrayLike) -> jax.Array:
   Array([1, 0], dtype=int32)
   """
   x = _as_points(x, "x")
-  centers = _as_points(centers, "centers")
+  centers = _as_points(as_rank(centers, "centers", ("k", "D")), "centers")
+  if not centers.shape[0]:
+    raise ValueError("centers must hold at least one centre, got shape "
+                     f"{tuple(centers.shape)}.")
   if centers.shape[1] != x.shape[1]:
     raise ValueError(f"centers must have shape [k, D={x.shape[1]}], got "
                      f"{tuple(centers.shape)}.")
@@ -343,8 +357,8 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
       recompilation when it changes).
     tol: relative tolerance on the centre shift (may be traced).
     mask: optional ``[N]`` bool, False for padding. At least ``k`` points
-      must be real (this cannot be checked under ``jit``; with fewer, the
-      centres are unspecified).
+      must be real (checked when the mask is known; under ``jit`` it cannot
+      be, and with fewer the centres are unspecified).
 
   Returns:
     ``KMeansResult(centers, labels, inertia, n_iter, converged)``.
@@ -377,6 +391,8 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
   if not isinstance(tol, jax.core.Tracer) and not (
       is_real_scalar(tol) and tol >= 0):  # NaN too.
     raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
+  if mask is not None:
+    _check_real_points(mask_or_ones(mask, (n,)), k)
   result = _kmeans(key, x, mask_or_ones(mask, (n,)).astype(x.dtype),
                    None if isinstance(init, str) else init, max_iter, tol, k=k,
                    init_kind=init if isinstance(init, str) else "array")
@@ -448,8 +464,9 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
     mask: optional ``[N]`` bool, False for padding.
 
   Returns:
-    float32 scalar in [-1, 1], or NaN. Differentiable in ``x`` (for fixed
-    labels) with finite gradients, coincident points included.
+    float32 scalar in [-1, 1], or NaN (also when a real point has a NaN or
+    infinite coordinate; sklearn rejects those). Differentiable in ``x``
+    (for fixed labels) with finite gradients, coincident points included.
 
   References:
     Rousseeuw, "Silhouettes: a graphical aid to the interpretation and
@@ -458,8 +475,8 @@ def silhouette_score(x: ArrayLike, labels: ArrayLike, *, num_clusters: int,
   x = _as_points(x, "x")
   n = x.shape[0]
   if not n:
-    raise ValueError(f"x must hold points of at least one feature, got "
-                     f"shape {tuple(x.shape)}.")
+    raise ValueError(f"x must hold at least one point, got shape "
+                     f"{tuple(x.shape)}.")
   labels = jnp.asarray(labels)
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape ({n},), got "
@@ -504,7 +521,11 @@ def _silhouette(x, labels, w, *, num_clusters) -> jax.Array:
   n_real = jnp.sum(w)
   n_clusters = jnp.sum(sizes > 0)
   score = jnp.sum(s * w) / jnp.maximum(n_real, 1)
-  return jnp.where((n_clusters >= 2) & (n_clusters < n_real), score, jnp.nan)
+  # A real NaN or infinite coordinate (padding is zeros by now): NaN. The
+  # distance masks above read a NaN distance as 0, a finite, wrong score.
+  finite = jnp.all(jnp.isfinite(x))
+  return jnp.where((n_clusters >= 2) & (n_clusters < n_real) & finite, score,
+                   jnp.nan)
 
 
 # ---------------------------------------------------------------------- kNN
@@ -537,7 +558,7 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
     k: neighbours per query, ``1 <= k <= N`` (static).
     num_classes: number of classes (static).
     mask: optional ``[N]`` bool, False for padded training points (at least
-      ``k`` must be real).
+      ``k`` must be real: checked when the mask is known, not under ``jit``).
 
   Returns:
     ``[Q]`` int32 predicted class ids.
@@ -558,6 +579,8 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
                      f"{tuple(train_y.shape)}.")
   _check_k(k, n)
   positive_int(num_classes, "num_classes")
+  if mask is not None:
+    _check_real_points(mask_or_ones(mask, (n,)), k)
   mask = mask_or_ones(mask, (n,))
   class_ids(train_y, num_classes, "train_y", mask=mask)
   return _knn(train_x, train_y, query, mask.astype(train_x.dtype), k=k,

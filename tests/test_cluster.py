@@ -508,3 +508,51 @@ def test_bad_scalars_are_value_errors():
   with pytest.raises(ValueError, match="threshold must be a real scalar"):
     metrics.confusion_counts(np.array([0.2, 0.7]), np.array([0, 1]),
                              threshold=np.array([0.5, 0.6]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_silhouette_non_finite_real_point_gives_nan(bad):
+  """A real NaN point scored 0.743 here, neither the four nor the five
+  finite points' score: its NaN distances were read as 0 (an inf point
+  already gave NaN). sklearn rejects such input; NaN here, as an unmasked
+  NaN score makes metrics.roc_auc NaN."""
+  x = np.array([[0, 0], [0, 1], [10, 10], [10, 11], [5, 5]], np.float32)
+  labels = np.array([0, 0, 1, 1, 1])
+  x[4, 0] = bad
+  assert np.isnan(cluster.silhouette_score(x, labels, num_clusters=2))
+  grad = jax.grad(lambda x: cluster.silhouette_score(
+      x, labels[:4], num_clusters=2))(jnp.asarray(x[:4]))
+  assert np.all(np.isfinite(grad))
+
+
+def test_mask_with_fewer_than_k_real_points_raises():
+  """A known mask with fewer than k real points ran silently: kmeans with
+  every point masked returned NaN centres, and knn_predict let padded
+  points' labels vote (one real point of class 1, k=3: predicted 0).
+  sklearn refuses k > n_samples; under jit the mask is not checked."""
+  x = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]], np.float32)
+  y = np.array([1, 0, 0, 0, 0])
+  one_real = np.array([True, False, False, False, False])
+  with pytest.raises(ValueError, match="mask"):
+    cluster.knn_predict(x, y, x[:1], k=3, num_classes=2, mask=one_real)
+  with pytest.raises(ValueError, match="mask"):
+    cluster.kmeans(jax.random.key(0), x, 2, mask=one_real)
+  with pytest.raises(ValueError, match="mask"):
+    cluster.kmeans(jax.random.key(0), x, 1, mask=np.zeros(5, bool))
+  # Exactly k real points is fine; under jit the mask is not looked at.
+  assert cluster.knn_predict(x, y, x[:1], k=1, num_classes=2,
+                             mask=one_real)[0] == 1
+  jax.jit(lambda m: cluster.kmeans(jax.random.key(0), x, 2, mask=m))(one_real)
+
+
+def test_empty_inputs_raise_errors_naming_what_is_missing():
+  """No centres raised numpy's "zero-size array to reduction operation
+  max"; no points in silhouette_score said "at least one feature"."""
+  x = np.ones((3, 2), np.float32)
+  with pytest.raises(ValueError, match="centers must hold at least one"):
+    cluster.kmeans_predict(x, np.zeros((0, 2), np.float32))
+  with pytest.raises(ValueError, match=r"centers must have shape \[k, D\]"):
+    cluster.kmeans_predict(x, np.zeros(2, np.float32))
+  with pytest.raises(ValueError, match="x must hold at least one point"):
+    cluster.silhouette_score(np.zeros((0, 2)), np.zeros(0, int),
+                             num_clusters=2)

@@ -65,6 +65,16 @@ def test_conv2d_im2col_kernel_larger_than_input_is_empty(strides, padding):
   assert 0 in got.shape
 
 
+def test_conv2d_im2col_empty_batch_equals_lax():
+  """An empty batch (N = 0) raised ZeroDivisionError: reshape(..., -1) of a
+  size-0 array; lax returns an empty [0, Ho, Wo, Cout]."""
+  x, k = jnp.ones((0, 5, 5, 4)), jnp.ones((3, 3, 2, 6))
+  want = lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=_DN,
+                                  feature_group_count=2)
+  got = jnn.conv2d_im2col(x, k, groups=2)
+  assert got.shape == want.shape == (0, 5, 5, 6) and got.dtype == want.dtype
+
+
 def test_conv2d_im2col_jit_vmap_grad_no_retrace(rng):
   x = jnp.asarray(rng.standard_normal((3, 2, 6, 6, 4)), jnp.float32)
   k = jnp.asarray(rng.standard_normal((3, 3, 2, 6)), jnp.float32)
@@ -524,6 +534,21 @@ def test_vit_shapes_jit_dropout_grads(rng):
      "x must have shape"),
 ])
 def test_block_hyperparameters_raise_value_error(module, shape, match):
+  with pytest.raises(ValueError, match=match):
+    module().init(jax.random.key(0), jnp.ones(shape))
+
+
+@pytest.mark.parametrize("module,shape,match", [
+    # ZeroDivisionError / TypeError from the initialiser before.
+    (lambda: jnn.ConvTranspose2d(0, 3), (1, 4, 4, 2), "features"),
+    (lambda: jnn.ConvTranspose2d(-1, 3), (1, 4, 4, 2), "features"),
+    (lambda: jnn.ConvTranspose2d(2.0, 3), (1, 4, 4, 2), "features"),
+    (lambda: jnn.ToyNet(0), (1, 32, 32, 3), "num_classes"),
+    # A feature map [B, H, W, C] attended over W alone, silently.
+    (lambda: jnn.TransformerLayer(2), (1, 5, 7, 4), "x must have shape"),
+])
+def test_unnamed_errors_and_silent_ranks_raise_value_error(module, shape,
+                                                           match):
   with pytest.raises(ValueError, match=match):
     module().init(jax.random.key(0), jnp.ones(shape))
 

@@ -96,10 +96,12 @@ def conv2d_im2col(x: ArrayLike, kernel: ArrayLike, *, strides=1,
   ]  # kh·kw times [N, Ho, Wo, Cin]
   cols = jnp.stack(taps, axis=3)  # [N, Ho, Wo, kh·kw, Cin]
   cols = cols.reshape(n * ho * wo, kh * kw, groups, c_group)
-  cols = cols.transpose(2, 0, 1, 3).reshape(groups, n * ho * wo, -1)
+  # Sizes spelled out: reshape's -1 cannot be inferred when N is 0.
+  cols = cols.transpose(2, 0, 1, 3).reshape(groups, n * ho * wo,
+                                            kh * kw * c_group)
   weights = kernel.reshape(kh * kw, c_group, groups, c_out // groups)
   weights = weights.transpose(2, 0, 1, 3).reshape(groups, kh * kw * c_group,
-                                                  -1)
+                                                  c_out // groups)
   out = jnp.matmul(cols, weights)  # [groups, N·Ho·Wo, Cout/groups]
   return out.transpose(1, 0, 2).reshape(n, ho, wo, c_out)
 
@@ -200,6 +202,7 @@ class ConvTranspose2d(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[N, H, W, Cin]`` to ``[N, Ho, Wo, features]``."""
     _check_rank4(x, "x")
+    positive_int(self.features, "features")
     kernel_size = int_pair(self.kernel_size, "kernel_size", minimum=1)
     strides = int_pair(self.strides, "strides", minimum=1)
     dilation = int_pair(self.dilation, "dilation", minimum=1)

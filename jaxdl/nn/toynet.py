@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl._checks import positive_int
+
 
 class ToyNet(nn.Module):
   """LeNet-style CIFAR-10 net: conv5-pool-conv5-pool-fc120-fc84-fc.
@@ -34,6 +36,7 @@ class ToyNet(nn.Module):
       # Other sizes would silently size fc1 differently from the tutorial's
       # 16 * 5 * 5 inputs (torch's Net raises at its view).
       raise ValueError(f"x must have shape [B, 32, 32, C], got {x.shape}.")
+    positive_int(self.num_classes, "num_classes")
     dt = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="VALID", **dt)(x)),
                     (2, 2), strides=(2, 2))  # [B, 14, 14, 6]

@@ -172,6 +172,7 @@ class TransformerLayer(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Maps ``[B, L, C]`` tokens to ``[B, L, C]``."""
+    x = as_rank(x, "x", ("B", "L", "C"))
     c = x.shape[-1]
     positive_int(self.num_heads, "num_heads")
     if c % self.num_heads:
