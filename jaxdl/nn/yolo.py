@@ -3,7 +3,7 @@ Transformer layer/block and C3TR, in Flax linen (NHWC).
 
 Names and structure follow the notes (YOLOv5 ``models/common.py``):
 ``TransformerLayer`` has no LayerNorm ("removed for better performance") and
-``TransformerBlock`` adds a *linear* learned position embedding ``p + W·p``.
+``TransformerBlock`` adds a *linear* learned position embedding ``p + W·p + b``.
 """
 
 from __future__ import annotations
