@@ -361,7 +361,9 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
       be, and with fewer the centres are unspecified).
 
   Returns:
-    ``KMeansResult(centers, labels, inertia, n_iter, converged)``.
+    ``KMeansResult(centers, labels, inertia, n_iter, converged)``. A real
+    point with a NaN or infinite coordinate makes the centres' and the
+    inertia NaN and the labels meaningless (sklearn raises); mask it out.
 
   References:
     Lloyd, "Least squares quantization in PCM", 1982; Arthur & Vassilvitskii,
