@@ -188,6 +188,12 @@ def _check_scalar(value, name: str) -> None:
     raise ValueError(f"{name} must be a real scalar, got {value!r}.")
 
 
+def _check_score_threshold(value) -> None:
+  _check_scalar(value, "score_threshold")
+  if not isinstance(value, jax.core.Tracer) and np.isnan(float(value)):
+    raise ValueError(f"score_threshold must not be NaN, got {value}.")
+
+
 def _check_unit_interval(value, name: str) -> None:
   _check_scalar(value, name)
   if isinstance(value, jax.core.Tracer):
@@ -716,7 +722,7 @@ def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
   cannot, then runs one jit."""
   positive_int(tile_size, "tile_size")
   if score_threshold is not None:
-    _check_scalar(score_threshold, "score_threshold")
+    _check_score_threshold(score_threshold)
   boxes, scores, classes, mask, k = _checked(
       boxes, scores, _numbered_if_narrowed(classes), mask,
       iou_threshold=iou_threshold, max_output=max_output, fmt=fmt)
@@ -779,7 +785,7 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
     scores: ``[N]`` scores, ranked as float32 (float64 for float64 scores):
       integer scores above 2**24 can tie.
     iou_threshold: suppress when IoU is strictly greater, in [0, 1].
-    score_threshold: a real scalar; candidates need ``score >
+    score_threshold: a real scalar, not NaN; candidates need ``score >
       score_threshold``. A Python float is compared in float32 (float64
       for float64 scores), as NumPy compares a float32 array with a Python
       float: a float32 score of 0.3 is not above 0.3; half-precision scores
@@ -850,6 +856,9 @@ def batched_nms(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, *,
   >>> batched_nms(b, jnp.array([0.9, 0.8]), jnp.array([0, 1])).indices
   Array([0, 1], dtype=int32)
   """
+  if classes is None:
+    raise ValueError("classes must be an integer array of shape [N], got "
+                     "None.")
   return _hard_nms(boxes, scores, classes, iou_threshold=iou_threshold,
                    score_threshold=score_threshold, max_output=max_output,
                    mask=mask, fmt=fmt, tile_size=tile_size)
@@ -915,7 +924,10 @@ def _soft_loop_one(boxes: jax.Array, scores: jax.Array, active: jax.Array,
     overlap = box_ops.iou(boxes[best], boxes, eps=0.0)  # [N]
     overlap = jnp.where(jnp.isnan(overlap), 0.0, overlap)
     weight = _soft_weight(overlap, method, sigma, iou_threshold)
-    current = jnp.where(active, current * weight, current)
+    # A weight of 0 (linear at IoU 1; a Gaussian that underflows) takes any
+    # score to 0, an infinite one too: inf * 0 would be NaN.
+    decayed = jnp.where(weight == 0, 0.0, current * weight)
+    current = jnp.where(active, decayed, current)
     active &= current >= score_threshold
     return step + 1, active, current, indices, selected
 
@@ -936,8 +948,9 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   Repeatedly selects the remaining box with the highest current score (ties:
   lower index), then multiplies every remaining score by
   ``exp(-iou**2 / sigma)`` (``"gaussian"``) or, where ``iou >
-  iou_threshold``, by ``1 - iou`` (``"linear"``); boxes whose score falls
-  below ``score_threshold`` are discarded. As in the paper's reference code a
+  iou_threshold``, by ``1 - iou`` (``"linear"``), a weight of 0 taking any
+  score, an infinite one too, to 0; boxes whose score falls below
+  ``score_threshold`` are discarded. As in the paper's reference code a
   box remains while ``score >= score_threshold``; unlike it, every box must
   start with ``score >= score_threshold`` (``cpu_soft_nms`` discards only
   the boxes it decays below it), and areas are continuous (it adds 1
@@ -953,7 +966,7 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
     method: ``"gaussian" | "linear"`` (static).
     sigma: Gaussian width, a real scalar > 0.
     iou_threshold: the linear method's overlap threshold, in [0, 1].
-    score_threshold: a real scalar; boxes below it are discarded.
+    score_threshold: a real scalar, not NaN; boxes below it are discarded.
     max_output: ``K``, output slots (default ``N``, static).
     mask: ``[N]`` bool, False for padding boxes.
     fmt: ``"xyxy" | "xywh" | "cxcywh"``.
@@ -973,7 +986,7 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   """
   one_of(method, SOFT_NMS_METHODS, "method")
   _check_scalar(sigma, "sigma")
-  _check_scalar(score_threshold, "score_threshold")
+  _check_score_threshold(score_threshold)
   if not isinstance(sigma, jax.core.Tracer) and not float(sigma) > 0:
     raise ValueError(f"sigma must be > 0, got {sigma}.")
   boxes, scores, mask, k = _checked(boxes, scores, mask,

@@ -403,6 +403,27 @@ def test_soft_nms_edge_cases():
   assert _kept(got) == [0, 1] == ref.soft_nms(b2, s2, score_threshold=-np.inf)[0]
 
 
+@pytest.mark.parametrize("method, sigma", [("linear", 0.5),
+                                           ("gaussian", 1e-3)])
+@pytest.mark.parametrize("first, second", [(np.inf, np.inf),
+                                           (1.0, -np.inf)])
+def test_soft_nms_zero_weight_zeroes_infinite_scores(method, sigma, first,
+                                                     second):
+  """A weight of 0 (linear at IoU 1; a Gaussian that underflows) takes any
+  score to 0, as it does every finite one: an infinite score times 0 was
+  NaN, which dropped the box although score_threshold=-inf keeps a 0."""
+  boxes = np.array([[0., 0., 10., 10.], [0., 0., 10., 10.],
+                    [20., 20., 30., 30.]], np.float32)
+  scores = np.float32([first, second, 0.5])
+  got = nms.soft_nms(boxes, scores, method=method, sigma=sigma,
+                     score_threshold=-np.inf)
+  want_idx, want_scores = ref.soft_nms(boxes, scores, method=method,
+                                       sigma=sigma, score_threshold=-np.inf)
+  assert _kept(got) == want_idx == [0, 2, 1]
+  np.testing.assert_array_equal(got.scores, want_scores)
+  np.testing.assert_array_equal(want_scores, [first, 0.5, 0.0])
+
+
 # ------------------------------------------------ jit, vmap, retrace, errors
 
 
@@ -500,6 +521,13 @@ def test_no_retrace(rng):
      "boxes must be real"),
     (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3, np.complex64)),
      "scores must be real"),
+    (lambda: nms.batched_nms(np.zeros((3, 4)), np.zeros(3), None),
+     "classes must be an integer array"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), score_threshold=np.nan),
+     "score_threshold must not be NaN"),
+    (lambda: nms.soft_nms(np.zeros((3, 4)), np.zeros(3),
+                          score_threshold=float("nan")),
+     "score_threshold must not be NaN"),
 ])
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):

@@ -102,7 +102,10 @@ def soft_nms(boxes, scores, *, method="gaussian", sigma=0.5,
       weight = np.where(overlap > iou_threshold, 1 - overlap, 1.0)
     else:
       weight = np.exp(-(overlap * overlap) / sigma)
-    current[rest] *= weight
+    # A weight of 0 takes any score to 0, an infinite one too (inf * 0
+    # would be NaN).
+    with np.errstate(invalid="ignore"):
+      current[rest] = np.where(weight == 0, 0.0, current[rest] * weight)
     remaining = [i for i in remaining if current[i] >= score_threshold]
   return picked, np.array(picked_scores)
 
