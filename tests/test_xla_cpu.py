@@ -102,9 +102,10 @@ def test_tiled_max_pool_gradient_keeps_nan_and_inf_in_their_slot():
     ((2, 4), ((1, 0), (2, 3)), (7, 6)),  # Even kernel, explicit padding.
     ((4, 3), ((-1, 2), (0, -1)), (10, 9)),  # Negative padding crops.
 ])
+@pytest.mark.parametrize("batch", [2, 17])  # Gathered kernel, or padded.
 def test_space_to_depth_conv_keeps_values_and_gradients(rng, kernel, padding,
-                                                        in_hw):
-  x = jnp.asarray(rng.normal(size=(2, *in_hw, 3)), jnp.float32)
+                                                        in_hw, batch):
+  x = jnp.asarray(rng.normal(size=(batch, *in_hw, 3)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(*kernel, 3, 5)), jnp.float32)
 
   def loss(x, k):
@@ -121,6 +122,24 @@ def test_space_to_depth_conv_keeps_values_and_gradients(rng, kernel, padding,
   # The rewrite happened: one convolution, on 4x the input channels.
   (conv,) = _convolutions(_xla_cpu.fast_forward(loss), x, k)
   assert conv.invars[0].aval.shape[-1] == 12
+  gathers = [e for e in jax.make_jaxpr(_xla_cpu.fast_forward(loss))(
+      x, k).eqns if e.primitive.name == "custom_vjp_call"]
+  assert len(gathers) == (batch <= _xla_cpu._GATHERED_KERNEL_MAX_BATCH)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("shape", [(5, 5, 3, 6), (5, 5, 6, 16), (2, 4, 3, 5),
+                                   (4, 3, 2, 7), (3, 3, 1, 1)])
+def test_gathered_space_to_depth_kernel_equals_the_padded_one(rng, shape):
+  """Same values, and its custom VJP (4 gathered copies summed) equals the
+  autodiff of the pads and transpose."""
+  # pylint: disable=protected-access
+  k = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  gathered = _xla_cpu._gathered_space_to_depth_kernel
+  padded = _xla_cpu._space_to_depth_kernel
+  np.testing.assert_array_equal(jax.jit(gathered)(k), padded(k))
+  cotangent = jnp.asarray(rng.normal(size=padded(k).shape), jnp.float32)
+  _close(jax.vjp(gathered, k)[1](cotangent),
+         jax.vjp(padded, k)[1](cotangent), rtol=1e-6, atol=1e-6)
 
 
 def _conv_layer(x, k, b, activation, pool):
