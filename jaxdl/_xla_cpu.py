@@ -250,7 +250,8 @@ def _space_to_depth_rows(kh: int, kw: int,
 def _gathered_space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
   """:func:`_space_to_depth_kernel` as a gather of the kernel's rows, whose
   gradient gathers each row's 4 copies and sums them (autodiff would make
-  a scatter-add, which XLA:CPU runs slowly)."""
+  a scatter-add, which XLA:CPU runs slowly). A custom VJP: reverse-mode
+  only, as the training step needs (forward mode raises)."""
   kh, kw, c, o = kernel.shape
   source, holders = _space_to_depth_rows(kh, kw, c)
   shape = (kh // 2 + 1, kw // 2 + 1, 4 * c, 4 * o)
