@@ -393,9 +393,10 @@ def kmeans(key: jax.Array, x: ArrayLike, k: int, *,
   if not isinstance(tol, jax.core.Tracer) and not (
       is_real_scalar(tol) and tol >= 0):  # NaN too.
     raise ValueError(f"tol must be a number >= 0, got {tol!r}.")
+  real = mask_or_ones(mask, (n,))
   if mask is not None:
-    _check_real_points(mask_or_ones(mask, (n,)), k)
-  result = _kmeans(key, x, mask_or_ones(mask, (n,)).astype(x.dtype),
+    _check_real_points(real, k)
+  result = _kmeans(key, x, real.astype(x.dtype),
                    None if isinstance(init, str) else init, max_iter, tol, k=k,
                    init_kind=init if isinstance(init, str) else "array")
   if jnp.issubdtype(input_dtype, jnp.floating):  # half precision: return it
@@ -581,9 +582,10 @@ def knn_predict(train_x: ArrayLike, train_y: ArrayLike, query: ArrayLike, *,
                      f"{tuple(train_y.shape)}.")
   _check_k(k, n)
   positive_int(num_classes, "num_classes")
-  if mask is not None:
-    _check_real_points(mask_or_ones(mask, (n,)), k)
+  given = mask is not None
   mask = mask_or_ones(mask, (n,))
+  if given:
+    _check_real_points(mask, k)
   class_ids(train_y, num_classes, "train_y", mask=mask)
   return _knn(train_x, train_y, query, mask.astype(train_x.dtype), k=k,
               num_classes=num_classes)
