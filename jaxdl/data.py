@@ -337,7 +337,8 @@ def load_digits(*, test_fraction: float = 0.2) -> Dataset:
   default of the main job: it needs no download.
 
   Args:
-    test_fraction: fraction of images held out for test, in (0, 1).
+    test_fraction: fraction of images held out for test, in (0, 1), such
+      that both sides hold at least 10 images (one per class).
 
   Returns:
     A :class:`Dataset` with uint8 ``[N, 32, 32, 3]`` images; with the
@@ -360,9 +361,14 @@ def load_digits(*, test_fraction: float = 0.2) -> Dataset:
   images = np.asarray(jnp.clip(jnp.round(large), 0, 255)).astype(np.uint8)
   images = np.repeat(images[..., None], 3, axis=-1)  # [N, 32, 32, 3]
   labels = digits.target.astype(np.int32)
-  train_x, test_x, train_y, test_y = model_selection.train_test_split(
-      images, labels, test_size=test_fraction, random_state=0,
-      stratify=labels)
+  try:
+    train_x, test_x, train_y, test_y = model_selection.train_test_split(
+        images, labels, test_size=test_fraction, random_state=0,
+        stratify=labels)
+  except ValueError as err:  # A side with fewer images than classes.
+    raise ValueError(
+        f"test_fraction={test_fraction} leaves fewer than one image per "
+        f"class on one side of the stratified split: {err}") from err
   return Dataset(train_x, train_y, test_x, test_y,
                  tuple(str(d) for d in range(10)))
 
@@ -380,8 +386,8 @@ def normalize(images: ArrayLike, *,
 
   Args:
     images: ``[..., C]`` images with values in 0..255 (any numeric dtype).
-    mean: per-channel mean in [0, 1] units: a number, or ``C`` (or 1)
-      of them.
+    mean: per-channel mean in [0, 1] units: a finite number, or ``C``
+      (or 1) of them.
     std: per-channel standard deviation, as ``mean``; all > 0.
 
   Returns:
@@ -406,6 +412,9 @@ def normalize(images: ArrayLike, *,
                        f"(one per channel) or be a number, got {value!r}.")
   if not np.all(np.asarray(std, np.float64) > 0):  # NaN fails too.
     raise ValueError(f"std must be positive, got {std}.")
+  for name, value in (("mean", mean), ("std", std)):
+    if not np.all(np.isfinite(np.asarray(value, np.float64))):
+      raise ValueError(f"{name} must be finite, got {value!r}.")
   # (x / 255 - mean) / std as (x - 255 mean) / (255 std), with the scaled
   # constants rounded once from float64: the default is (x - 127.5) / 127.5,
   # exact at 0 -> -1 and 255 -> 1 also under jit, where XLA multiplies by

@@ -48,7 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jax.typing import ArrayLike
 
 from jaxdl import _xla_cpu, data, losses
-from jaxdl._checks import _is_int, int_at_least, mask_or_ones
+from jaxdl._checks import _is_int, class_ids, int_at_least, mask_or_ones
 
 DATA_AXIS = "data"
 
@@ -103,10 +103,11 @@ class FitResult(NamedTuple):
 
   Attributes:
     state: the trained :class:`TrainState`.
-    history: per-epoch lists: ``train_loss``, ``train_accuracy``,
-      ``test_loss``, ``test_accuracy`` (with test data), ``epoch_seconds``
-      (run time, compilation excluded), plus ``compile_seconds`` (one entry
-      per :func:`fit` call) and ``step_loss`` (mean loss of every step).
+    history: per-epoch lists: ``epoch`` (counting from 1), ``train_loss``,
+      ``train_accuracy``, ``test_loss``, ``test_accuracy`` (with test
+      data), ``epoch_seconds`` (run time, compilation excluded), plus
+      ``compile_seconds`` (one entry per :func:`fit` call) and ``step_loss``
+      (mean loss of every step).
     test_logits: ``[M, num_classes]`` test logits after the last epoch, or
       None without test data.
   """
@@ -166,13 +167,15 @@ def _init_state(model: nn.Module, tx: optax.GradientTransformation,
 
 
 def _check_batch(images: jax.Array, labels: jax.Array,
-                 mask: jax.Array | None) -> jax.Array:
+                 mask: jax.Array | None, prefix: str = "") -> jax.Array:
+  """The batch's bool mask; ``prefix`` names the arguments (``"test_"``)."""
   if images.ndim < 1 or labels.shape != images.shape[:1]:
     raise ValueError(
-        f"labels must have shape [B] matching images [B, ...], got labels "
-        f"{labels.shape} and images {images.shape}.")
+        f"{prefix}labels must have shape [B] matching {prefix}images "
+        f"[B, ...], got {prefix}labels {labels.shape} and {prefix}images "
+        f"{images.shape}.")
   if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(f"labels must be integer class indices, got "
+    raise ValueError(f"{prefix}labels must be integer class indices, got "
                      f"{labels.dtype}.")
   return mask_or_ones(mask, labels.shape)
 
@@ -197,6 +200,8 @@ def _apply(state: TrainState, params: Any, images: jax.Array, *,
 def _metrics(logits: jax.Array, labels: jax.Array,
              mask: jax.Array) -> Metrics:
   """Summed masked cross-entropy and accuracy of one batch."""
+  # Raises on real labels outside [0, C) when they are known (outside jit).
+  class_ids(labels, logits.shape[-1], "labels", mask=mask)
   per_example = losses.cross_entropy(logits.astype(jnp.float32), labels,
                                      reduction="none")  # [B]
   correct = (jnp.argmax(logits, axis=-1) == labels) & mask
@@ -211,15 +216,19 @@ def train_step(state: TrainState, images: ArrayLike, labels: ArrayLike,
 
   Padded examples (``mask`` False) contribute neither loss nor gradient;
   the loss is averaged over the real ones, as PyTorch's
-  ``CrossEntropyLoss`` averages over a (smaller) last batch. A model with
-  batch statistics (``BatchNorm``) still normalises with all ``B`` examples,
-  padding included, so its real examples' outputs depend on the padding:
-  for such models pick a batch size that divides the dataset.
+  ``CrossEntropyLoss`` averages over a (smaller) last batch. Padded images
+  are replaced by zeros first, so they may hold anything (NaN). A model
+  with batch statistics (``BatchNorm``) still normalises with all ``B``
+  examples, the zeroed padding included, so its real examples' outputs
+  depend on the amount of padding: for such models pick a batch size that
+  divides the dataset.
 
   Args:
     state: the current :class:`TrainState`.
     images: ``[B, ...]`` model inputs (already normalised).
-    labels: ``[B]`` integer class indices.
+    labels: ``[B]`` integer class indices in ``[0, num_classes)`` where
+      ``mask`` is True; others raise ``ValueError`` when the values are known
+      (outside ``jit``), and under ``jit`` count as examples with zero loss.
     mask: optional ``[B]`` bool, True for real examples.
 
   Returns:
@@ -227,8 +236,14 @@ def train_step(state: TrainState, images: ArrayLike, labels: ArrayLike,
     batch computed with the parameters before the update.
   """
   images, labels = jnp.asarray(images), jnp.asarray(labels)
+  padded = mask is not None
   mask = _check_batch(images, labels, None if mask is None
                       else jnp.asarray(mask))
+  if padded:
+    # Padding may hold anything: zeroed, a NaN there cannot reach the
+    # gradient (0 * NaN in a weight gradient) or the batch statistics.
+    images = jnp.where(mask.reshape(-1, *[1] * (images.ndim - 1)), images,
+                       jnp.zeros((), images.dtype))
 
   def loss_fn(params):
     logits, batch_stats = _apply(state, params, images, train=True)
@@ -251,7 +266,9 @@ def eval_step(state: TrainState, images: ArrayLike, labels: ArrayLike,
   Args:
     state: the :class:`TrainState` to evaluate.
     images: ``[B, ...]`` model inputs (already normalised).
-    labels: ``[B]`` integer class indices.
+    labels: ``[B]`` integer class indices in ``[0, num_classes)`` where
+      ``mask`` is True; others raise ``ValueError`` when the values are known
+      (outside ``jit``), and under ``jit`` count as examples with zero loss.
     mask: optional ``[B]`` bool, True for real examples.
 
   Returns:
@@ -431,10 +448,13 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState, *,
     max_to_keep: keep only the newest checkpoints (None keeps all).
 
   Raises:
-    ValueError: ``directory`` already holds checkpoint ``epoch`` or a later
-      one (orbax would skip the save); ``max_to_keep`` below 1.
+    ValueError: ``epoch`` is not an int >= 0; ``directory`` already holds
+      checkpoint ``epoch`` or a later one (orbax would skip the save);
+      ``max_to_keep`` below 1.
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  # Orbax writes any step it is given, but finds only int folders >= 0.
+  int_at_least(0, epoch=epoch)
   _check_max_to_keep(max_to_keep)
   manager = _checkpointer(directory, max_to_keep)
   try:
@@ -519,11 +539,13 @@ def restore_checkpoint(
         f"checkpoints: {others}.") from err
   finally:
     manager.close()
+  rng = tree["rng"]
+  if jnp.issubdtype(state.rng.dtype, jax.dtypes.prng_key):
+    rng = jax.random.wrap_key_data(rng, impl=jax.random.key_impl(state.rng))
+  # else a raw uint32 key (jax.random.PRNGKey), kept raw as in ``state``.
   restored_state = state.replace(
       step=tree["step"], params=tree["params"],
-      batch_stats=tree["batch_stats"], opt_state=tree["opt_state"],
-      rng=jax.random.wrap_key_data(tree["rng"],
-                                   impl=jax.random.key_impl(state.rng)))
+      batch_stats=tree["batch_stats"], opt_state=tree["opt_state"], rng=rng)
   return restored_state, {k: list(v) for k, v in history.items()}, epoch
 
 
@@ -618,7 +640,7 @@ def fit(state: TrainState, train_images: ArrayLike, train_labels: ArrayLike,
     sets.append(("test", np.asarray(test_images), np.asarray(test_labels)))
   num_classes = None
   for name, images, labels in sets:
-    _check_batch(images, labels, None)
+    _check_batch(images, labels, None, prefix=f"{name}_")
     if not len(labels):
       raise ValueError(f"{name}_images must hold at least one image.")
     if images.shape[1:] != sets[0][1].shape[1:]:

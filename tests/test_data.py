@@ -384,6 +384,14 @@ def test_load_digits():
     data.load_digits(test_fraction=1.0)
 
 
+@pytest.mark.parametrize("test_fraction", [0.001, 0.999])
+def test_load_digits_split_too_small_names_test_fraction(test_fraction):
+  """A fraction in (0, 1) that leaves fewer images than classes on one side
+  raised scikit-learn's error about test_size / train_size."""
+  with pytest.raises(ValueError, match="test_fraction"):
+    data.load_digits(test_fraction=test_fraction)
+
+
 def test_normalize_matches_tutorial_transform(rng):
   images = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
   # ToTensor + Normalize((0.5,) * 3, (0.5,) * 3) in float64.
@@ -499,6 +507,17 @@ def test_cifar_ragged_arrays_and_odd_keys_name_the_file(tmp_path, rng, entry,
 ])
 def test_normalize_rejects_nan_std_and_non_numbers(kwargs, message):
   """A NaN std gave NaN images; a string mean a NumPy UFuncTypeError."""
+  with pytest.raises(ValueError, match=message):
+    data.normalize(jnp.zeros((2, 2, 3), jnp.uint8), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mean": float("nan")}, "mean must be finite"),
+    ({"mean": (0.5, float("inf"), 0.5)}, "mean must be finite"),
+    ({"std": float("inf")}, "std must be finite"),
+])
+def test_normalize_rejects_non_finite_mean_and_std(kwargs, message):
+  """A NaN or infinite mean gave NaN / -inf images, an infinite std zeros."""
   with pytest.raises(ValueError, match=message):
     data.normalize(jnp.zeros((2, 2, 3), jnp.uint8), **kwargs)
 

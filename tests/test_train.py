@@ -142,6 +142,39 @@ def test_steps_reject_bad_batches(labels, mask, message):
       step(state, images, labels, mask)
 
 
+def test_masked_nan_examples_do_not_poison_the_step(rng):
+  """Padding holding NaN images gave NaN parameters (0 * NaN in the
+  convolutions' weight gradients), though it contributes no gradient."""
+  state = _state()
+  images = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, 4).astype(np.int32)
+  images[3] = np.nan
+  mask = np.array([1, 1, 1, 0], bool)
+  padded, m_padded = STEP(state, images, labels, mask)
+  real, m_real = STEP(state, images[:3], labels[:3])
+  # As in test_masked_step_equals_step_on_real_examples.
+  _close(padded.params, real.params, rtol=1e-6, atol=1e-7)
+  _close(m_padded, m_real, rtol=1e-6)
+  metrics, _ = EVAL(state, images, labels, mask)
+  assert np.isfinite(float(metrics.loss)) and int(metrics.count) == 3
+
+
+def test_eager_steps_reject_labels_outside_the_classes(rng):
+  """They were counted as examples with zero loss (cross_entropy ignores
+  them); fit refused them, train_step and eval_step did not."""
+  state = _state()
+  images = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
+  for labels in ([0, 10], [-1, 3]):
+    for step in (train.train_step, train.eval_step):
+      with pytest.raises(ValueError, match=r"labels must lie in \[0, "
+                                           r"num_classes=10\)"):
+        step(state, images, np.array(labels, np.int32))
+  # Padding may hold any label.
+  _, metrics = train.train_step(state, images, np.array([0, 10], np.int32),
+                                np.array([True, False]))
+  assert int(metrics.count) == 1
+
+
 class _BatchNormDropoutNet(nn.Module):
 
   @nn.compact
@@ -315,6 +348,12 @@ def test_restore_errors(tmp_path):
      "test_images and test_labels must be given together"),
     ({"test_images": np.zeros((0, 32, 32, 3), np.uint8),
       "test_labels": np.zeros(0, np.int32)}, "test_images must hold"),
+    ({"test_images": np.zeros((2, 32, 32, 3), np.uint8),
+      "test_labels": np.zeros(3, np.int32)},
+     r"test_labels must have shape \[B\] matching test_images"),
+    ({"test_images": np.zeros((2, 32, 32, 3), np.uint8),
+      "test_labels": np.zeros(2, np.float32)},
+     "test_labels must be integer class indices"),
     ({"test_images": np.zeros((2, 28, 28, 3), np.uint8),
       "test_labels": np.zeros(2, np.int32)},
      r"test_images must have the train images' shape \[N, 32, 32, 3\]"),
@@ -352,6 +391,33 @@ def test_unhashable_model_is_a_clear_error():
   with pytest.raises(ValueError, match="model must be hashable.*tuple"):
     _state(model=ListMLP([16, 10]))
   _state(model=ListMLP((16, 10)))  # The tuple works.
+
+
+@pytest.mark.parametrize("epoch", [-1, 1.5, True, "2"])
+def test_save_checkpoint_rejects_bad_epochs(tmp_path, epoch):
+  """They were saved in folders (-1, 1.5, True) that latest_checkpoint and
+  restore_checkpoint never find."""
+  with pytest.raises(ValueError, match="epoch must be an int >= 0"):
+    train.save_checkpoint(tmp_path, _state(), epoch=epoch)
+  assert not list(tmp_path.iterdir())
+
+
+def test_restore_keeps_a_raw_uint32_key(tmp_path):
+  """A state made from jax.random.PRNGKey came back with a typed key: a
+  resumed fit returned another rng dtype than an uninterrupted one."""
+  state = train.create_train_state(jax.random.PRNGKey(3), MODEL, TX,
+                                   jnp.zeros((1, 32, 32, 3)))
+  assert state.rng.dtype == jnp.uint32
+  train.save_checkpoint(tmp_path, state, epoch=1)
+  restored, _, _ = train.restore_checkpoint(tmp_path, state)
+  assert restored.rng.dtype == state.rng.dtype
+  np.testing.assert_array_equal(restored.rng, state.rng)
+  typed = _state()
+  train.save_checkpoint(tmp_path, typed, epoch=2)
+  restored, _, _ = train.restore_checkpoint(tmp_path, typed)
+  assert restored.rng.dtype == typed.rng.dtype
+  np.testing.assert_array_equal(jax.random.key_data(restored.rng),
+                                jax.random.key_data(typed.rng))
 
 
 def test_save_checkpoint_says_why_it_did_not_save(tmp_path):
@@ -520,7 +586,40 @@ def test_main_job_options():
               ["--optimizer", "adamw"]):
     with pytest.raises(SystemExit):
       main_job.parse_args(bad)
+  with pytest.raises(SystemExit):  # Not a traceback from load_dataset.
+    main_job.parse_args(["--dataset", "cifar10"])
   with pytest.raises(ValueError, match="--model must be one of"):
     main_job.make_model("lenet", 10)
   with pytest.raises(ValueError, match="needs --data-dir"):
     main_job.load_dataset("cifar10", None)
+
+
+def test_main_job_distributed_starts_jax_distributed_first():
+  """--distributed: jax.distributed.initialize() ran after parse_args had
+  checked --optimizer with JAX (RuntimeError: must be called before any JAX
+  calls), and without the process count and id of JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID, which JAX itself does not read."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  script = (
+      "import jax, json, sys\n"
+      "from experiments import train as main_job\n"
+      "def stop(config, workdir):\n"
+      "  print(json.dumps([jax.process_count(), sorted(config)]))\n"
+      "  sys.exit(0)\n"
+      "main_job.train_and_evaluate = stop\n"
+      "main_job.main(['--distributed', '--workdir', 'unused'])\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+             JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+             JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0")
+  proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
+                        capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  count, keys = json.loads(proc.stdout.strip().splitlines()[0])
+  assert count == 1 and "distributed" not in keys
