@@ -213,10 +213,12 @@ def write_results(name: str, title: str, body: str,
 
 
 def platform_name(name: str) -> str:
-  """``name`` on CPU, ``name_<platform>`` on an accelerator, so that a GPU
-  run writes beside the CPU tables instead of over them."""
+  """``name`` on CPU, ``name_on_<platform>`` on an accelerator, so that a GPU
+  run writes beside the CPU tables instead of over them, and not over the
+  ``<name>_gpu`` tables of the dedicated GPU benchmarks (``nms_gpu``,
+  ``train_gpu``) either."""
   kind = jax.devices()[0].platform
-  return name if kind == "cpu" else f"{name}_{kind}"
+  return name if kind == "cpu" else f"{name}_on_{kind}"
 
 
 def write_and_print(name: str, title: str, body: str,

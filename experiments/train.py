@@ -504,8 +504,21 @@ def train_and_evaluate(config: dict[str, Any], workdir: str) -> dict[str, Any]:
           "report": report}
 
 
+def _initialize_distributed() -> None:
+  """``jax.distributed.initialize()``. Outside a cluster manager JAX reads
+  only the coordinator's address from the environment
+  (``JAX_COORDINATOR_ADDRESS``); the process count and id are passed from
+  ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` where they are set."""
+  kwargs = {key: int(os.environ[name]) for key, name in (
+      ("num_processes", "JAX_NUM_PROCESSES"),
+      ("process_id", "JAX_PROCESS_ID")) if os.environ.get(name)}
+  jax.distributed.initialize(**kwargs)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  """The command line as a config dict (see the module docstring)."""
+  """The command line as a config dict (see the module docstring). With
+  ``--distributed`` it calls ``jax.distributed.initialize()``, which must
+  come before any JAX computation, such as checking ``--optimizer``."""
   parser = argparse.ArgumentParser(
       prog="python -m experiments.train", description=__doc__.split("\n")[0])
   parser.add_argument("--dataset", default="digits",
@@ -533,6 +546,9 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
   for key, value in DEFAULTS[config["dataset"]].items():
     if config[key] is None:
       config[key] = value
+  if config["dataset"] == "cifar10" and config["data_dir"] is None:
+    parser.error("--dataset cifar10 needs --data-dir (the "
+                 "cifar-10-batches-py folder or the .tar.gz).")
   if config["data_dir"] is not None:
     if config["dataset"] != "cifar10":
       parser.error("--data-dir is only read with --dataset cifar10.")
@@ -545,6 +561,8 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    f"{config[key]}.")
   if not (math.isfinite(config["lr"]) and config["lr"] > 0):
     parser.error(f"--lr must be a positive number, got {config['lr']}.")
+  if config["distributed"]:  # Before any JAX computation (the check below).
+    _initialize_distributed()
   try:
     make_optimizer(config["optimizer"], config["lr"])
   except ValueError as err:
@@ -558,8 +576,7 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the main job; returns :func:`train_and_evaluate`'s results."""
   config = parse_args(argv)
-  if config.pop("distributed"):
-    jax.distributed.initialize()
+  del config["distributed"]  # Initialized by parse_args.
   workdir = config.pop("workdir")
   out = train_and_evaluate(config, workdir)
   history = out["history"]

@@ -52,3 +52,19 @@ def test_bench_optim_counts_tuple_shaped_instructions():
   defined = re.findall(r"^\s*(?:ROOT\s+)?%\S+\s*=\s*.*?\s([\w-]+)\(",
                        compiled.as_text(), re.M)
   assert sum(counted.values()) == sum(op != "tuple" for op in defined)
+
+
+def test_platform_name_keeps_off_the_gpu_benchmarks_tables(monkeypatch):
+  """On a GPU, bench_nms / bench_train wrote ``nms_gpu`` / ``train_gpu``:
+  the files of bench_nms_gpu / bench_train_gpu, over each other's table."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  class _Device:
+    platform = "cpu"
+
+  monkeypatch.setattr(jax, "devices", lambda *args: [_Device()])
+  assert benchutil.platform_name("nms") == "nms"  # The CPU tables.
+  _Device.platform = "gpu"
+  for name in ("nms", "train"):
+    assert benchutil.platform_name(name) not in ("nms_gpu", "train_gpu")
+    assert benchutil.platform_name(name) != name
