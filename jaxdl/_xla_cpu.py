@@ -542,7 +542,12 @@ def fast_forward(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
 # (A/B, min of 10 rounds); an optimization_barrier left the copies in place.
 # Making each dense weight's gradient depend on that layer's own input
 # gradient, evaluated first, removed two of the three copies without holding
-# the other updates: 0.1784 against 0.1748 and 0.1727 (A/A).
+# the other updates: 0.1784 against 0.1748 and 0.1727 (A/A). Later, on a
+# 2-vCPU Xeon: each outer-product weight gradient made to read its operands
+# through an integer zero from its layer's ``dy W^T`` removed every weight
+# and bias copy from the compiled step, yet ran no faster (batch 4, 30
+# alternating epochs in one process, min ms per step: 0.3437 and 0.3312
+# against 0.3459 and 0.3304 without).
 
 
 def fast_path(fn: Callable[..., Any], *,
