@@ -186,6 +186,12 @@ class SoftNmsResult(NamedTuple):
 def _check_scalar(value, name: str) -> None:
   if not is_real_scalar(value):
     raise ValueError(f"{name} must be a real scalar, got {value!r}.")
+  if not isinstance(value, jax.core.Tracer):
+    try:
+      float(value)
+    except OverflowError:  # A Python int past float range (10**400).
+      raise ValueError(f"{name} must be within float range, got "
+                       f"{value!r}.") from None
 
 
 def _check_score_threshold(value) -> None:
@@ -232,8 +238,9 @@ def _output_size(max_output: int | None, n: int) -> int:
                                                      (int, np.integer)):
     raise ValueError(
         f"max_output must be a positive int or None, got {max_output!r}.")
-  if max_output < 1:
-    raise ValueError(f"max_output must be >= 1, got {max_output}.")
+  if not 1 <= max_output <= np.iinfo(np.int32).max:
+    raise ValueError(
+        f"max_output must be in [1, 2**31 - 1], got {max_output}.")
   return int(max_output)
 
 
@@ -956,7 +963,9 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
   the boxes it decays below it), and areas are continuous (it adds 1
   pixel). On CPU, XLA compares floats with subnormals flushed to zero, so
   scores decayed below 1.2e-38 (float32) compare as 0.
-  ``iou_threshold`` is unused by ``"gaussian"``. A pair of zero-area boxes
+  ``iou_threshold`` is unused by ``"gaussian"``. The weights lie in
+  ``[0, 1]``, so a negative score (possible with ``score_threshold < 0``)
+  decays towards 0, upwards, as in ``cpu_soft_nms``. A pair of zero-area boxes
   (or with a NaN coordinate) counts as IoU 0. Cost ``O(K * N)``. The scores
   are not differentiated through (the selection is a ``while_loop``).
 
@@ -964,7 +973,9 @@ def soft_nms(boxes: ArrayLike, scores: ArrayLike, *, method: str = "gaussian",
     boxes: ``[N, 4]`` boxes in ``fmt``.
     scores: ``[N]`` initial scores.
     method: ``"gaussian" | "linear"`` (static).
-    sigma: Gaussian width, a real scalar > 0.
+    sigma: Gaussian width, a real scalar > 0 (checked when concrete; a
+      traced sigma < 0 gives weights above 1, and 0 NaN weights where
+      the IoU is 0).
     iou_threshold: the linear method's overlap threshold, in [0, 1].
     score_threshold: a real scalar, not NaN; boxes below it are discarded.
     max_output: ``K``, output slots (default ``N``, static).
