@@ -555,6 +555,8 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # Absolute, so that --resume from another folder names the same data.
     config["data_dir"] = os.path.abspath(os.path.expanduser(
         config["data_dir"]))
+    if not os.path.exists(config["data_dir"]):
+      parser.error(f"--data-dir {config['data_dir']} does not exist.")
   for key in ("epochs", "batch_size"):
     if config[key] < 1:
       parser.error(f"--{key.replace('_', '-')} must be >= 1, got "

@@ -554,14 +554,19 @@ def test_main_job_keeps_old_checkpoints_until_a_new_one_is_saved(tmp_path):
   assert not (tmp_path / "checkpoints.replaced").exists()
 
 
-def test_main_job_options():
+def test_main_job_options(tmp_path, monkeypatch):
   # pylint: disable-next=g-import-not-at-top
   from experiments import train as main_job
   with pytest.raises(SystemExit):  # It would be ignored and reported.
     main_job.parse_args(["--data-dir", "/does/not/exist"])
+  # A usage error, not a FileNotFoundError traceback from load_cifar10.
+  with pytest.raises(SystemExit):
+    main_job.parse_args(["--dataset", "cifar10", "--data-dir", "/no/such"])
   # Recorded absolute: a relative path on --resume names the same folder.
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "x").mkdir()
   relative = main_job.parse_args(["--dataset", "cifar10", "--data-dir", "x"])
-  assert relative["data_dir"] == os.path.join(os.getcwd(), "x")
+  assert relative["data_dir"] == str(tmp_path / "x")
   config = main_job.parse_args([])
   assert (config["dataset"], config["model"], config["optimizer"]) == (
       "digits", "toynet", "sgd")
