@@ -457,6 +457,9 @@ def batch_indices(num_examples: int, *, batch_size: int,
       raise ValueError(f"{name} must be an int, got {value!r}.")
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  if not isinstance(drop_remainder, (bool, np.bool_)):
+    raise ValueError(
+        f"drop_remainder must be a bool, got {drop_remainder!r}.")
   if num_examples < (batch_size if drop_remainder else 1):
     raise ValueError(
         f"num_examples must be >= {batch_size if drop_remainder else 1}, "

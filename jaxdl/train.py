@@ -409,12 +409,16 @@ _eval_epoch_jit = jax.jit(_eval_epoch, static_argnames=_EPOCH_STATICS)
 # -------------------------------------------------------------- checkpoints
 
 
+def _folder(directory: str | os.PathLike[str]) -> str:
+  """``directory`` absolute, with ``~`` expanded (as ``load_cifar10``)."""
+  return os.path.abspath(os.path.expanduser(os.fspath(directory)))
+
+
 def _checkpointer(directory: str | os.PathLike[str], max_to_keep: int | None):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)),
-                               options=options)
+  return ocp.CheckpointManager(_folder(directory), options=options)
 
 
 def _state_tree(state: TrainState) -> dict[str, Any]:
@@ -426,7 +430,7 @@ def _state_tree(state: TrainState) -> dict[str, Any]:
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> int | None:
   """The epoch of the newest finished checkpoint in ``directory``, or None."""
-  if not os.path.isdir(directory):
+  if not os.path.isdir(_folder(directory)):
     return None
   return _checkpointer(directory, None).latest_step()
 
@@ -506,7 +510,7 @@ def restore_checkpoint(
       ``state``; the message names its folder.
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory = os.path.abspath(os.fspath(directory))
+  directory = _folder(directory)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"checkpoint folder {directory} does not exist.")
   manager = _checkpointer(directory, None)

@@ -478,6 +478,9 @@ def test_batch_indices_no_retrace(key):
     ({"num_examples": 0, "batch_size": 2}, "num_examples must be >= 1"),
     ({"num_examples": 3, "batch_size": 4, "drop_remainder": True},
      "num_examples must be >= 4"),
+    # Any truthy value used to drop the remainder.
+    ({"num_examples": 5, "batch_size": 2, "drop_remainder": "no"},
+     "drop_remainder must be a bool"),
 ])
 def test_batch_indices_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):

@@ -402,6 +402,21 @@ def test_save_checkpoint_rejects_bad_epochs(tmp_path, epoch):
   assert not list(tmp_path.iterdir())
 
 
+def test_checkpoint_folders_expand_the_home_folder(tmp_path, monkeypatch):
+  """``~/ckpt`` was a folder named ``~`` in the working directory, as
+  ``load_cifar10`` expands it."""
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.chdir(tmp_path)
+  state = _state()
+  train.save_checkpoint("~/ckpt", state, epoch=1)
+  assert (tmp_path / "home" / "ckpt" / "1").is_dir()
+  assert not (tmp_path / "~").exists()
+  assert train.latest_checkpoint("~/ckpt") == 1
+  restored, _, epoch = train.restore_checkpoint("~/ckpt", state)
+  assert epoch == 1
+  chex.assert_trees_all_equal(restored.params, state.params)
+
+
 def test_restore_keeps_a_raw_uint32_key(tmp_path):
   """A state made from jax.random.PRNGKey came back with a typed key: a
   resumed fit returned another rng dtype than an uninterrupted one."""
