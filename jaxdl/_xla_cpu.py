@@ -28,8 +28,10 @@ loss is NaN anyway) they differ: a space-to-depth convolution multiplies
 the zero taps of its block kernel with the inputs next to a window, so an
 inf or NaN there turns neighbouring outputs into NaN, and the pooling
 gradient goes to a window's first NaN, where ``select_and_scatter_add``
-takes its last. :func:`fast_path` rewrites a differentiated function and is
-not itself differentiable where it tiles max pooling.
+(whose ``ge`` is false against NaN) takes the first maximum after its last
+NaN, or that NaN when it ends the window. :func:`fast_path` rewrites a
+differentiated function and is not itself differentiable where it tiles
+max pooling.
 
 Outside training, :func:`jit_with_options` jits a function with compiler
 options wherever JAX takes them (NMS compiles with 512-bit vectors).
@@ -82,7 +84,9 @@ def _tiles(x: jax.Array, window: tuple[int, ...]) -> jax.Array | None:
   rank = x.ndim
   order = [2 * i for i in range(rank)] + [2 * i + 1 for i in range(rank)]
   tiled = jax.lax.transpose(x.reshape(split), order)
-  return tiled.reshape(*tiled.shape[:rank], -1)
+  # The tile size spelled out: reshape's -1 cannot be inferred when x is
+  # empty (a batch of 0).
+  return tiled.reshape(*tiled.shape[:rank], math.prod(window))
 
 
 def _untile(tiles: jax.Array, window: tuple[int, ...]) -> jax.Array:
@@ -123,13 +127,17 @@ def _first_max(tiles: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   last = tiles.ndim - 1
   index = jax.lax.broadcasted_iota(jnp.int32, tiles.shape, last)
-  init = (jnp.array(-jnp.inf, tiles.dtype), jnp.int32(tiles.shape[-1]))
+  lowest = np.array(-np.inf, tiles.dtype)  # NaN in float8 without inf.
+  if not np.isinf(lowest):
+    lowest = np.array(jnp.finfo(tiles.dtype).min, tiles.dtype)
+  init = (jnp.array(lowest), jnp.int32(tiles.shape[-1]))
   return jax.lax.reduce((tiles, index), init, pick, (last,))
 
 
 def _window_max(primitive: Any, x: jax.Array, **params: Any) -> jax.Array:
   """``reduce_window`` max pooling of non-overlapping float windows as a
-  reduce (:func:`_first_max` starts from -inf)."""
+  reduce (:func:`_first_max` starts from -inf, or the lowest finite value
+  of a float8 type without infinities)."""
   tiles = (_tiles(x, params["window_dimensions"])
            if _is_tiling(params) and jnp.issubdtype(x.dtype, jnp.floating)
            else None)
@@ -353,9 +361,17 @@ def _per_block(x: Any, channels: int) -> Any:
 
 def _blocks_elementwise(primitive: Any, *inputs: Any,
                         **params: Any) -> _Blocks | None:
-  """A bias add, activation or other binary elementwise op on blocks."""
-  channels = next(x for x in inputs if isinstance(x, _Blocks)).blocks.shape[-1]
-  operands = [_per_block(x, channels // 4) for x in inputs]
+  """A bias add, activation or other binary elementwise op on blocks.
+
+  Blocks with different channel counts (one broadcast over the other's
+  channels) get the dense layout: their blocks do not broadcast.
+  """
+  channels = {x.blocks.shape[-1] // 4 for x in inputs
+              if isinstance(x, _Blocks)}
+  if len(channels) != 1:
+    return None
+  (channels,) = channels
+  operands = [_per_block(x, channels) for x in inputs]
   if any(x is None for x in operands):
     return None
   return _Blocks(primitive.bind(*operands, **params))
@@ -373,17 +389,18 @@ def _relu_source() -> str | None:
   return _traced_source(eqn.params)
 
 
-def _blocks_relu(primitive: Any, x: Any, **params: Any) -> _Blocks | None:
+def _blocks_relu(primitive: Any, *inputs: Any,
+                 **params: Any) -> _Blocks | None:
   """``jax.nn.relu`` on blocks. A ``custom_jvp`` call is traced for the
   dense shape, so relu (told by where it was defined) is applied anew, which
-  keeps its derivative (0 at 0); other ``custom_jvp`` calls get dense
-  inputs."""
+  keeps its derivative (0 at 0); other ``custom_jvp`` calls (any number of
+  inputs, as ``jnp.logaddexp``'s two) get dense inputs."""
   del primitive
   source = _traced_source(params)
-  if (not isinstance(x, _Blocks) or source is None
-      or source != _relu_source()):
+  if (len(inputs) != 1 or not isinstance(inputs[0], _Blocks)
+      or source is None or source != _relu_source()):
     return None
-  return _Blocks(jax.nn.relu(x.blocks))
+  return _Blocks(jax.nn.relu(inputs[0].blocks))
 
 
 def _blocks_max_pool(primitive: Any, x: Any, **params: Any) -> jax.Array | None:
@@ -530,7 +547,9 @@ def _rewritten(fn: Callable[..., Any],
 
 def fast_forward(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
   """A model's ``apply_fn`` with few-channel convolutions on space-to-depth
-  blocks; differentiate the result, not the other way round."""
+  blocks; differentiate the result, not the other way round. Reverse mode
+  only for batches up to :data:`_GATHERED_KERNEL_MAX_BATCH` (their kernel
+  gather has a custom VJP): ``jax.jvp`` raises there."""
   return _rewritten(apply_fn, _FORWARD_REWRITES)
 
 

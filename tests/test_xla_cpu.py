@@ -95,6 +95,52 @@ def test_tiled_max_pool_gradient_keeps_nan_and_inf_in_their_slot():
   assert np.sum(np.isnan(want)) == 1
 
 
+@pytest.mark.parametrize("dtype", [jnp.float8_e4m3fn, jnp.float8_e5m2,
+                                   jnp.bfloat16])
+def test_tiled_max_pool_of_float8_without_infinities(dtype):
+  """float8_e4m3fn has no -inf: a reduce started from -inf started from
+  NaN and pooled every window to NaN, with a zero gradient. A window of
+  the lowest finite value keeps it, its gradient on the first element."""
+  lowest = float(jnp.finfo(dtype).min)
+  x = jnp.asarray(np.r_[np.arange(12.0) - 8, [lowest] * 4].reshape(
+      2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(1, 4, 4, 1), dtype)
+  pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  grad = jax.grad(lambda x: jnp.sum(pool(x)).astype(jnp.float32))
+  np.testing.assert_array_equal(
+      jax.jit(_xla_cpu.fast_path(pool))(x).astype(jnp.float32),
+      pool(x).astype(jnp.float32))
+  np.testing.assert_array_equal(
+      jax.jit(_xla_cpu.fast_path(grad))(x).astype(jnp.float32),
+      jax.jit(grad)(x).astype(jnp.float32))
+
+
+def test_tiled_max_pool_of_an_empty_batch():
+  """A batch of 0 pools to an empty array (the tiles' reshape inferred its
+  last size from an empty array: ZeroDivisionError)."""
+  x = jnp.ones((0, 8, 8, 3))
+  pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  grad = jax.value_and_grad(lambda x: jnp.sum(pool(x)))
+  assert jax.jit(_xla_cpu.fast_path(pool))(x).shape == (0, 4, 4, 3)
+  value, dx = jax.jit(_xla_cpu.fast_path(grad))(x)
+  assert value == 0.0 and dx.shape == x.shape
+
+
+def test_tiled_max_pool_gradient_with_nan_operands_as_documented():
+  """The module docstring: the tiled gradient goes to a window's first NaN;
+  select_and_scatter_add to the first maximum after the last NaN, or to
+  that NaN when it ends the window."""
+  windows = [[np.nan, 1.0, 2.0, 3.0], [1.0, np.nan, 0.0, -1.0],
+             [1.0, 2.0, np.nan, np.nan], [np.nan, np.nan, 1.0, 0.0]]
+  x = jnp.asarray(windows, jnp.float32).reshape(1, 2, 2, 2, 2).transpose(
+      0, 1, 3, 2, 4).reshape(1, 4, 4, 1)  # One window per 2x2 tile.
+  grad = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), strides=(2, 2))))
+  tiles = lambda g: np.asarray(g).reshape(2, 2, 2, 2).transpose(
+      0, 2, 1, 3).reshape(4, 4).argmax(axis=1)
+  np.testing.assert_array_equal(tiles(jax.jit(_xla_cpu.fast_path(grad))(x)),
+                                [0, 1, 2, 0])
+  np.testing.assert_array_equal(tiles(jax.jit(grad)(x)), [3, 2, 3, 2])
+
+
 @pytest.mark.parametrize("kernel,padding,in_hw", [
     ((5, 5), "VALID", (12, 12)),  # ToyNet's first layer, even output.
     ((5, 5), "VALID", (11, 12)),  # Odd output height.
@@ -154,6 +200,9 @@ def _conv_layer(x, k, b, activation, pool):
     (jax.nn.relu6, lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))),
     (jax.nn.relu, lambda y: nn.max_pool(y, (3, 3), strides=(2, 2))),
     (jax.nn.relu, lambda y: y + jnp.linspace(0, 1, y.size).reshape(y.shape)),
+    # A two-input custom_jvp (jnp.logaddexp(y, 0)) on blocks: the relu
+    # rewrite took one input and raised a TypeError.
+    (jax.nn.softplus, lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))),
 ])
 def test_layers_after_space_to_depth_conv_keep_values_and_gradients(
     rng, activation, pool):
@@ -169,6 +218,26 @@ def test_layers_after_space_to_depth_conv_keep_values_and_gradients(
   expected = jax.value_and_grad(loss, argnums=(0, 1, 2))(*args)
   fast = jax.value_and_grad(_xla_cpu.fast_forward(loss), argnums=(0, 1, 2))
   _close(jax.jit(fast)(*args), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_with_different_channels_broadcast_densely(rng):
+  """A 1-channel space-to-depth convolution gating a 4-channel one (lax
+  broadcasts the size-1 channel axis): their blocks ([B, H, W, 4] and
+  [B, H, W, 16]) do not broadcast, so the product runs dense (it raised a
+  TypeError). Integer inputs: exact convolutions, whatever the order of
+  their sums."""
+  x = jnp.asarray(np.round(rng.normal(size=(2, 12, 12, 3))), jnp.float32)
+  k = jnp.asarray(np.round(rng.normal(size=(5, 5, 3, 4))), jnp.float32)
+  conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def loss(x, k):
+    gate, y = conv(x, k[..., :1]), conv(x, k)  # [2, 8, 8, 1], [2, 8, 8, 4]
+    return jnp.sum(jnp.sin(gate * y + jnp.maximum(y, gate)))
+
+  expected = jax.value_and_grad(loss, argnums=(0, 1))(x, k)
+  fast = jax.value_and_grad(_xla_cpu.fast_forward(loss), argnums=(0, 1))
+  _close(jax.jit(fast)(x, k), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_relu_and_pooling_after_space_to_depth_conv_skip_depth_to_space(rng):
