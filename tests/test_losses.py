@@ -462,6 +462,25 @@ def test_bad_input_raises(call, match):
     call()
 
 
+@pytest.mark.parametrize("call,match", [
+    (lambda: losses.dice_loss(jnp.zeros(2), jnp.zeros(2), smooth=None),
+     "smooth"),
+    (lambda: losses.dice_loss(jnp.zeros(2), jnp.zeros(2),
+                              smooth=float("inf")), "smooth"),
+    (lambda: losses.sigmoid_focal_loss(jnp.zeros(2), jnp.zeros(2),
+                                       alpha=None), "alpha"),
+    (lambda: losses.sigmoid_focal_loss(jnp.zeros(2), jnp.zeros(2),
+                                       gamma="2"), "gamma"),
+    (lambda: losses.cross_entropy(jnp.zeros((2, 3)), jnp.zeros(2, int),
+                                  label_smoothing=None), "label_smoothing"),
+])
+def test_non_number_hyper_parameters_raise_value_error(call, match):
+  """None or text once raised a TypeError from a comparison, and an infinite
+  smooth gave NaN for every input (inf / inf)."""
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
 # ------------------------------------------------------ PyTorch itself
 
 
