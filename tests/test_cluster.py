@@ -471,6 +471,39 @@ def test_kmeans_predict_far_from_the_origin():
                                 [0, 0, 1, 0])
 
 
+def test_kmeans_labels_nearest_for_tight_clusters_far_from_the_mean(key):
+  """Two far blobs of two tight clusters each: the float32 expanded form,
+  rounded relative to |x|^2 ~ 1e6, labelled about a quarter of the points
+  with a farther centre (labels != kmeans_predict of the returned centres)
+  and ended with inertia 1.6x sklearn's (float64) from the same init."""
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.normal(size=(50, 2)) * 1e-3 + 1e3,
+                      rng.normal(size=(50, 2)) * 1e-3 - 1e3]).astype(
+                          np.float32)
+  init = x[[0, 1, 50, 51]]
+  got = cluster.kmeans(key, x, 4, init=init)
+  np.testing.assert_array_equal(got.labels,
+                                cluster.kmeans_predict(x, got.centers))
+  km = _sklearn(x.astype(np.float64), init.astype(np.float64))
+  np.testing.assert_array_equal(got.labels, km.labels_)
+  np.testing.assert_allclose(got.inertia, km.inertia_, rtol=0.02)
+
+
+def test_kmeans_plus_plus_seeds_tight_clusters_far_from_the_mean():
+  """Four tight clusters in two far groups: k-means++ weighted candidates
+  by expanded-form distances, whose rounding (~|x|^2 u) swamped the true
+  ones; the median inertia over seeds was 3.5x sklearn's (float64)."""
+  rng = np.random.default_rng(0)
+  offsets = rng.normal(size=(4, 2)) * 1e-2 + [[0], [0], [1e3], [1e3]]
+  x = np.concatenate([o + rng.normal(size=(50, 2)) * 1e-3
+                      for o in offsets]).astype(np.float32)
+  got = [float(cluster.kmeans(jax.random.key(s), x, 4).inertia)
+         for s in range(10)]
+  want = [KMeans(4, n_init=1, random_state=s).fit(x.astype(np.float64))
+          .inertia_ for s in range(10)]
+  assert np.median(got) < 1.5 * np.median(want)
+
+
 @pytest.mark.parametrize("pad", [np.nan, np.inf, 1e20])
 def test_padding_values_never_reach_real_results(pad):
   x = np.array([[0.0], [1.0], [10.0], [11.0], [pad]], np.float32)
