@@ -704,6 +704,9 @@ def multiclass_roc_auc(probs: ArrayLike, labels: ArrayLike, *,
   one_of(average, ROC_AVERAGES, "average")
   probs = as_rank(probs, "probs", ("N", "C"))
   n, num_classes = probs.shape
+  if num_classes < 1:
+    raise ValueError(f"probs must have at least one class column, got "
+                     f"shape {tuple(probs.shape)}.")
   labels = as_rank(labels, "labels", ("N",))
   if labels.shape != (n,):
     raise ValueError(f"labels must have shape [N]=({n},), got "

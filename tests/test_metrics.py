@@ -555,6 +555,9 @@ def test_binned_scores_on_a_threshold_go_to_its_bin(num_thresholds):
         zero_division=None), "zero_division"),
     (lambda: metrics.multiclass_roc_auc(np.zeros(3), np.zeros(3, int)),
      "probs"),
+    # No class column: the error named labels (ids outside [0, 0)).
+    (lambda: metrics.multiclass_roc_auc(np.zeros((3, 0)), np.zeros(3, int)),
+     "probs must have at least one class"),
     (lambda: metrics.multiclass_roc_auc(np.zeros((3, 2)), np.array([0, 1, 2])),
      "labels"),
     (lambda: metrics.multiclass_roc_auc(np.zeros((3, 2)), np.zeros(3, int),
