@@ -344,9 +344,12 @@ def test_dropout_identity_cases_vmap_and_bad_rate(key):
   for i in range(2):
     np.testing.assert_array_equal(batched[i], jnn.dropout(keys[i], x[i], 0.5))
   assert jnn.dropout(key, x.astype(jnp.bfloat16), 0.5).dtype == jnp.bfloat16
-  for rate in (-0.1, 1.0, 1.5):
+  # None, text and a traced rate raised TypeError / a tracer error.
+  for rate in (-0.1, 1.0, 1.5, float("nan"), None, "0.5", np.ones(2)):
     with pytest.raises(ValueError, match="rate"):
       jnn.dropout(key, x, rate)
+  with pytest.raises(ValueError, match="rate must be a static number"):
+    jax.jit(lambda r: jnn.dropout(key, x, r))(0.5)
 
 
 # -------------------------------------------------------- YOLO blocks

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxdl._checks import is_real_scalar
+
 
 def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
             deterministic: bool = False) -> jax.Array:
@@ -36,8 +38,10 @@ def dropout(key: jax.Array, x: ArrayLike, rate: float, *,
   >>> dropout(jax.random.key(0), jnp.ones(4), 0.5, deterministic=True)
   Array([1., 1., 1., 1.], dtype=float32)
   """
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f"rate must be in [0, 1), got {rate}.")
+  if (not is_real_scalar(rate) or isinstance(rate, jax.core.Tracer)
+      or not 0.0 <= rate < 1.0):
+    raise ValueError(f"rate must be a static number in [0, 1), got "
+                     f"{rate!r}.")
   x = jnp.asarray(x)
   if deterministic or rate == 0.0:
     return x
