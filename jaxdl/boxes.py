@@ -35,6 +35,16 @@ def _check_format(fmt: str, name: str = "fmt") -> None:
   one_of(fmt, FORMATS, name)
 
 
+def _check_real(value, name: str, *, non_negative: bool = False) -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is a real scalar
+  (traced too), ``>= 0`` with ``non_negative`` when its value is known."""
+  if not is_real_scalar(value):  # An array broadcast into the result.
+    raise ValueError(f"{name} must be a real scalar, got {value!r}.")
+  if (non_negative and not isinstance(value, jax.core.Tracer)
+      and not value >= 0):  # NaN too.
+    raise ValueError(f"{name} must be >= 0, got {value}.")
+
+
 def _result_dtype(dtype) -> jnp.dtype:
   return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
 
@@ -86,6 +96,11 @@ def _given_sides(boxes: jax.Array, fmt: str) -> tuple[jax.Array, jax.Array]:
   ``"cxcywh"``) or as corner differences (``"xyxy"``). Not through corners:
   in float32, x = 1e8 plus w = 1 rounds back to 1e8, a width of 0."""
   if fmt == "xyxy":
+    if jnp.issubdtype(boxes.dtype, jnp.unsignedinteger):
+      # An inverted box's x2 - x1 wraps around to a large width.
+      x1, y1, x2, y2 = jnp.moveaxis(boxes, -1, 0)
+      return (jnp.where(x2 >= x1, x2 - x1, 0),
+              jnp.where(y2 >= y1, y2 - y1, 0))
     return boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
   return boxes[..., 2], boxes[..., 3]
 
@@ -111,6 +126,7 @@ def area(boxes: ArrayLike, *, fmt: str = "xyxy",
     ``[...]`` areas in the input dtype (float32 for integer input).
   """
   _check_format(fmt)
+  _check_real(pixel_offset, "pixel_offset")
   boxes = as_boxes(boxes, "boxes")
   out_dtype = _result_dtype(boxes.dtype)
   w, h = _given_sides(boxes.astype(compute_dtype(boxes.dtype)), fmt)
@@ -235,7 +251,7 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
     b: ``[..., 4]`` boxes, broadcastable with ``a`` over the leading axes.
     variant: ``"iou" | "giou" | "diou" | "ciou"`` (static).
     fmt: ``"xyxy" | "xywh" | "cxcywh"`` (static).
-    eps: added to denominators.
+    eps: added to denominators, a scalar ``>= 0`` (checked when concrete).
     pixel_offset: added to every width and height (1.0: the VOC "+1").
 
   Returns:
@@ -253,6 +269,8 @@ def iou(a: ArrayLike, b: ArrayLike, *, variant: str = "iou",
   """
   one_of(variant, VARIANTS, "variant")
   _check_format(fmt)
+  _check_real(eps, "eps", non_negative=True)
+  _check_real(pixel_offset, "pixel_offset")
   a, b = _box_pair(a, b, "a", "b")
   out_dtype = _result_dtype(jnp.result_type(a.dtype, b.dtype))
   compute = compute_dtype(out_dtype)

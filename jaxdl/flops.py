@@ -99,6 +99,12 @@ def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
               float(costs.get("bytes accessed", 0.0)))
 
 
+def _check_bias(bias: bool) -> None:
+  """Raises ``ValueError`` unless ``bias`` is a bool: 2 counted it twice."""
+  if not isinstance(bias, (bool, np.bool_)):
+    raise ValueError(f"bias must be a bool, got {bias!r}.")
+
+
 def _check_groups(groups: int, c_in: int, c_out: int) -> None:
   int_at_least(1, c_in=c_in, c_out=c_out)
   if not _is_int(groups) or groups < 1 or c_in % groups or c_out % groups:
@@ -281,6 +287,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   (19360, 22720)
   """
   _check_groups(groups, c_in, c_out)
+  _check_bias(bias)
   int_at_least(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
@@ -312,11 +319,12 @@ def _transpose_padding(padding: Padding, kernel: tuple[int, int],
   ``"SAME"`` gives an output ``s`` times the input, ``"VALID"`` one of
   ``(i − 1)s + max(k', s)`` for the dilated kernel size ``k'``."""
   if not isinstance(padding, str):
-    try:
-      pads = tuple(tuple(int(v) for v in p) for p in padding)
+    try:  # Not int(v): 1.5 was truncated to 1 and "1" parsed.
+      pads = tuple(tuple(int(v) if _is_int(v) else None for v in p)
+                   for p in padding)
     except TypeError:  # Not pairs of ints, e.g. an int.
       pads = ()
-    if len(pads) != 2 or any(len(p) != 2 for p in pads):
+    if len(pads) != 2 or any(len(p) != 2 or None in p for p in pads):
       raise ValueError(
           f"padding must be 'SAME', 'VALID' or two (low, high) pairs, got "
           f"{padding!r}.")
@@ -377,6 +385,7 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   11520
   """
   int_at_least(1, c_in=c_in, c_out=c_out)
+  _check_bias(bias)
   int_at_least(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
@@ -416,6 +425,7 @@ def dense_flops(in_features: int, out_features: int, *, batch: int = 1,
   """
   one_of(convention, CONVENTIONS, "convention")
   int_at_least(1, in_features=in_features, out_features=out_features)
+  _check_bias(bias)
   int_at_least(0, batch=batch)
   if convention == "macs":
     return batch * in_features * out_features
@@ -443,6 +453,7 @@ def conv2d_params(c_in: int, c_out: int, kernel: IntOrPair, *, groups: int = 1,
   4608
   """
   _check_groups(groups, c_in, c_out)
+  _check_bias(bias)
   kh, kw = int_pair(kernel, "kernel", minimum=1)
   return kh * kw * (c_in // groups) * c_out + (c_out if bias else 0)
 

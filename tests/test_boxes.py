@@ -497,3 +497,38 @@ def test_clip_of_integer_boxes_keeps_a_fractional_image_size():
   same = boxes.clip(int_boxes, 10, 10)
   assert same.dtype == int_boxes.dtype
   np.testing.assert_array_equal(same, [0, 0, 10, 10])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(eps=-1e-7), "eps must be >= 0"),
+    (dict(eps=float("nan")), "eps must be >= 0"),
+    (dict(eps=jnp.array([1e-7, 1e-7])), "eps must be a real scalar"),
+    (dict(pixel_offset=None), "pixel_offset must be a real scalar"),
+])
+def test_iou_rejects_bad_eps_and_pixel_offset(kwargs, match):
+  """A negative eps gave IoU 0.4 for 1/3; an array eps broadcast [1] to
+  [2]; pixel_offset=None raised TypeError."""
+  a, b = jnp.array([[0.0, 0.0, 2.0, 2.0]]), jnp.array([[1.0, 0.0, 3.0, 2.0]])
+  with pytest.raises(ValueError, match=match):
+    boxes.iou(a, b, **kwargs)
+  with pytest.raises(ValueError, match=match):
+    boxes.pairwise_iou(a, b, **kwargs)
+  if "pixel_offset" in kwargs:
+    with pytest.raises(ValueError, match=match):
+      boxes.area(a, **kwargs)
+  # eps=0 (torchvision's box_iou) and a traced eps are fine.
+  np.testing.assert_allclose(boxes.iou(a, b, eps=0.0), [1 / 3], rtol=1e-6)
+  traced = jax.jit(lambda e: boxes.iou(a, b, eps=e))(0.0)
+  np.testing.assert_allclose(traced, [1 / 3], rtol=1e-6)
+
+
+def test_is_valid_of_inverted_unsigned_boxes():
+  """x2 - x1 of an inverted uint8 box wrapped around to 251: valid."""
+  b = jnp.array([[5, 5, 0, 0], [0, 0, 5, 5], [5, 0, 5, 3], [0, 9, 4, 2]],
+                jnp.uint8)
+  np.testing.assert_array_equal(boxes.is_valid(b), [False, True, False,
+                                                    False])
+  np.testing.assert_array_equal(boxes.is_valid(b, min_size=4.5),
+                                [False, True, False, False])
+  np.testing.assert_array_equal(boxes.is_valid(b.astype(jnp.int32)),
+                                boxes.is_valid(b))

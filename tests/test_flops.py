@@ -516,3 +516,25 @@ def test_summary_lowercase_transpose_padding_and_unbatched_inputs(layer,
   rows had no formula."""
   (row,) = flops.summary(layer, _F32(shape)).layers
   assert row.formula_flops == row.xla_flops
+
+
+@pytest.mark.parametrize("call", [
+    lambda b: flops.conv2d_flops(8, 4, 4, 3, bias=b),
+    lambda b: flops.conv_transpose2d_flops(8, 4, 4, 3, bias=b),
+    lambda b: flops.dense_flops(8, 4, bias=b),
+    lambda b: flops.conv2d_params(8, 4, 3, bias=b),
+])
+@pytest.mark.parametrize("bias", [2, None, "yes"])
+def test_bias_must_be_a_bool(call, bias):
+  """bias=2 counted the bias twice; None and "yes" raised other errors."""
+  with pytest.raises(ValueError, match="bias must be a bool"):
+    call(bias)
+  assert call(np.bool_(True)) == call(True)
+
+
+@pytest.mark.parametrize("padding", [((1.5, 1), (1, 1)), (("1", "1"), (1, 1)),
+                                     ("ab", "cd")])
+def test_conv_transpose2d_padding_must_be_int_pairs(padding):
+  """1.5 was truncated to 1 and "1" parsed; "ab" raised int()'s message."""
+  with pytest.raises(ValueError, match="padding must be"):
+    flops.conv_transpose2d_flops(8, 4, 4, 3, padding=padding)
