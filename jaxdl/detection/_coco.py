@@ -323,7 +323,9 @@ def coco_evaluate(gt: Any, dets: Any) -> np.ndarray:
   category, categories without ground truth left out of the means (-1 when
   nothing is left). The matching and accumulation run jitted over padded
   arrays in float64 (``jax.enable_x64`` inside the call only); the stats
-  equal pycocotools' to ~1e-14 (measured: 1e-16 on 500k detections).
+  equal pycocotools' to about ``2 K 2**-52`` for ``K`` categories (the
+  precision envelope runs over all at once: ~3e-14 for COCO's 80, ~2.5e-13
+  for LVIS's 1,203; measured: 1e-16 on 500k detections, 80 categories).
   Compilation happens once per padded bucket shape (first call: seconds).
 
   Args:
