@@ -37,8 +37,8 @@ from jax.typing import ArrayLike
 import numpy as np
 
 from jaxdl import boxes as boxes_lib
-from jaxdl._checks import (_is_int, as_boxes, as_rank, int_pair, mask_or_ones,
-                           signed_ids)
+from jaxdl._checks import (_is_int, as_boxes, as_rank, int_at_least, int_pair,
+                           mask_or_ones, signed_ids)
 
 
 class Mosaic(NamedTuple):
@@ -312,6 +312,7 @@ def perspective_matrix(key: jax.Array, height: int, width: int, *,
   References:
     Ultralytics YOLOv5 ``utils/augmentations.py: random_perspective``.
   """
+  int_at_least(1, height=height, width=width)
   _check_non_negative(degrees=degrees, translate=translate, scale=scale,
                       shear=shear, perspective=perspective, finite=True)
   border_y, border_x = int_pair(border, "border")
@@ -332,7 +333,9 @@ def perspective_matrix(key: jax.Array, height: int, width: int, *,
   shear_matrix = (jnp.eye(3).at[0, 1].set(jnp.tan(jnp.deg2rad(shear_x)))
                   .at[1, 0].set(jnp.tan(jnp.deg2rad(shear_y))))
   move = _translation(tx * out_w, ty * out_h)
-  matrix = move @ shear_matrix @ rotate @ persp @ centre
+  matrix = move
+  for factor in (shear_matrix, rotate, persp, centre):  # "highest": no TF32
+    matrix = jnp.dot(matrix, factor, precision="highest")
   return Perspective(matrix=matrix, scale=s)
 
 
@@ -641,7 +644,8 @@ def _mean(x: jax.Array) -> jax.Array:
   """``jnp.mean(x)`` as a dot with ones: XLA on CPU reduces a fused
   elementwise producer (the grey image) ~20x slower than it runs a dot."""
   flat = x.reshape(-1)
-  return jnp.dot(flat, jnp.ones_like(flat)) / flat.size
+  # "highest": at default precision GPUs round float images to TF32.
+  return jnp.dot(flat, jnp.ones_like(flat), precision="highest") / flat.size
 
 
 def _blend_step(x: jax.Array, op: jax.Array, factor: jax.Array,

@@ -970,3 +970,42 @@ def test_warp_dots_ask_for_full_float32_precision():
   assert len(precisions) == 3
   highest = jax.lax.Precision.HIGHEST
   assert all(p == (highest, highest) for p in precisions), precisions
+
+
+def _dot_precisions(jaxpr):
+  """Precisions of every dot_general in ``jaxpr``, sub-jaxprs included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append(eqn.params["precision"])
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, tuple) else (value,):
+        sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+        if hasattr(sub, "eqns"):
+          found.extend(_dot_precisions(sub))
+  return found
+
+
+def test_matrix_composition_and_contrast_mean_ask_for_float32_precision(key):
+  """The 3x3 products M = T S R P C and contrast's mean grey level ran at
+  default precision: TF32 on GPUs rounds the translations (~320 px) by
+  ~0.1 px and float images' grey levels by ~5e-4."""
+  matrix = jax.make_jaxpr(lambda k: augment.perspective_matrix(
+      k, H, W, perspective=1e-3, **_STRONG))(key)
+  jitter = jax.make_jaxpr(lambda k, x: augment.color_jitter(
+      k, x, **dict(NEUTRAL, contrast=0.5)))(key, np.ones((4, 5, 3),
+                                                          np.float32))
+  highest = jax.lax.Precision.HIGHEST
+  for jaxpr, count in ((matrix.jaxpr, 4), (jitter.jaxpr, 1)):
+    precisions = _dot_precisions(jaxpr)
+    assert len(precisions) >= count
+    assert all(p == (highest, highest) for p in precisions), precisions
+
+
+@pytest.mark.parametrize("height, width", [(0, 8), (8, -2), (8.5, 8),
+                                           (True, 8)])
+def test_perspective_matrix_rejects_bad_image_sizes(height, width, key):
+  """A border made a negative or zero image size look valid (-4 + 2 * 6)
+  or the error named border; floats shifted the centre."""
+  with pytest.raises(ValueError, match="height|width"):
+    augment.perspective_matrix(key, height, width, border=6)
