@@ -184,7 +184,9 @@ class SoftNmsResult(NamedTuple):
 
 
 def _check_scalar(value, name: str) -> None:
-  if not is_real_scalar(value):
+  # A bool is refused as max_output and tile_size refuse it (True read 1.0).
+  if not is_real_scalar(value) or getattr(value, "dtype", None) == bool or (
+      isinstance(value, bool)):
     raise ValueError(f"{name} must be a real scalar, got {value!r}.")
   if not isinstance(value, jax.core.Tracer):
     try:
@@ -863,9 +865,12 @@ def batched_nms(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, *,
   >>> batched_nms(b, jnp.array([0.9, 0.8]), jnp.array([0, 1])).indices
   Array([0, 1], dtype=int32)
   """
-  if classes is None:
-    raise ValueError("classes must be an integer array of shape [N], got "
-                     "None.")
+  dtype = (None if classes is None else getattr(classes, "dtype", None)
+           or np.asarray(classes).dtype)
+  if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+    # Text raised JAX's TypeError, not naming classes.
+    raise ValueError(f"classes must be an integer array of shape [N], got "
+                     f"{'None' if dtype is None else dtype}.")
   return _hard_nms(boxes, scores, classes, iou_threshold=iou_threshold,
                    score_threshold=score_threshold, max_output=max_output,
                    mask=mask, fmt=fmt, tile_size=tile_size)

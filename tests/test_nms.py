@@ -525,6 +525,14 @@ def test_no_retrace(rng):
      "classes must be an integer array"),
     (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), score_threshold=np.nan),
      "score_threshold must not be NaN"),
+    # Bools were read as 1.0 / 0.0; text classes raised JAX's TypeError.
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), iou_threshold=True),
+     "iou_threshold must be a real scalar"),
+    (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3),
+                     score_threshold=np.bool_(False)),
+     "score_threshold must be a real scalar"),
+    (lambda: nms.batched_nms(np.zeros((2, 4)), np.zeros(2), ["a", "b"]),
+     "classes must be an integer array"),
     # Python ints past float range raised OverflowError.
     (lambda: nms.nms(np.zeros((3, 4)), np.zeros(3), iou_threshold=10**400),
      "iou_threshold must be within float range"),
