@@ -509,8 +509,9 @@ def warp_boxes(boxes: ArrayLike, mask: ArrayLike | None, matrix: ArrayLike,
     max_aspect_ratio: as in :func:`box_candidates`.
 
   Returns:
-    ``(boxes [M, 4], mask [M])`` in the boxes' dtype (computed in float32 at
-    least); masked-out boxes are zeros.
+    ``(boxes [M, 4], mask [M])`` in the boxes' float dtype (float32 for
+    integer boxes; computed in float32 at least); masked-out boxes are
+    zeros.
   """
   boxes, mask = _as_box_set(boxes, mask)
   dtype = boxes.dtype
