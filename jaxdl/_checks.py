@@ -24,6 +24,12 @@ def is_real_scalar(value: Any) -> bool:
           and np.ndim(value) == 0 and not np.iscomplexobj(value))
 
 
+def real_scalar(value: Any, name: str) -> None:
+  """Raises ``ValueError`` naming ``name`` unless :func:`is_real_scalar`."""
+  if not is_real_scalar(value):
+    raise ValueError(f"{name} must be a real scalar, got {value!r}.")
+
+
 def int_at_least(minimum: int, **values: Any) -> None:
   """Raises ``ValueError`` naming the first of ``values`` that is not a
   Python or NumPy int (bools excluded) ``>= minimum``."""

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdl._checks import (as_boxes, compute_dtype, is_real_scalar,
-                           one_of)
+from jaxdl._checks import as_boxes, compute_dtype, one_of, real_scalar
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 VARIANTS = ("iou", "giou", "diou", "ciou")
@@ -38,8 +37,7 @@ def _check_format(fmt: str, name: str = "fmt") -> None:
 def _check_real(value, name: str, *, non_negative: bool = False) -> None:
   """Raises ``ValueError`` naming ``name`` unless ``value`` is a real scalar
   (traced too), ``>= 0`` with ``non_negative`` when its value is known."""
-  if not is_real_scalar(value):  # An array broadcast into the result.
-    raise ValueError(f"{name} must be a real scalar, got {value!r}.")
+  real_scalar(value, name)  # An array broadcast into the result.
   if (non_negative and not isinstance(value, jax.core.Tracer)
       and not value >= 0):  # NaN too.
     raise ValueError(f"{name} must be >= 0, got {value}.")
@@ -350,8 +348,7 @@ def is_valid(boxes: ArrayLike, *, fmt: str = "xyxy",
     ``[...]`` bool.
   """
   _check_format(fmt)
-  if not is_real_scalar(min_size):  # An array gave an ambiguous truth value.
-    raise ValueError(f"min_size must be a real scalar, got {min_size!r}.")
+  real_scalar(min_size, "min_size")  # An array: ambiguous truth value.
   if not isinstance(min_size, jax.core.Tracer) and min_size < 0:
     raise ValueError(f"min_size must be >= 0, got {min_size}.")
   boxes = as_boxes(boxes, "boxes")

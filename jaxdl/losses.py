@@ -33,7 +33,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxdl import boxes
-from jaxdl._checks import (_is_int, compute_dtype, is_real_scalar, one_of,
+from jaxdl._checks import (_is_int, compute_dtype, one_of, real_scalar,
                            signed_ids)
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -50,13 +50,6 @@ def _out_dtype(dtype) -> jnp.dtype:
 def _compute(x: jax.Array) -> jax.Array:
   """float32 for half precision and integers; float32/64 unchanged."""
   return x.astype(compute_dtype(x.dtype))
-
-
-def _check_number(value: object, name: str) -> None:
-  """Raises ``ValueError`` naming ``name`` unless ``value`` is a real
-  number (a comparison with None or text raised a ``TypeError``)."""
-  if not is_real_scalar(value):
-    raise ValueError(f"{name} must be a number, got {value!r}.")
 
 
 def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str,
@@ -134,7 +127,7 @@ def dice_loss(probs: ArrayLike, targets: ArrayLike, *, smooth: float = 1.0,
   >>> dice_loss(jnp.zeros((2, 2)), jnp.zeros((2, 2)))
   Array(0., dtype=float32)
   """
-  _check_number(smooth, "smooth")
+  real_scalar(smooth, "smooth")
   if not (smooth >= 0 and math.isfinite(smooth)):  # inf: inf / inf = NaN.
     raise ValueError(f"smooth must be a finite number >= 0, got {smooth}.")
   p, t, out_dtype = _same_shape_pair(probs, targets, "probs", "targets")
@@ -244,8 +237,8 @@ def sigmoid_focal_loss(logits: ArrayLike, targets: ArrayLike, *,
     ``torchvision.ops.sigmoid_focal_loss``.
   """
   one_of(reduction, REDUCTIONS, "reduction")
-  _check_number(alpha, "alpha")
-  _check_number(gamma, "gamma")
+  real_scalar(alpha, "alpha")
+  real_scalar(gamma, "gamma")
   if not alpha <= 1:  # NaN too.
     raise ValueError(f"alpha must be in [0, 1] or negative, got {alpha}.")
   if not gamma >= 0:
@@ -401,7 +394,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike, *,
   """
   one_of(reduction, REDUCTIONS, "reduction")
   _check_ignore_index(ignore_index)
-  _check_number(label_smoothing, "label_smoothing")
+  real_scalar(label_smoothing, "label_smoothing")
   if not 0.0 <= label_smoothing <= 1.0:
     raise ValueError(
         f"label_smoothing must be in [0, 1], got {label_smoothing}.")

@@ -44,8 +44,8 @@ from jax.typing import ArrayLike
 
 from jaxdl import _keys, _xla_cpu
 from jaxdl import boxes as box_ops
-from jaxdl._checks import (as_boxes, is_real_scalar, mask_or_ones, one_of,
-                           positive_int)
+from jaxdl._checks import (as_boxes, mask_or_ones, one_of, positive_int,
+                           real_scalar)
 
 # Measured on a 2-core CPU by experiments/bench_nms.py (table "Tile size" in
 # experiments/results/nms.md). Larger tiles mean fewer rounds, each
@@ -184,9 +184,9 @@ class SoftNmsResult(NamedTuple):
 
 
 def _check_scalar(value, name: str) -> None:
+  real_scalar(value, name)
   # A bool is refused as max_output and tile_size refuse it (True read 1.0).
-  if not is_real_scalar(value) or getattr(value, "dtype", None) == bool or (
-      isinstance(value, bool)):
+  if isinstance(value, bool) or getattr(value, "dtype", None) == bool:
     raise ValueError(f"{name} must be a real scalar, got {value!r}.")
   if not isinstance(value, jax.core.Tracer):
     try:
