@@ -54,10 +54,10 @@ def opencv_nms(xywh: np.ndarray, scores: np.ndarray) -> np.ndarray:
   return np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, IOU_THRESHOLD))
 
 
-def jaxdl_fn(tile_size: int = nms.TILE_SIZE, *, batched: bool = False):
+def jaxdl_fn(tile_size: int | None = None, *, batched: bool = False):
   """jaxdl's ``nms`` as benchmarked, in one jit with the compiler options
   that a call from Python uses (``nms.XLA_CPU_OPTIONS``); ``batched``:
-  ``jax.vmap``-ed over images."""
+  ``jax.vmap``-ed over images. ``tile_size`` None: the platform's default."""
   run = functools.partial(nms.nms, iou_threshold=IOU_THRESHOLD,
                           score_threshold=0.0, tile_size=tile_size)
   return jax.jit(jax.vmap(run) if batched else run,

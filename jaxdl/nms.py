@@ -20,7 +20,9 @@ each round resolves the best-ranked boxes still in play (found by
 once) with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
 removes every other box that one of the round's kept boxes suppresses, so a
 kept box is compared with each box left once and suppressed boxes are
-never looked at again. Peak memory is ``O(N + tile_size**2)`` and the loop
+never looked at again. The tile size defaults to 128 on CPU and 4096
+on a GPU (:data:`TILE_SIZE`, :data:`GPU_TILE_SIZE`). Peak memory is
+``O(N + tile_size**2)`` and the loop
 stops once ``max_output`` boxes are kept or the candidates run out. Under
 ``jax.vmap`` the images are processed one after another (``lax.map``), which
 keeps each image's early exits.
@@ -59,6 +61,24 @@ from jaxdl._checks import (as_boxes, mask_or_ones, one_of, positive_int,
 # run costs O(N * tile_size**2), measured 16x the uniform time at tile 512
 # and 2x at the default 128 (20k boxes, a review on 2026-11-23).
 TILE_SIZE = 128
+
+# The default on other platforms (measured on one H100 only, by a sweep on
+# 2026-11-23 of the inputs of experiments/bench_nms_gpu.py): on a GPU every
+# loop step costs kernel launches and each while-loop test a copy to the
+# host, so fewer, larger rounds win. Median ms, uniform / clustered boxes
+# at 5k, 20k and 100k, tiles of 1024, 2048, 4096, 8192: uniform 5k 2.72,
+# 1.57, 1.30, 1.17; 20k 5.56, 5.19, 3.07, 2.54; 100k 24.0, 14.7, 12.0, 7.9;
+# clustered 1k 0.77, 0.62, 0.62, 1.18; 5k 1.34, 1.06, 1.06, 1.50; 20k 3.14,
+# 2.29, 1.82, 2.28; 100k 9.8, 5.5, 4.1, 3.7 (tile 128, CPU's default: 16,
+# 101 and 869 ms uniform, 5.0, 17.6 and 82 ms clustered).
+GPU_TILE_SIZE = 4096
+# ... with _resolve_tile's fixed-point loop testing for its end every this
+# many steps there (a test is a copy to the host): against every step, on
+# the same GPU, tiles of 4096, clustered 1k, 5k and 20k took 0.60, 1.07 and
+# 1.68 against 0.72, 1.22 and 1.87 ms; uniform boxes 0.92-1.0x the time;
+# every 2 steps about as fast as every 4. On CPU every step (not measured
+# otherwise).
+GPU_RESOLVE_STEPS = 4
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
 
@@ -355,12 +375,14 @@ def _running_count(words: jax.Array,
 
 
 def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
-                  alive: jax.Array, iou_threshold: jax.Array) -> jax.Array:
+                  alive: jax.Array, iou_threshold: jax.Array,
+                  steps_per_test: int) -> jax.Array:
   """Exact greedy NMS inside one score-sorted tile.
 
   ``keep[j] = alive[j] and no kept i < j suppresses j`` has one solution; the
   iteration below reaches it because after k steps the first k entries are
-  final. It stops at the first fixed point, usually after a few steps.
+  final. It stops at the first fixed point, usually after a few steps,
+  which it tests for every ``steps_per_test`` steps (a fixed point stays).
   """
   t = tile_boxes.shape[-1]
   earlier = jnp.arange(t)[:, None] < jnp.arange(t)[None, :]  # [T, T]
@@ -371,8 +393,9 @@ def _resolve_tile(tile_boxes: jax.Array, tile_classes: jax.Array | None,
 
     def step(state):
       keep, _ = state
-      new_keep = alive & ~jnp.any(edges & keep[:, None], axis=0)
-      return new_keep, jnp.any(new_keep != keep)
+      for _ in range(steps_per_test):
+        last, keep = keep, alive & ~jnp.any(edges & keep[:, None], axis=0)
+      return keep, jnp.any(keep != last)
 
     return lax.while_loop(lambda s: s[1], step, (alive, jnp.array(True)))[0]
 
@@ -412,11 +435,11 @@ def _one_image_at_a_time(fn):
 
 def _greedy(boxes: jax.Array, scores: jax.Array, classes: jax.Array | None,
             candidate: jax.Array, iou_threshold: jax.Array, *,
-            max_output: int, tile_size: int,
+            max_output: int, tile_size: int, resolve_steps: int,
             neg_inf_candidates: bool) -> jax.Array:
   """:func:`_greedy_one`, one image at a time under ``jax.vmap``."""
   run = functools.partial(_greedy_one, max_output=max_output,
-                          tile_size=tile_size,
+                          tile_size=tile_size, resolve_steps=resolve_steps,
                           neg_inf_candidates=neg_inf_candidates)
   if classes is None:
     return _one_image_at_a_time(
@@ -429,7 +452,8 @@ def _greedy(boxes: jax.Array, scores: jax.Array, classes: jax.Array | None,
 def _greedy_one(boxes: jax.Array, scores: jax.Array,
                 classes: jax.Array | None, candidate: jax.Array,
                 iou_threshold: jax.Array, *, max_output: int,
-                tile_size: int, neg_inf_candidates: bool) -> jax.Array:
+                tile_size: int, resolve_steps: int,
+                neg_inf_candidates: bool) -> jax.Array:
   """Exact greedy NMS of one image, by rounds of suppression ahead.
 
   The candidates sit in a buffer of the boxes still in play. A round takes
@@ -470,6 +494,8 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
       round with tiles of ``t`` screens the buffer ``_SCREEN_TILES * t``
       boxes at a time, against its kept boxes in blocks of
       ``t / _ROW_BLOCKS``.
+    resolve_steps: steps of a tile's fixed-point loop per test for its end
+      (:func:`_resolve_tile`).
     neg_inf_candidates: whether a candidate may score -inf (static; not
       when candidates need ``score > score_threshold``).
 
@@ -606,7 +632,7 @@ def _greedy_one(boxes: jax.Array, scores: jax.Array,
     if by_score:
       alive &= tile[:, score_col] > -jnp.inf
     keep = _resolve_tile(boxes_of(tile), classes_of(tile), alive,
-                         iou_threshold)
+                         iou_threshold, resolve_steps)
     # Among the round's kept boxes. As a product with a triangular [t, t]
     # matrix (one kernel) it ran clustered 1k and 5k at 0.89-0.93x the
     # speed of a cumsum (five); packed (two) in 0.98-1.01x its time.
@@ -725,10 +751,21 @@ def _numbered_if_narrowed(classes: ArrayLike | None) -> ArrayLike | None:
       ids.shape)
 
 
+def _platform(x: Any) -> str:
+  """The platform of a concrete ``jax.Array``'s devices; else (NumPy, Python
+  values, tracers) JAX's default backend, which a jit compiles for."""
+  if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+    return next(iter(x.devices())).platform
+  return jax.default_backend()
+
+
 def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
               max_output, mask, fmt, tile_size) -> NmsResult:
   """Shared body of :func:`nms` and :func:`batched_nms`: checks what a jit
   cannot, then runs one jit."""
+  on_cpu = _platform(boxes) == "cpu"
+  if tile_size is None:
+    tile_size = TILE_SIZE if on_cpu else GPU_TILE_SIZE
   positive_int(tile_size, "tile_size")
   if score_threshold is not None:
     _check_score_threshold(score_threshold)
@@ -737,12 +774,13 @@ def _hard_nms(boxes, scores, classes, *, iou_threshold, score_threshold,
       iou_threshold=iou_threshold, max_output=max_output, fmt=fmt)
   return _hard_nms_jit(boxes, scores, classes, mask, _number(iou_threshold),
                        _number(score_threshold), max_output=k, fmt=fmt,
-                       tile_size=int(tile_size))
+                       tile_size=int(tile_size),
+                       resolve_steps=1 if on_cpu else GPU_RESOLVE_STEPS)
 
 
 def _hard_nms_traced(boxes, scores, classes, mask, iou_threshold,
-                     score_threshold, *, max_output, fmt,
-                     tile_size) -> NmsResult:
+                     score_threshold, *, max_output, fmt, tile_size,
+                     resolve_steps) -> NmsResult:
   """:func:`_hard_nms` after its checks, traced."""
   boxes, scores, mask = _check_inputs(boxes, scores, mask, fmt)
   n = boxes.shape[0]
@@ -762,19 +800,20 @@ def _hard_nms_traced(boxes, scores, classes, mask, iou_threshold,
   indices = _greedy(boxes, scores, classes, candidate,
                     jnp.asarray(iou_threshold, boxes.dtype),
                     max_output=max_output, tile_size=tile_size,
+                    resolve_steps=resolve_steps,
                     neg_inf_candidates=score_threshold is None)
   return NmsResult(indices, indices >= 0)
 
 
 _hard_nms_jit = _xla_cpu.jit_with_options(
     _hard_nms_traced, XLA_CPU_OPTIONS,
-    static_argnames=("max_output", "fmt", "tile_size"))
+    static_argnames=("max_output", "fmt", "tile_size", "resolve_steps"))
 
 
 def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
         score_threshold: float | None = None, max_output: int | None = None,
         mask: ArrayLike | None = None, fmt: str = "xyxy",
-        tile_size: int = TILE_SIZE) -> NmsResult:
+        tile_size: int | None = None) -> NmsResult:
   """Exact greedy non-maximum suppression with a fixed-size output.
 
   Boxes are visited by descending score (ties: lower index first); a box is
@@ -808,6 +847,10 @@ def nms(boxes: ArrayLike, scores: ArrayLike, *, iou_threshold: float = 0.5,
     mask: ``[N]`` bool, False for padding boxes.
     fmt: ``"xyxy" | "xywh" | "cxcywh"``.
     tile_size: boxes processed per block; changes speed, never the result.
+      None: :data:`TILE_SIZE` (128) for boxes on a CPU, else
+      :data:`GPU_TILE_SIZE` (4096; measured on a GPU only). Where the boxes
+      are: a ``jax.Array``'s device, else (NumPy, tracers under a caller's
+      ``jax.jit``) JAX's default backend.
 
   Returns:
     ``NmsResult(indices [K] int32, valid [K] bool)``: kept indices by
@@ -831,7 +874,8 @@ def batched_nms(boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike, *,
                 iou_threshold: float = 0.5,
                 score_threshold: float | None = None,
                 max_output: int | None = None, mask: ArrayLike | None = None,
-                fmt: str = "xyxy", tile_size: int = TILE_SIZE) -> NmsResult:
+                fmt: str = "xyxy",
+                tile_size: int | None = None) -> NmsResult:
   """Class-aware greedy NMS: boxes suppress only boxes of their own class.
 
   Equals running :func:`nms` on each class separately and merging the kept

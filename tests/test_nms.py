@@ -126,6 +126,41 @@ def test_top_k_rounds_match_reference(kind, rng, monkeypatch, fresh_traces):
   _check_eager_tiles_of_8(boxes, scores, rng, (0.3, 0.7, 1.0))
 
 
+def test_default_tile_follows_the_platform(rng, monkeypatch):
+  """tile_size=None: TILE_SIZE for boxes on a CPU, GPU_TILE_SIZE (and the
+  fixed-point loop testing every GPU_RESOLVE_STEPS steps) elsewhere. The
+  accelerator's settings run here on the CPU with the same result, also
+  for a chain of boxes (each suppressing only the next) that takes the
+  fixed-point loop 40 steps, not a multiple of 4."""
+  assert nms._platform(jnp.zeros(3)) == "cpu"  # pylint: disable=protected-access
+  assert nms._platform(np.zeros(3)) == jax.default_backend()  # pylint: disable=protected-access
+  jax.jit(lambda x: np.testing.assert_equal(
+      nms._platform(x), jax.default_backend()) or x)(jnp.zeros(3))  # pylint: disable=protected-access
+  calls = []
+  real = nms._hard_nms_jit  # pylint: disable=protected-access
+
+  def spy(*args, **kwargs):
+    calls.append((kwargs["tile_size"], kwargs["resolve_steps"]))
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(nms, "_hard_nms_jit", spy)
+  boxes, scores = _inputs("clustered", rng, 300)
+  want = ref.greedy_nms(boxes, scores, 0.5)
+  assert _kept(nms.nms(boxes, scores)) == want
+  monkeypatch.setattr(nms, "_platform", lambda x: "gpu")
+  assert _kept(nms.nms(boxes, scores)) == want
+  classes = rng.integers(0, 3, 300)
+  assert _kept(nms.batched_nms(boxes, scores, classes)) == ref.batched_nms(
+      boxes, scores, classes, 0.5)
+  chain = np.stack([np.arange(41.), np.zeros(41), np.arange(41.) + 2.5,
+                    np.ones(41)], axis=1)  # IoU 3/7 with the next, 1/9 beyond.
+  steps = np.linspace(1, 0.5, 41)
+  got = _kept(nms.nms(chain, steps, iou_threshold=0.3))
+  assert got == ref.greedy_nms(chain, steps, 0.3) == list(range(0, 41, 2))
+  assert calls == [(nms.TILE_SIZE, 1)] + [
+      (nms.GPU_TILE_SIZE, nms.GPU_RESOLVE_STEPS)] * 3
+
+
 def test_minus_infinite_scores_are_ranked_last(rng):
   """-inf marks boxes out of play in the top_k rounds, so -inf candidates
   send the rounds to rank order; they still come last, ties by index."""
