@@ -90,13 +90,13 @@ def faster_coco_eval_runner(gt, dets):
   return run
 
 
-def run(repeats: int) -> tuple[str, str]:
+def run(repeats: int, sizes=SIZES) -> tuple[str, str, float]:
   headers = ["images", "detections", "jaxdl", "pycocotools",
              "faster-coco-eval", "pycocotools / jaxdl",
              "faster-coco-eval / jaxdl", "jaxdl compile",
              "max |jaxdl - pycocotools|", "max |jaxdl - faster-coco-eval|"]
   rows, stats_rows, worst = [], [], 0.0
-  for num_images in SIZES:
+  for num_images in sizes:
     gt, dets = make_data(num_images)
     jaxdl_fn = functools.partial(detection.coco_evaluate, gt, dets)
     jax.clear_caches()
@@ -105,7 +105,7 @@ def run(repeats: int) -> tuple[str, str]:
     fce_fn = faster_coco_eval_runner(gt, dets)
     # One run at the largest size keeps the script within ~6 minutes.
     t_fce = benchutil.median_time(
-        fce_fn, repeats=repeats if num_images < max(SIZES) else 1)
+        fce_fn, repeats=repeats if num_images < max(sizes) else 1)
     pyco_fn = pycocotools_runner(gt, dets)
     t_pyco = benchutil.median_time(pyco_fn, repeats=1, warmup=0)
     ours, pyco, fce = jaxdl_fn(), pyco_fn(), fce_fn()
@@ -127,8 +127,13 @@ def run(repeats: int) -> tuple[str, str]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument(
+      "--sizes", default=",".join(map(str, SIZES)),
+      type=lambda text: [int(n) for n in text.split(",")],
+      help="comma-separated numbers of images")
   args = parser.parse_args()
-  timing, stats, worst = run(args.repeats)
+  timing, stats, worst = run(args.repeats, args.sizes)
+  smaller = ", ".join(map(str, sorted(args.sizes)[:-1]))
   platform = jax.devices()[0].platform
   body = (
       f"COCO bbox evaluation (the 12 `COCOeval.stats`), {NUM_CATEGORIES} "
@@ -137,7 +142,8 @@ def main() -> None:
       "from the dicts, pycocotools (one run) and faster-coco-eval "
       "evaluate + accumulate + summarize on prebuilt COCO objects; jaxdl "
       f"median of {args.repeats}, faster-coco-eval median of {args.repeats} "
-      "at 500 images and one run at 5000. Ratios > 1 mean "
+      f"at {smaller or '-'} images and one run at {max(args.sizes)}. "
+      "Ratios > 1 mean "
       "jaxdl is faster. jaxdl compile time is reported apart (first call "
       "on a cleared cache minus a steady call).\n\n" + timing +
       f"\n\njaxdl's stats (at most {worst:.1e} from pycocotools' in any "
