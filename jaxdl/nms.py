@@ -65,12 +65,17 @@ TILE_SIZE = 128
 # The default on other platforms (measured on one H100 only, by a sweep on
 # 2026-11-23 of the inputs of experiments/bench_nms_gpu.py): on a GPU every
 # loop step costs kernel launches and each while-loop test a copy to the
-# host, so fewer, larger rounds win. Median ms, uniform / clustered boxes
-# at 5k, 20k and 100k, tiles of 1024, 2048, 4096, 8192: uniform 5k 2.72,
+# host, so fewer, larger rounds win. Median ms at tiles of 1024, 2048,
+# 4096 and 8192: uniform 5k 2.72,
 # 1.57, 1.30, 1.17; 20k 5.56, 5.19, 3.07, 2.54; 100k 24.0, 14.7, 12.0, 7.9;
 # clustered 1k 0.77, 0.62, 0.62, 1.18; 5k 1.34, 1.06, 1.06, 1.50; 20k 3.14,
 # 2.29, 1.82, 2.28; 100k 9.8, 5.5, 4.1, 3.7 (tile 128, CPU's default: 16,
 # 101 and 869 ms uniform, 5.0, 17.6 and 82 ms clustered).
+# XLA's command buffers for while loops and conditionals (XLA_FLAGS
+# --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL, jax 0.11.2) ran
+# tiles of 2048 1.0-2.0x faster in the same sweep but returned indices
+# other than torchvision's in 20 of 24 runs (three tile settings, each
+# wrong at every N from 5k), where every run without them matched.
 GPU_TILE_SIZE = 4096
 # ... with _resolve_tile's fixed-point loop testing for its end every this
 # many steps there (a test is a copy to the host): against every step, on
