@@ -2,8 +2,9 @@
 
 import os
 
-# Tests compare against float64 oracles, so enable x64 where a test asks for
-# it explicitly; by default jaxdl runs in float32 like its users.
+# The tests run on the CPU, as in CI, unless JAX_PLATFORMS names another
+# platform (JAX_PLATFORMS=cuda pytest runs them on a GPU). They compare
+# float32 results with float64 oracles; tests that need x64 enable it.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import hypothesis
