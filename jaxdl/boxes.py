@@ -17,7 +17,7 @@ Half-precision inputs are computed in float32 and returned in their own dtype.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -297,6 +297,19 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, **kwargs) -> jax.Array:
   return jax.vmap(row, in_axes=(0, None))(a, b)
 
 
+def _size_as(size: ArrayLike, dtype: Any) -> jax.Array:
+  """An image size in the boxes' dtype. Integer sizes outside an integer
+  dtype's range saturate (no box of uint8 corners goes past 255, so 255
+  clips as a size of 300 would); a plain cast raised OverflowError."""
+  size = jnp.asarray(size)
+  if jnp.issubdtype(dtype, jnp.integer) and jnp.issubdtype(size.dtype,
+                                                           jnp.integer):
+    to, of = jnp.iinfo(dtype), jnp.iinfo(size.dtype)
+    size = jnp.clip(size, max(int(to.min), int(of.min)),
+                    min(int(to.max), int(of.max)))
+  return size.astype(dtype)
+
+
 def clip(boxes: ArrayLike, height: ArrayLike, width: ArrayLike, *,
          fmt: str = "xyxy") -> jax.Array:
   """Clips boxes to the image ``[0, width] x [0, height]``.
@@ -322,8 +335,8 @@ def clip(boxes: ArrayLike, height: ArrayLike, width: ArrayLike, *,
       for size in (height, width)):
     corners = corners.astype(jnp.float32)  # A size of 10.5 stays 10.5.
   x1, y1, x2, y2 = jnp.moveaxis(corners, -1, 0)
-  width = jnp.asarray(width, corners.dtype)
-  height = jnp.asarray(height, corners.dtype)
+  width = _size_as(width, corners.dtype)
+  height = _size_as(height, corners.dtype)
   clipped = jnp.stack([jnp.clip(x1, 0, width), jnp.clip(y1, 0, height),
                        jnp.clip(x2, 0, width), jnp.clip(y2, 0, height)], -1)
   return convert(clipped.astype(corners.dtype), "xyxy", fmt)

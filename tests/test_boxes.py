@@ -499,6 +499,23 @@ def test_clip_of_integer_boxes_keeps_a_fractional_image_size():
   np.testing.assert_array_equal(same, [0, 0, 10, 10])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16])
+def test_clip_of_narrow_integer_boxes_to_a_larger_image(dtype):
+  """uint8 boxes clipped to a 300 px image raised OverflowError (300 cast
+  to uint8); sizes beyond the dtype's range leave every box as it is."""
+  info = np.iinfo(dtype)
+  corners = np.array([[0, 0, 20, 30], [5, 1, info.max, info.max],
+                      [info.min, 2, 9, 9]], dtype)
+  want = np.clip(corners.astype(np.int64), 0, 300).astype(dtype)
+  for fmt in ("xyxy", "xywh"):
+    got = boxes.clip(boxes.convert(corners, "xyxy", fmt), 300, 300, fmt=fmt)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(boxes.convert(got, fmt, "xyxy"), want)
+  got = jax.jit(boxes.clip)(corners, jnp.int32(300), jnp.int32(10))
+  np.testing.assert_array_equal(got, np.clip(corners.astype(np.int64), 0,
+                                             [10, 300, 10, 300]))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(eps=-1e-7), "eps must be >= 0"),
     (dict(eps=float("nan")), "eps must be >= 0"),
