@@ -420,19 +420,20 @@ class AdamState(NamedTuple):
   nu: Any
 
 
-def _decay_mask(mask: Any, params: Any) -> Any:
-  """The bool tree of ``adamw``'s ``mask`` (a tree or ``params -> tree``)
-  for ``params``; None decays every leaf."""
+def _decay_mask(mask: Any, updates: Any) -> Any:
+  """The bool tree of ``adamw``'s ``mask`` (a tree, or a function called
+  with the rescaled ``updates`` as ``optax.masked`` calls it); None decays
+  every leaf."""
   if mask is None:
-    return jax.tree.map(lambda _: True, params)
-  return _checked_mask(mask(params) if callable(mask) else mask)
+    return jax.tree.map(lambda _: True, updates)
+  return _checked_mask(mask(updates) if callable(mask) else mask)
 
 
 def _checked_mask(tree: Any) -> Any:
   for leaf in jax.tree.leaves(tree):
     if not isinstance(leaf, (bool, np.bool_)):
       raise ValueError(
-          "mask must be a tree of Python bools (or a function of the params "
+          "mask must be a tree of Python bools (or a function of the updates "
           f"returning one), a prefix of the params' tree; got a leaf {leaf!r}.")
   return tree
 
@@ -446,7 +447,7 @@ def _with_decay(updates: Any, params: Any, weight_decay: float,
       return updates
     return jax.tree.map(lambda u, p: u + weight_decay * p, updates, params)
 
-  return jax.tree.map(decay, _decay_mask(mask, params), updates, params)
+  return jax.tree.map(decay, _decay_mask(mask, updates), updates, params)
 
 
 def _adam(learning_rate: ScalarOrSchedule, b1: float, b2: float, eps: float,
@@ -543,7 +544,9 @@ def adamw(learning_rate: ScalarOrSchedule, *, b1: float = 0.9,
     weight_decay: ``>= 0``, the decoupled decay rate.
     mask: which parameters decay, as ``optax.adamw``'s ``mask``: a tree of
       Python bools with the params' structure (or a prefix of it), or a
-      function ``params -> such a tree``; None decays every parameter.
+      function that returns one from a tree of that structure (called, as
+      by optax, with the Adam-rescaled updates, not the params); None
+      decays every parameter.
       Biases and normalisation scales are often left out:
       ``mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)``.
 

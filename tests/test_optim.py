@@ -428,6 +428,21 @@ def test_adamw_mask_matches_optax(mask):
                          one_step(optim.adamw(0.1, weight_decay=0.5)))
 
 
+def test_adamw_callable_mask_sees_the_updates_as_optax_does():
+  """optax calls a callable mask with the rescaled updates; jaxdl called it
+  with the params. A mask that reads the values (eagerly) tells them
+  apart: here the updates' signs are the params' reversed."""
+  params = {"a": jnp.array([1.0]), "b": jnp.array([-1.0])}
+  grads = {"a": jnp.array([-1.0]), "b": jnp.array([1.0])}
+  positive = lambda tree: {k: bool(v[0] > 0) for k, v in tree.items()}
+  ours = optim.adamw(0.1, weight_decay=0.5, mask=positive)
+  twin = optax.adamw(0.1, weight_decay=0.5, mask=positive)
+  got = ours.update(grads, ours.init(params), params)[0]
+  want = twin.update(grads, twin.init(params), params)[0]
+  chex.assert_trees_all_close(got, want, rtol=1e-6)
+  np.testing.assert_allclose(got["b"], -0.1 * (1.0 - 0.5), rtol=1e-4)
+
+
 @pytest.mark.parametrize("mask", [
     {"w": jnp.array(True)}, {"w": 1}, lambda p: {"w": "yes"}])
 def test_adamw_mask_must_hold_bools(mask):
