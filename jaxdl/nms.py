@@ -20,12 +20,11 @@ each round resolves the best-ranked boxes still in play (found by
 once) with a ``[tile, tile]`` IoU block and a small fixed-point loop, then
 removes every other box that one of the round's kept boxes suppresses, so a
 kept box is compared with each box left once and suppressed boxes are
-never looked at again. The tile size defaults to 128 on CPU and 4096
-on a GPU (:data:`TILE_SIZE`, :data:`GPU_TILE_SIZE`). Peak memory is
-``O(N + tile_size**2)`` and the loop
-stops once ``max_output`` boxes are kept or the candidates run out. Under
-``jax.vmap`` the images are processed one after another (``lax.map``), which
-keeps each image's early exits.
+never looked at again. The tile size defaults to 128 on CPU and 4096 on a
+GPU (:data:`TILE_SIZE`, :data:`GPU_TILE_SIZE`). Peak memory is
+``O(N + tile_size**2)`` and the loop stops once ``max_output`` boxes are
+kept or the candidates run out. Under ``jax.vmap`` the images are processed
+one after another (``lax.map``), which keeps each image's early exits.
 
 A call from Python runs one jit compiled with :data:`XLA_CPU_OPTIONS`
 (512-bit vectors on CPU); inside a caller's ``jax.jit`` the functions
@@ -66,11 +65,13 @@ TILE_SIZE = 128
 # 2026-11-23 of the inputs of experiments/bench_nms_gpu.py): on a GPU every
 # loop step costs kernel launches and each while-loop test a copy to the
 # host, so fewer, larger rounds win. Median ms at tiles of 1024, 2048,
-# 4096 and 8192: uniform 5k 2.72,
-# 1.57, 1.30, 1.17; 20k 5.56, 5.19, 3.07, 2.54; 100k 24.0, 14.7, 12.0, 7.9;
-# clustered 1k 0.77, 0.62, 0.62, 1.18; 5k 1.34, 1.06, 1.06, 1.50; 20k 3.14,
-# 2.29, 1.82, 2.28; 100k 9.8, 5.5, 4.1, 3.7 (tile 128, CPU's default: 16,
-# 101 and 869 ms uniform, 5.0, 17.6 and 82 ms clustered).
+# 4096 and 8192: uniform 5k 2.72, 1.57, 1.30, 1.17; 20k 5.56, 5.19, 3.07,
+# 2.54; 100k 24.0, 14.7, 12.0, 7.9; clustered 1k 0.77, 0.62, 0.62, 1.18;
+# 5k 1.34, 1.06, 1.06, 1.50; 20k 3.14, 2.29, 1.82, 2.28; 100k 9.8, 5.5,
+# 4.1, 3.7. Tiles of 128, the CPU's default, took 16, 101 and 869 ms on
+# uniform 5k-100k and 5.0, 17.6 and 82 ms on clustered boxes (the first
+# bench_nms_gpu run). Tiles of 8192 win on uniform boxes from 20k but
+# lose on clustered ones up to 20k.
 # XLA's command buffers for while loops and conditionals (XLA_FLAGS
 # --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL, jax 0.11.2) ran
 # tiles of 2048 1.0-2.0x faster in the same sweep but returned indices
