@@ -30,6 +30,13 @@ def real_scalar(value: Any, name: str) -> None:
     raise ValueError(f"{name} must be a real scalar, got {value!r}.")
 
 
+def boolean(value: Any, name: str) -> None:
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is a Python or
+  NumPy bool (an int such as 2 is refused, not read as True)."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{name} must be a bool, got {value!r}.")
+
+
 def int_at_least(minimum: int, **values: Any) -> None:
   """Raises ``ValueError`` naming the first of ``values`` that is not a
   Python or NumPy int (bools excluded) ``>= minimum``."""

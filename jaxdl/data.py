@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxdl._checks import _is_int
+from jaxdl._checks import _is_int, boolean
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
@@ -457,9 +457,7 @@ def batch_indices(num_examples: int, *, batch_size: int,
       raise ValueError(f"{name} must be an int, got {value!r}.")
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-  if not isinstance(drop_remainder, (bool, np.bool_)):
-    raise ValueError(
-        f"drop_remainder must be a bool, got {drop_remainder!r}.")
+  boolean(drop_remainder, "drop_remainder")
   if num_examples < (batch_size if drop_remainder else 1):
     raise ValueError(
         f"num_examples must be >= {batch_size if drop_remainder else 1}, "

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from jax import lax
 
-from jaxdl._checks import _is_int, int_at_least, int_pair, one_of
+from jaxdl._checks import _is_int, boolean, int_at_least, int_pair, one_of
 
 CONVENTIONS = ("xla", "notes", "macs")
 
@@ -97,12 +97,6 @@ def compiled_cost(compiled: jax.stages.Compiled) -> Cost:
   return Cost(float(costs.get("flops", 0.0)),
               float(costs.get("transcendentals", 0.0)),
               float(costs.get("bytes accessed", 0.0)))
-
-
-def _check_bias(bias: bool) -> None:
-  """Raises ``ValueError`` unless ``bias`` is a bool: 2 counted it twice."""
-  if not isinstance(bias, (bool, np.bool_)):
-    raise ValueError(f"bias must be a bool, got {bias!r}.")
 
 
 def _check_groups(groups: int, c_in: int, c_out: int) -> None:
@@ -287,7 +281,7 @@ def conv2d_flops(in_hw: IntOrPair, c_in: int, c_out: int, kernel: IntOrPair,
   (19360, 22720)
   """
   _check_groups(groups, c_in, c_out)
-  _check_bias(bias)
+  boolean(bias, "bias")  # 2 counted the bias twice.
   int_at_least(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
@@ -385,7 +379,7 @@ def conv_transpose2d_flops(in_hw: IntOrPair, c_in: int, c_out: int,
   11520
   """
   int_at_least(1, c_in=c_in, c_out=c_out)
-  _check_bias(bias)
+  boolean(bias, "bias")  # 2 counted the bias twice.
   int_at_least(0, batch=batch)
   in_hw, kernel, strides, dilation = _conv_geometry(in_hw, kernel, strides,
                                                    dilation, convention)
@@ -425,7 +419,7 @@ def dense_flops(in_features: int, out_features: int, *, batch: int = 1,
   """
   one_of(convention, CONVENTIONS, "convention")
   int_at_least(1, in_features=in_features, out_features=out_features)
-  _check_bias(bias)
+  boolean(bias, "bias")  # 2 counted the bias twice.
   int_at_least(0, batch=batch)
   if convention == "macs":
     return batch * in_features * out_features
@@ -453,7 +447,7 @@ def conv2d_params(c_in: int, c_out: int, kernel: IntOrPair, *, groups: int = 1,
   4608
   """
   _check_groups(groups, c_in, c_out)
-  _check_bias(bias)
+  boolean(bias, "bias")  # 2 counted the bias twice.
   kh, kw = int_pair(kernel, "kernel", minimum=1)
   return kh * kw * (c_in // groups) * c_out + (c_out if bias else 0)
 
